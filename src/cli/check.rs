@@ -1,0 +1,79 @@
+//! `zolder check`: load and validate the config, print every problem with file, key
+//! and hint. Exit 0 when usable (warnings allowed), 78 otherwise.
+
+use std::path::Path;
+
+use super::{EX_CONFIG, EX_OK};
+use crate::config::Config;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Print nothing when the config is fine.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+pub fn run(path: &Path, args: Args) -> anyhow::Result<i32> {
+    let cfg = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("error: {e}");
+            return Ok(EX_CONFIG);
+        }
+    };
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let problems = cfg.validate();
+    let mut errors = 0;
+    for p in &problems {
+        let top = p.key.split(['.', '[']).next().unwrap_or("");
+        let line = crate::config::find_key_line(&text, top)
+            .map(|l| format!(":{l}"))
+            .unwrap_or_default();
+        let what = if p.warning { "warning" } else { "error" };
+        if !p.warning {
+            errors += 1;
+        }
+        print!(
+            "{what}: {}{line}: key `{}`: {}",
+            path.display(),
+            p.key,
+            p.message
+        );
+        match &p.hint {
+            Some(h) => println!(" (hint: {h})"),
+            None => println!(),
+        }
+    }
+    if errors > 0 {
+        println!("{}: {errors} error(s)", path.display());
+        return Ok(EX_CONFIG);
+    }
+    if !args.quiet {
+        let l = &cfg.listen;
+        let listening: Vec<String> = [
+            ("imap", &l.imap),
+            ("imaps", &l.imaps),
+            ("pop3", &l.pop3),
+            ("pop3s", &l.pop3s),
+            ("submission", &l.submission),
+            ("smtp", &l.smtp),
+            ("status", &l.status),
+        ]
+        .iter()
+        .flat_map(|(n, v)| v.list().into_iter().map(move |a| format!("{n} {a}")))
+        .collect();
+        println!(
+            "{}: ok — {} user(s), {} account(s), data in {}, listening: {}",
+            path.display(),
+            cfg.users.len(),
+            cfg.accounts.len(),
+            cfg.data_dir.display(),
+            if listening.is_empty() {
+                "nothing".to_string()
+            } else {
+                listening.join(", ")
+            }
+        );
+    }
+    Ok(EX_OK)
+}

@@ -1,0 +1,603 @@
+//! The configuration: defaults → `zolder.toml` → `ZOLDER_*` environment (figment).
+//!
+//! Owns the shape of the config file (a contract: examples, tests and outside checks
+//! use these key names), where the file is found, path resolution against the file's
+//! folder, and `check`-style validation that names file, key and a hint. It does no
+//! network or database I/O. The fetchmailrc parser lives in [`fetchmailrc`].
+//!
+//! # Security
+//! A file holding a secret (inline password, `password_file`, a fetchmailrc) must not
+//! be group- or world-readable; [`check_secret_file`] refuses it and names the `chmod`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Serialize};
+
+pub mod account;
+pub mod fetchmailrc;
+pub mod scan;
+pub mod smarthost;
+
+pub use account::AccountConfig;
+pub use scan::ScanConfig;
+pub use smarthost::SmarthostConfig;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This machine's mail name: `Received:` headers, greetings, Message-IDs.
+    #[serde(default = "default_hostname")]
+    pub hostname: String,
+    /// Where the database, spools and queue live; relative = against the config's folder.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Domains whose mail is delivered here.
+    #[serde(default)]
+    pub local_domains: Vec<String>,
+    /// Networks that may relay without AUTH.
+    #[serde(default)]
+    pub lan_networks: Vec<ipnet::IpNet>,
+    /// Local user (or address) that gets mail for `postmaster`, bounces and notices.
+    #[serde(default = "default_postmaster")]
+    pub postmaster: String,
+    /// Accounts taken live from a fetchmailrc.
+    #[serde(default)]
+    pub fetchmailrc: Option<PathBuf>,
+    #[serde(default)]
+    pub listen: Listen,
+    #[serde(default)]
+    pub tls: TlsConfig,
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+    #[serde(default)]
+    pub aliases: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub accounts: Vec<AccountConfig>,
+    #[serde(default)]
+    pub smarthost: Option<SmarthostConfig>,
+    #[serde(default)]
+    pub scan: ScanConfig,
+    #[serde(default)]
+    pub limits: Limits,
+    /// Allow LOGIN/AUTH in plain text from `lan_networks` (not only over TLS/loopback).
+    #[serde(default)]
+    pub allow_plaintext_auth: bool,
+
+    /// The file this came from (not a key).
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+/// `[listen]`: each key is a `host:port` string or a list of them. Absent = off.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    #[serde(default)]
+    pub imap: OneOrMany,
+    #[serde(default)]
+    pub imaps: OneOrMany,
+    #[serde(default)]
+    pub pop3: OneOrMany,
+    #[serde(default)]
+    pub pop3s: OneOrMany,
+    #[serde(default)]
+    pub submission: OneOrMany,
+    #[serde(default)]
+    pub smtp: OneOrMany,
+    #[serde(default)]
+    pub status: OneOrMany,
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn list(&self) -> Vec<String> {
+        match self {
+            OneOrMany::None => vec![],
+            OneOrMany::One(s) if s.trim().is_empty() => vec![],
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.iter().filter(|s| !s.trim().is_empty()).cloned().collect(),
+        }
+    }
+}
+
+/// `[tls]`: the LAN certificate. Absent = a self-signed one under `data_dir/tls/`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// `[limits]`: bounds on network input.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Largest message accepted (bytes), over SMTP, APPEND and from the ISP.
+    #[serde(default = "default_message_size")]
+    pub message_size: u64,
+    /// Simultaneous connections per listener.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Simultaneous connections per client address.
+    #[serde(default = "default_max_per_ip")]
+    pub max_connections_per_ip: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            message_size: default_message_size(),
+            max_connections: default_max_connections(),
+            max_connections_per_ip: default_max_per_ip(),
+        }
+    }
+}
+
+/// Where a user's INBOX lives.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SpoolKind {
+    #[default]
+    Maildir,
+    Mbox,
+}
+
+/// `[[users]]`: a person who gets mail here.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    #[serde(default)]
+    pub spool: SpoolKind,
+    /// An argon2 PHC string; the alternative is `zolder user add` (hash in the database).
+    #[serde(default)]
+    pub password_hash: Option<String>,
+}
+
+fn default_hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/zolder")
+}
+fn default_postmaster() -> String {
+    "postmaster".to_string()
+}
+fn default_message_size() -> u64 {
+    50 * 1024 * 1024
+}
+fn default_max_connections() -> usize {
+    512
+}
+fn default_max_per_ip() -> usize {
+    64
+}
+
+/// An error loading the config: names the file, the key and, where we can find it, the line.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub key: Option<String>,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+        }
+        if let Some(k) = &self.key {
+            write!(f, ": key `{k}`")?;
+        }
+        write!(f, ": {}", self.message)?;
+        if let Some(h) = &self.hint {
+            write!(f, " (hint: {h})")?;
+        }
+        Ok(())
+    }
+}
+
+/// One problem found by [`Config::validate`].
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+    pub hint: Option<String>,
+    /// Warnings don't make `zolder check` fail.
+    pub warning: bool,
+}
+
+impl Problem {
+    pub fn error(key: impl Into<String>, message: impl Into<String>) -> Problem {
+        Problem {
+            key: key.into(),
+            message: message.into(),
+            hint: None,
+            warning: false,
+        }
+    }
+    pub fn warning(key: impl Into<String>, message: impl Into<String>) -> Problem {
+        Problem {
+            warning: true,
+            ..Problem::error(key, message)
+        }
+    }
+    pub fn hint(mut self, hint: impl Into<String>) -> Problem {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// Where the config file is: `--config`, else `$ZOLDER_CONFIG`, else `./zolder.toml`,
+/// else `/etc/zolder/zolder.toml`.
+pub fn locate(explicit: Option<&Path>) -> PathBuf {
+    if let Some(p) = explicit {
+        return p.to_path_buf();
+    }
+    if let Some(p) = std::env::var_os("ZOLDER_CONFIG").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let local = PathBuf::from("zolder.toml");
+    if local.exists() {
+        return local;
+    }
+    PathBuf::from("/etc/zolder/zolder.toml")
+}
+
+impl Config {
+    /// Loads `path`, then applies `ZOLDER_*` overrides, then resolves relative paths.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            line: None,
+            key: None,
+            message: format!("cannot read: {e}"),
+            hint: Some("give the config with --config FILE or $ZOLDER_CONFIG".into()),
+        })?;
+        Self::from_str_at(&text, path, true)
+    }
+
+    /// Parses config text as if read from `path` (for tests: `env` = apply ZOLDER_*).
+    pub fn from_str_at(text: &str, path: &Path, env: bool) -> Result<Config, ConfigError> {
+        let mut fig = Figment::new().merge(Toml::string(text));
+        if env {
+            fig = fig.merge(Env::prefixed("ZOLDER_").split("__").ignore(&["config"]));
+        }
+        let mut cfg: Config = fig.extract().map_err(|e| figment_error(e, text, path))?;
+        cfg.path = path.to_path_buf();
+        let base = path
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
+            .unwrap_or(Path::new("."));
+        let base = std::fs::canonicalize(base).unwrap_or_else(|_| base.to_path_buf());
+        cfg.data_dir = resolve_against(&base, &cfg.data_dir);
+        if let Some(f) = &cfg.fetchmailrc {
+            cfg.fetchmailrc = Some(resolve_against(&base, f));
+        }
+        if let Some(c) = &cfg.tls.cert {
+            cfg.tls.cert = Some(resolve_against(&base, c));
+        }
+        if let Some(k) = &cfg.tls.key {
+            cfg.tls.key = Some(resolve_against(&base, k));
+        }
+        for a in &mut cfg.accounts {
+            a.resolve_paths(&base);
+        }
+        if let Some(s) = &mut cfg.smarthost {
+            s.resolve_paths(&base);
+        }
+        Ok(cfg)
+    }
+
+    /// The folder relative paths in this config resolve against.
+    pub fn base_dir(&self) -> PathBuf {
+        self.path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("zolder.db")
+    }
+
+    pub fn user(&self, name: &str) -> Option<&UserConfig> {
+        self.users
+            .iter()
+            .find(|u| u.name.eq_ignore_ascii_case(name))
+    }
+
+    /// Is `domain` one of ours?
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        domain.is_empty()
+            || self
+                .local_domains
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(domain))
+            || domain.eq_ignore_ascii_case(&self.hostname)
+    }
+
+    /// Every problem in this config, each naming its key; `check` prints them.
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        if self.hostname.trim().is_empty() || self.hostname.contains(char::is_whitespace) {
+            out.push(
+                Problem::error("hostname", "not a host name")
+                    .hint("e.g. hostname = \"zolder.thuis\""),
+            );
+        }
+        for (i, d) in self.local_domains.iter().enumerate() {
+            if d.is_empty() || d.contains(['@', ' ']) {
+                out.push(Problem::error(
+                    format!("local_domains[{i}]"),
+                    format!("`{d}` is not a domain"),
+                ));
+            }
+        }
+        for (key, list) in [
+            ("listen.imap", &self.listen.imap),
+            ("listen.imaps", &self.listen.imaps),
+            ("listen.pop3", &self.listen.pop3),
+            ("listen.pop3s", &self.listen.pop3s),
+            ("listen.submission", &self.listen.submission),
+            ("listen.smtp", &self.listen.smtp),
+            ("listen.status", &self.listen.status),
+        ] {
+            for a in list.list() {
+                if a.parse::<std::net::SocketAddr>().is_err() {
+                    out.push(
+                        Problem::error(key, format!("`{a}` is not host:port"))
+                            .hint("write an IP address and a port, e.g. \"127.0.0.1:1143\""),
+                    );
+                }
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, u) in self.users.iter().enumerate() {
+            let key = format!("users[{i}]");
+            if !valid_user_name(&u.name) {
+                out.push(
+                    Problem::error(
+                        format!("{key}.name"),
+                        format!("`{}` is not a valid user name", u.name),
+                    )
+                    .hint("use letters, digits, '.', '-' and '_' only"),
+                );
+            }
+            if !seen.insert(u.name.to_ascii_lowercase()) {
+                out.push(Problem::error(
+                    format!("{key}.name"),
+                    format!("user `{}` is listed twice", u.name),
+                ));
+            }
+            for a in &u.addresses {
+                match crate::message::Address::parse(a) {
+                    Some(ad) if !ad.is_bare() => {}
+                    _ => out.push(Problem::error(
+                        format!("{key}.addresses"),
+                        format!("`{a}` is not an address"),
+                    )),
+                }
+            }
+            if let Some(h) = &u.password_hash {
+                if !h.starts_with("$argon2") {
+                    out.push(
+                        Problem::error(format!("{key}.password_hash"), "not an argon2 PHC string")
+                            .hint("make one with `zolder user hash`, or use `zolder user add`"),
+                    );
+                }
+            }
+        }
+        for (name, targets) in &self.aliases {
+            if targets.is_empty() {
+                out.push(Problem::error(
+                    format!("aliases.{name}"),
+                    "alias has no targets",
+                ));
+            }
+        }
+        if self.user(&self.postmaster).is_none()
+            && !self.aliases.contains_key(&self.postmaster)
+            && !self.postmaster.contains('@')
+        {
+            out.push(
+                Problem::warning(
+                    "postmaster",
+                    format!("`{}` is not a user or alias", self.postmaster),
+                )
+                .hint("name a [[users]] entry; bounces and notices go there"),
+            );
+        }
+        for (i, a) in self.accounts.iter().enumerate() {
+            out.extend(a.validate(&format!("accounts[{i}]"), self));
+        }
+        if let Some(s) = &self.smarthost {
+            out.extend(s.validate("smarthost"));
+        }
+        out.extend(self.scan.validate("scan"));
+        if let (Some(_), None) | (None, Some(_)) = (&self.tls.cert, &self.tls.key) {
+            out.push(Problem::error(
+                "tls",
+                "give both `cert` and `key`, or neither",
+            ));
+        }
+        out
+    }
+}
+
+/// User names become folder names: keep them boring.
+pub fn valid_user_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 64
+        && !n.starts_with('.')
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
+/// Resolves `p` against `base` unless absolute.
+pub fn resolve_against(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+/// Refuses a file holding secrets when group or others may read it (fetchmail does the
+/// same), naming the file and the `chmod` that fixes it.
+pub fn check_secret_file(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{}: holds a secret but is readable by group or others (mode {:o}); run `chmod 600 {}`",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Reads a secret file (first line, trailing newline removed) after the permission check.
+pub fn read_secret_file(path: &Path) -> Result<String, String> {
+    check_secret_file(path)?;
+    let s = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(s.lines().next().unwrap_or("").to_string())
+}
+
+/// Turns a figment error into one naming file, line and key, with a did-you-mean for
+/// unknown keys.
+fn figment_error(e: figment::Error, text: &str, path: &Path) -> ConfigError {
+    let key = if e.path.is_empty() {
+        None
+    } else {
+        Some(e.path.join("."))
+    };
+    let mut message = e.kind.to_string();
+    let mut hint = None;
+    let mut line = None;
+    if let figment::error::Kind::UnknownField(field, expected) = &e.kind {
+        message = format!("unknown key `{field}`");
+        if let Some(best) = expected
+            .iter()
+            .map(|c| (strsim::jaro_winkler(field, c), *c))
+            .filter(|(s, _)| *s > 0.7)
+            .max_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal))
+        {
+            hint = Some(format!("did you mean `{}`?", best.1));
+        } else if !expected.is_empty() {
+            hint = Some(format!("known keys here: {}", expected.join(", ")));
+        }
+        line = find_key_line(text, field);
+    } else if let Some(k) = e.path.last() {
+        line = find_key_line(text, k);
+    }
+    if matches!(e.metadata.as_ref().map(|m| m.name.as_ref()), Some(n) if n.contains("environment"))
+    {
+        message = format!("{message} (from a ZOLDER_* environment variable)");
+    }
+    // TOML syntax errors carry their own line/column in the message.
+    if line.is_none() {
+        if let Some(pos) = message.find("line ") {
+            line = message[pos + 5..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .and_then(|n| n.parse().ok());
+        }
+    }
+    ConfigError {
+        file: path.to_path_buf(),
+        line,
+        key,
+        message,
+        hint,
+    }
+}
+
+/// The first line where `key` is assigned or opens a table.
+pub fn find_key_line(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            let t = l.trim_start();
+            (t.starts_with(key) && t[key.len()..].trim_start().starts_with('='))
+                || t.starts_with(&format!("[{key}]"))
+                || t.starts_with(&format!("[[{key}]]"))
+                || t.starts_with(&format!("\"{key}\""))
+        })
+        .map(|i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Config, ConfigError> {
+        Config::from_str_at(s, Path::new("/tmp/z/zolder.toml"), false)
+    }
+
+    #[test]
+    fn minimal_and_paths() {
+        let c = parse("hostname = \"zolder.thuis\"\ndata_dir = \"data\"\n").unwrap();
+        assert!(c.data_dir.ends_with("z/data"), "{:?}", c.data_dir);
+        assert!(c.listen.imap.list().is_empty());
+    }
+
+    #[test]
+    fn unknown_key_did_you_mean() {
+        let e = parse("hostname = \"x\"\nlocal_domain = [\"a\"]\n").unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains("local_domain"), "{s}");
+        assert!(s.contains("did you mean `local_domains`"), "{s}");
+        assert_eq!(e.line, Some(2));
+    }
+
+    #[test]
+    fn listen_one_or_many() {
+        let c = parse(
+            "[listen]\nimap = \"127.0.0.1:1143\"\npop3 = [\"127.0.0.1:1110\", \"[::1]:1110\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.listen.imap.list(), vec!["127.0.0.1:1143"]);
+        assert_eq!(c.listen.pop3.list().len(), 2);
+        assert!(c.validate().iter().all(|p| p.key != "listen.pop3"));
+    }
+
+    #[test]
+    fn bad_listen_named() {
+        let c = parse("[listen]\nimap = \"localhost\"\n").unwrap();
+        assert!(c.validate().iter().any(|p| p.key == "listen.imap"));
+    }
+}

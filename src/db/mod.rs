@@ -1,0 +1,165 @@
+//! The only module that touches rusqlite: opening the database (WAL, busy timeout,
+//! `synchronous = FULL` so a commit is durable), applying `migrations/*.sql` in order
+//! (tracked by `PRAGMA user_version`), and one file of SQL per owner
+//! (`users.rs`, `spool.rs`, …).
+//!
+//! # Why FULL
+//! In WAL mode `synchronous = NORMAL` may lose the last commits on power loss; zolder
+//! promises that a committed index row is on disk before the ISP is told to delete, so
+//! every commit syncs the WAL. Group commit (many rows per transaction) keeps that cheap.
+
+use std::path::Path;
+use std::time::Duration;
+
+pub use rusqlite::Connection;
+pub use rusqlite::Error as SqlError;
+pub use rusqlite::{OptionalExtension, Transaction, params};
+
+pub mod users;
+
+/// Migrations, embedded at build time; index + 1 = the `user_version` after applying.
+pub const MIGRATIONS: &[(&str, &str)] =
+    &[("0001_init", include_str!("../../migrations/0001_init.sql"))];
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("database migration {name}: {source}")]
+    Migrate {
+        name: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(
+        "database {path} has schema version {found}, newer than this zolder knows ({known}); upgrade zolder"
+    )]
+    TooNew {
+        path: String,
+        found: i64,
+        known: i64,
+    },
+    #[error("database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T> = std::result::Result<T, DbError>;
+
+/// Opens (creating if needed) the database at `path` and brings its schema up to date.
+pub fn open(path: &Path) -> Result<Connection> {
+    if let Some(dir) = path.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| DbError::Other(format!("{}: {e}", dir.display())))?;
+        }
+    }
+    let ps = path.display().to_string();
+    let conn = Connection::open(path).map_err(|e| DbError::Open {
+        path: ps.clone(),
+        source: e,
+    })?;
+    configure(&conn).map_err(|e| DbError::Open {
+        path: ps.clone(),
+        source: e,
+    })?;
+    migrate(&conn, &ps)?;
+    Ok(conn)
+}
+
+/// An in-memory database with the full schema (tests).
+pub fn open_memory() -> Result<Connection> {
+    let conn = Connection::open_in_memory()?;
+    conn.execute_batch("PRAGMA foreign_keys = ON;")?;
+    migrate(&conn, ":memory:")?;
+    Ok(conn)
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+/// Applies every migration newer than `PRAGMA user_version`, each in its own
+/// transaction together with the version bump.
+pub fn migrate(conn: &Connection, path: &str) -> Result<()> {
+    let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if current > known {
+        return Err(DbError::TooNew {
+            path: path.to_string(),
+            found: current,
+            known,
+        });
+    }
+    for (i, (name, sql)) in MIGRATIONS.iter().enumerate() {
+        let version = i as i64 + 1;
+        if version <= current {
+            continue;
+        }
+        // IMMEDIATE: two processes starting at once must not both apply a migration.
+        let run = || -> rusqlite::Result<()> {
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+            let now: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            if now < version {
+                conn.execute_batch(sql)?;
+                conn.pragma_update(None, "user_version", version)?;
+            }
+            conn.execute_batch("COMMIT")
+        };
+        if let Err(e) = run() {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(DbError::Migrate {
+                name: name.to_string(),
+                source: e,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Records an event for `zolder status`.
+pub fn log_event(conn: &Connection, kind: &str, subject: &str, text: &str) -> Result<()> {
+    conn.execute(
+        "INSERT INTO events (time, kind, subject, text) VALUES (?1, ?2, ?3, ?4)",
+        params![now(), kind, subject, text],
+    )?;
+    Ok(())
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_twice_idempotently() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("z.db");
+        let c = open(&p).unwrap();
+        let v: i64 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS.len() as i64);
+        drop(c);
+        let c = open(&p).unwrap();
+        let mode: String = c
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+}

@@ -1,0 +1,1 @@
+//! imapd (to be built).

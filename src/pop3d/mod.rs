@@ -1,0 +1,1 @@
+//! pop3d (to be built).

@@ -1,0 +1,1 @@
+//! submit (to be built).
