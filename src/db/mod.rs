@@ -92,7 +92,7 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 /// transaction together with the version bump.
 pub fn migrate(conn: &Connection, path: &str) -> Result<()> {
     let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    let known = MIGRATIONS.len() as i64;
+    let known = MIGRATIONS.iter().map(|m| m.0).max().unwrap_or(0);
     if current > known {
         return Err(DbError::TooNew {
             path: path.to_string(),
@@ -100,8 +100,7 @@ pub fn migrate(conn: &Connection, path: &str) -> Result<()> {
             known,
         });
     }
-    for (i, (name, sql)) in MIGRATIONS.iter().enumerate() {
-        let version = i as i64 + 1;
+    for &(version, name, sql) in MIGRATIONS {
         if version <= current {
             continue;
         }
@@ -154,7 +153,7 @@ mod tests {
         let v: i64 = c
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(v, MIGRATIONS.len() as i64);
+        assert_eq!(v, MIGRATIONS.last().unwrap().0);
         drop(c);
         let c = open(&p).unwrap();
         let mode: String = c
