@@ -17,9 +17,17 @@ pub use rusqlite::{OptionalExtension, Transaction, params};
 
 pub mod users;
 
-/// Migrations, embedded at build time; index + 1 = the `user_version` after applying.
-pub const MIGRATIONS: &[(&str, &str)] =
-    &[("0001_init", include_str!("../../migrations/0001_init.sql"))];
+/// Migrations, embedded at build time: (number, name, SQL). `PRAGMA user_version` holds
+/// the highest number applied; keep this list sorted and never edit a released file.
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "0001_init",
+        include_str!("../../migrations/0001_init.sql"),
+    ),
+    // (2, "0002_spool", …), (3, "0003_fetch", …), (4, "0004_queue", …),
+    // (5, "0005_scan", …), (6, "0006_imapd", …): one per owner, added when needed.
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
