@@ -1,34 +1,31 @@
 -- zolder schema, part 3: fetch state toward the ISP accounts.
--- Shared by the fetchmailrc importer (seeding seen UIDLs from .fetchids) and the fetch
--- module (POP3 seen UIDLs, IMAP UIDVALIDITY/last UID, per-account poll status).
 -- A released migration is never edited; add a new file instead.
 
--- Messages already fetched (or, after an import, already fetched by fetchmail) and left
--- on the server. POP3: folder = '' and uid = the UIDL. Committed per message, in the
--- same transaction as the delivery, so a crash never forgets a delivered message.
+-- Messages already fetched and durably delivered, per account and folder.
+-- POP3: folder = '' and uid = the UIDL. IMAP: uid = '<uidvalidity>:<uid>'.
 CREATE TABLE fetch_seen (
-    account  TEXT NOT NULL,
-    folder   TEXT NOT NULL,
-    uid      TEXT NOT NULL,
-    seen_at  INTEGER,                   -- unix seconds (delete_after_days counts from here)
+    account       TEXT NOT NULL,
+    folder        TEXT NOT NULL,
+    uid           TEXT NOT NULL,
+    seen_at       INTEGER NOT NULL,     -- unix seconds
     PRIMARY KEY (account, folder, uid)
-);
+) WITHOUT ROWID;
 
--- IMAP: per account and folder, the UIDVALIDITY we know and the highest UID fetched.
+-- IMAP: per folder, the UIDVALIDITY and the highest UID fetched under it.
 CREATE TABLE fetch_state (
-    account      TEXT NOT NULL,
-    folder       TEXT NOT NULL,
-    uidvalidity  INTEGER,
-    last_uid     INTEGER,
+    account       TEXT NOT NULL,
+    folder        TEXT NOT NULL,
+    uidvalidity   INTEGER NOT NULL,
+    last_uid      INTEGER NOT NULL,
     PRIMARY KEY (account, folder)
-);
+) WITHOUT ROWID;
 
--- What `zolder status` shows per account.
+-- The last poll of each account, for `zolder status`.
 CREATE TABLE fetch_status (
-    account     TEXT PRIMARY KEY,
-    last_poll   INTEGER,                -- unix seconds
-    result      TEXT,                   -- 'ok', 'tempfail', 'error', …
-    fetched     INTEGER,                -- messages fetched in the last poll
-    next_poll   INTEGER,                -- unix seconds
-    last_error  TEXT
+    account       TEXT PRIMARY KEY,
+    last_poll     INTEGER,              -- unix seconds
+    result        TEXT,                 -- 'ok', 'tempfail', 'permfail', 'running'
+    fetched       INTEGER NOT NULL DEFAULT 0,
+    next_poll     INTEGER,              -- unix seconds
+    last_error    TEXT
 );
