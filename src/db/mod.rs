@@ -67,11 +67,11 @@ pub type Result<T> = std::result::Result<T, DbError>;
 
 /// Opens (creating if needed) the database at `path` and brings its schema up to date.
 pub fn open(path: &Path) -> Result<Connection> {
-    if let Some(dir) = path.parent() {
-        if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| DbError::Other(format!("{}: {e}", dir.display())))?;
-        }
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| DbError::Other(format!("{}: {e}", dir.display())))?;
     }
     let ps = path.display().to_string();
     let conn = Connection::open(path).map_err(|e| DbError::Open {

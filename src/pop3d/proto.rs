@@ -150,10 +150,10 @@ pub fn encode_multiline(msg: &[u8], top: Option<u32>, out: &mut Vec<u8>) {
         };
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if in_body {
-            if let Some(n) = top {
-                if body_lines >= n {
-                    break;
-                }
+            if let Some(n) = top
+                && body_lines >= n
+            {
+                break;
             }
             body_lines += 1;
         }

@@ -168,13 +168,12 @@ async fn session(shared: Arc<Shared>, stream: Stream, peer: SocketAddr) -> std::
                         .filter(|(_, d)| **d)
                         .map(|(e, _)| e.uid)
                         .collect();
-                    if !uids.is_empty() {
-                        if let Err(e) = shared.store.delete(user, &uids).await {
-                            warn!(%user, error = %e, "QUIT: could not delete");
-                            line(&mut io, "-ERR [SYS/TEMP] some deleted messages not removed")
-                                .await?;
-                            return Ok(());
-                        }
+                    if !uids.is_empty()
+                        && let Err(e) = shared.store.delete(user, &uids).await
+                    {
+                        warn!(%user, error = %e, "QUIT: could not delete");
+                        line(&mut io, "-ERR [SYS/TEMP] some deleted messages not removed").await?;
+                        return Ok(());
                     }
                     info!(%user, deleted = uids.len(), "logout");
                 }
