@@ -28,6 +28,10 @@ pub enum Frame {
     TooBig { tag: Option<String>, fatal: bool },
 }
 
+/// A line longer than the framer's bound.
+#[derive(Debug, PartialEq, Eq)]
+pub struct LineTooLong;
+
 /// The incremental command framer.
 #[derive(Debug)]
 pub struct Framer {
@@ -77,12 +81,12 @@ impl Framer {
     }
 
     /// One raw line (AUTHENTICATE responses, IDLE's DONE), without its CRLF.
-    /// `Err(())` when the line is longer than `max_line`.
-    pub fn take_line(&mut self) -> Result<Option<Vec<u8>>, ()> {
+    /// `Err(LineTooLong)` when the line is longer than `max_line`.
+    pub fn take_line(&mut self) -> Result<Option<Vec<u8>>, LineTooLong> {
         match memchr(b'\n', &self.buf) {
             Some(i) => {
                 if i > self.max_line {
-                    return Err(());
+                    return Err(LineTooLong);
                 }
                 let mut line: Vec<u8> = self.buf.drain(..=i).collect();
                 line.pop();
@@ -93,7 +97,7 @@ impl Framer {
                 self.reclaim();
                 Ok(Some(line))
             }
-            None if self.buf.len() > self.max_line => Err(()),
+            None if self.buf.len() > self.max_line => Err(LineTooLong),
             None => Ok(None),
         }
     }

@@ -589,7 +589,7 @@ impl<'a> Cursor<'a> {
             self.expect(b')')?;
             self.sp()?;
         }
-        let item = self.take_while(|b| is_atom_char(b));
+        let item = self.take_while(is_atom_char);
         let item = String::from_utf8_lossy(item).to_ascii_uppercase();
         let (mode, rest) = match item.as_bytes().first() {
             Some(b'+') => (StoreMode::Add, &item[1..]),

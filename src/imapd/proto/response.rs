@@ -5,7 +5,7 @@
 /// Appends `s` as a quoted string when that is safe (7-bit, no CR/LF/NUL, short),
 /// otherwise as a literal.
 pub fn string(out: &mut Vec<u8>, s: &[u8]) {
-    let quotable = s.len() <= 1024 && s.iter().all(|&b| b >= 0x20 && b < 0x7f || b == b'\t');
+    let quotable = s.len() <= 1024 && s.iter().all(|&b| (0x20..0x7f).contains(&b) || b == b'\t');
     if quotable {
         out.push(b'"');
         for &b in s {
