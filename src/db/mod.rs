@@ -13,8 +13,9 @@ use std::time::Duration;
 
 pub use rusqlite::Connection;
 pub use rusqlite::Error as SqlError;
-pub use rusqlite::{OptionalExtension, Transaction, params};
+pub use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
+pub mod spool;
 pub mod users;
 
 /// Migrations, embedded at build time: (number, name, SQL). `PRAGMA user_version` holds
@@ -25,7 +26,12 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0001_init",
         include_str!("../../migrations/0001_init.sql"),
     ),
-    // (2, "0002_spool", …), (3, "0003_fetch", …), (4, "0004_queue", …),
+    (
+        2,
+        "0002_spool",
+        include_str!("../../migrations/0002_spool.sql"),
+    ),
+    // (3, "0003_fetch", …), (4, "0004_queue", …),
     // (5, "0005_scan", …), (6, "0006_imapd", …): one per owner, added when needed.
 ];
 
