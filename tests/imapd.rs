@@ -125,7 +125,10 @@ fn message(subject: &str, body: &str) -> String {
 
 async fn append(raw: &mut Raw, mailbox: &str, msg: &str) -> String {
     let r = raw
-        .cmd("AP", &format!("APPEND {mailbox} {{{}+}}\r\n{msg}", msg.len()))
+        .cmd(
+            "AP",
+            &format!("APPEND {mailbox} {{{}+}}\r\n{msg}", msg.len()),
+        )
         .await;
     assert!(last(&r).starts_with("AP OK [APPENDUID "), "{r:?}");
     last(&r).to_string()
@@ -137,15 +140,32 @@ async fn async_imap_client_session() {
     let tcp = TcpStream::connect(srv.addr).await.unwrap();
     let mut client = async_imap::Client::new(tcp);
     client.read_response().await.unwrap().unwrap();
-    let mut s = client.login("bouke", PASSWORD).await.map_err(|e| e.0).unwrap();
+    let mut s = client
+        .login("bouke", PASSWORD)
+        .await
+        .map_err(|e| e.0)
+        .unwrap();
 
     let caps = s.capabilities().await.unwrap();
-    for c in ["IDLE", "UIDPLUS", "MOVE", "NAMESPACE", "LITERAL+", "SPECIAL-USE", "CONDSTORE"] {
+    for c in [
+        "IDLE",
+        "UIDPLUS",
+        "MOVE",
+        "NAMESPACE",
+        "LITERAL+",
+        "SPECIAL-USE",
+        "CONDSTORE",
+    ] {
         assert!(caps.has_str(c), "missing {c}");
     }
-    s.append("INBOX", Some("(\\Flagged)"), None, message("een", "Hallo daar"))
-        .await
-        .unwrap();
+    s.append(
+        "INBOX",
+        Some("(\\Flagged)"),
+        None,
+        message("een", "Hallo daar"),
+    )
+    .await
+    .unwrap();
     s.append("INBOX", None, None, message("twee", "Tweede bericht"))
         .await
         .unwrap();
@@ -212,7 +232,10 @@ async fn async_imap_client_session() {
 async fn literal_split_pipelining_and_bad_syntax() {
     let srv = start().await;
     let (mut c, greeting) = Raw::connect(srv.addr).await;
-    assert!(greeting.starts_with("* OK [CAPABILITY IMAP4rev1"), "{greeting}");
+    assert!(
+        greeting.starts_with("* OK [CAPABILITY IMAP4rev1"),
+        "{greeting}"
+    );
     // A synchronising literal: the server asks for it, the bytes come in pieces.
     c.send("a1 LOGIN {5}\r\n").await;
     assert!(c.line().await.starts_with("+ "));
@@ -249,7 +272,7 @@ async fn literal_split_pipelining_and_bad_syntax() {
     let r3 = c.until("p3").await;
     assert_eq!(
         r3[0],
-        "* 1 FETCH (UID 1 BODY[HEADER.FIELDS (SUBJECT)] {17}\r\nSubject: pijp\r\n\r\n)"
+        "* 1 FETCH (UID 1 BODY[HEADER.FIELDS (SUBJECT)] {17}\r\nSubject: pijp\r\n\r\n FLAGS (\\Seen))"
     );
     let r4 = c.until("p4").await;
     assert_eq!(r4, vec!["p4 OK NOOP completed".to_string()]);
@@ -274,17 +297,25 @@ async fn fetch_sections_flags_and_seen() {
                 Content-Transfer-Encoding: base64\r\n\r\nAAEC\r\n--XX--\r\n";
     append(&mut c, "INBOX", mime).await;
     let r = c.cmd("s", "SELECT INBOX").await;
-    assert!(r.iter().any(|l| l == "* OK [UNSEEN 1] First unseen."), "{r:?}");
+    assert!(
+        r.iter().any(|l| l == "* OK [UNSEEN 1] First unseen."),
+        "{r:?}"
+    );
     let r = c.cmd("f1", "FETCH 1 (BODYSTRUCTURE)").await;
     assert_eq!(
         r[0],
         "* 1 FETCH (BODYSTRUCTURE ((\"TEXT\" \"PLAIN\" (\"charset\" \"utf-8\") NIL NIL \"7BIT\" 8 1 NIL NIL NIL NIL)\
 (\"APPLICATION\" \"OCTET-STREAM\" (\"name\" \"x.bin\") NIL NIL \"BASE64\" 4 NIL NIL NIL NIL) \"MIXED\" (\"boundary\" \"XX\") NIL NIL NIL))"
     );
-    let r = c.cmd("f2", "FETCH 1 (BODY.PEEK[1] BODY.PEEK[2.MIME] BODY.PEEK[]<0.6>)").await;
+    let r = c
+        .cmd(
+            "f2",
+            "FETCH 1 (BODY.PEEK[1] BODY.PEEK[2.MIME] BODY.PEEK[]<0.6>)",
+        )
+        .await;
     assert_eq!(
         r[0],
-        "* 1 FETCH (BODY[1] {8}\r\npart one BODY[2.MIME] {79}\r\nContent-Type: application/octet-stream; name=\"x.bin\"\r\n\
+        "* 1 FETCH (BODY[1] {8}\r\npart one BODY[2.MIME] {91}\r\nContent-Type: application/octet-stream; name=\"x.bin\"\r\n\
 Content-Transfer-Encoding: base64\r\n\r\n BODY[]<0> {6}\r\nFrom: )"
     );
     let r = c.cmd("f3", "FETCH 1 FLAGS").await;
@@ -294,11 +325,14 @@ Content-Transfer-Encoding: base64\r\n\r\n BODY[]<0> {6}\r\nFrom: )"
     let r = c.cmd("f5", "UID STORE 1 -FLAGS.SILENT (\\Seen)").await;
     assert_eq!(r, vec!["f5 OK Store completed".to_string()]);
     let r = c.cmd("f6", "STORE 1 +FLAGS ($Label1 \\Answered)").await;
-    assert_eq!(r[0], "* 1 FETCH (FLAGS (\\Answered $Label1) UID 1)");
+    assert_eq!(r[0], "* 1 FETCH (FLAGS ($Label1 \\Answered) UID 1)");
     let r = c.cmd("f7", "FETCH 2 FLAGS").await;
     assert!(last(&r).starts_with("f7 BAD"), "{r:?}");
     let r = c.cmd("f8", "UID FETCH 5:* (FLAGS)").await;
-    assert_eq!(r[0], "* 1 FETCH (UID 1 FLAGS (\\Answered $Label1))", "5:* includes the highest UID");
+    assert_eq!(
+        r[0], "* 1 FETCH (UID 1 FLAGS ($Label1 \\Answered))",
+        "5:* includes the highest UID"
+    );
     srv.running.shutdown().await;
 }
 
@@ -309,7 +343,10 @@ async fn thunderbird_startup_sequence() {
     let srv = start().await;
     let (mut c, _) = Raw::connect(srv.addr).await;
     let r = c.cmd("1", "capability").await;
-    assert!(r[0].contains("AUTH=PLAIN") && r[0].contains(" ID "), "{r:?}");
+    assert!(
+        r[0].contains("AUTH=PLAIN") && r[0].contains(" ID "),
+        "{r:?}"
+    );
     c.send("2 authenticate PLAIN\r\n").await;
     assert_eq!(c.line().await, "+ ");
     let cred = base64::engine::general_purpose::STANDARD.encode(format!("\0bouke\0{PASSWORD}"));
@@ -317,12 +354,17 @@ async fn thunderbird_startup_sequence() {
     let r = c.until("2").await;
     assert!(last(&r).starts_with("2 OK [CAPABILITY IMAP4rev1"), "{r:?}");
     let r = c
-        .cmd("3", "ID (\"name\" \"Thunderbird\" \"version\" \"115.10.0\")")
+        .cmd(
+            "3",
+            "ID (\"name\" \"Thunderbird\" \"version\" \"115.10.0\")",
+        )
         .await;
     assert!(r[0].starts_with("* ID (\"name\" \"zolder\""), "{r:?}");
     let r = c.cmd("4", "namespace").await;
     assert_eq!(r[0], "* NAMESPACE ((\"\" \".\")) NIL NIL");
-    let r = c.cmd("5", "list (SUBSCRIBED) \"\" \"*\" RETURN (SPECIAL-USE)").await;
+    let r = c
+        .cmd("5", "list (SUBSCRIBED) \"\" \"*\" RETURN (SPECIAL-USE)")
+        .await;
     assert!(
         r.iter()
             .any(|l| l == "* LIST (\\HasNoChildren \\Sent \\Subscribed) \".\" \"Sent\""),
@@ -367,19 +409,36 @@ async fn apple_mail_startup_sequence() {
     assert_eq!(r[0], "* ENABLED CONDSTORE");
     append(&mut c, "INBOX", &message("apple", "body")).await;
     let r = c
-        .cmd("5.1", "LIST \"\" \"*\" RETURN (STATUS (MESSAGES UNSEEN UIDNEXT HIGHESTMODSEQ))")
+        .cmd(
+            "5.1",
+            "LIST \"\" \"*\" RETURN (STATUS (MESSAGES UNSEEN UIDNEXT HIGHESTMODSEQ))",
+        )
         .await;
     assert!(
-        r.iter().any(|l| l.starts_with("* STATUS \"INBOX\" (MESSAGES 1 UNSEEN 1 UIDNEXT 2 HIGHESTMODSEQ ")),
+        r.iter()
+            .any(|l| l
+                .starts_with("* STATUS \"INBOX\" (MESSAGES 1 UNSEEN 1 UIDNEXT 2 HIGHESTMODSEQ ")),
         "{r:?}"
     );
     let r = c.cmd("6.1", "SELECT INBOX (CONDSTORE)").await;
-    assert!(r.iter().any(|l| l.starts_with("* OK [HIGHESTMODSEQ ")), "{r:?}");
-    let r = c.cmd("7.1", "UID FETCH 1:* (FLAGS MODSEQ) (CHANGEDSINCE 1)").await;
-    assert!(r[0].starts_with("* 1 FETCH (UID 1 FLAGS () MODSEQ ("), "{r:?}");
-    let r = c.cmd("8.1", "UID SEARCH RETURN (ALL COUNT) UNDELETED").await;
+    assert!(
+        r.iter().any(|l| l.starts_with("* OK [HIGHESTMODSEQ ")),
+        "{r:?}"
+    );
+    let r = c
+        .cmd("7.1", "UID FETCH 1:* (FLAGS MODSEQ) (CHANGEDSINCE 1)")
+        .await;
+    assert!(
+        r[0].starts_with("* 1 FETCH (UID 1 FLAGS () MODSEQ ("),
+        "{r:?}"
+    );
+    let r = c
+        .cmd("8.1", "UID SEARCH RETURN (ALL COUNT) UNDELETED")
+        .await;
     assert_eq!(r[0], "* ESEARCH (TAG \"8.1\") UID ALL 1 COUNT 1");
-    let r = c.cmd("9.1", "UID STORE 1 (UNCHANGEDSINCE 1) +FLAGS (\\Seen)").await;
+    let r = c
+        .cmd("9.1", "UID STORE 1 (UNCHANGEDSINCE 1) +FLAGS (\\Seen)")
+        .await;
     assert_eq!(last(&r), "9.1 OK [MODIFIED 1] Conditional store failed");
     srv.running.shutdown().await;
 }
@@ -474,8 +533,15 @@ async fn mailbox_management() {
     let r = c.cmd("c3", "CREATE &ANw-berweisung").await;
     assert!(last(&r).starts_with("c3 OK"));
     let r = c.cmd("l1", "LIST \"\" %").await;
-    assert!(r.contains(&"* LIST (\\HasNoChildren) \".\" \"&ANw-berweisung\"".to_string()), "{r:?}");
-    assert!(r.iter().any(|l| l.contains("HasChildren") && l.ends_with("\"Werk\"")), "{r:?}");
+    assert!(
+        r.contains(&"* LIST (\\HasNoChildren) \".\" \"&ANw-berweisung\"".to_string()),
+        "{r:?}"
+    );
+    assert!(
+        r.iter()
+            .any(|l| l.contains("HasChildren") && l.ends_with("\"Werk\"")),
+        "{r:?}"
+    );
     let r = c.cmd("l2", "LIST \"\" Werk.*").await;
     assert_eq!(r[0], "* LIST (\\HasNoChildren) \".\" \"Werk.2025\"");
     let r = c.cmd("r1", "RENAME Werk.2025 Werk.2026").await;
@@ -500,7 +566,10 @@ async fn mailbox_management() {
     let r = c.cmd("e1", "EXAMINE INBOX").await;
     assert!(last(&r).starts_with("e1 OK [READ-ONLY]"));
     let r = c.cmd("e2", "STORE 1:* +FLAGS (\\Seen)").await;
-    assert!(last(&r).starts_with("e2 BAD") || last(&r).starts_with("e2 NO"), "{r:?}");
+    assert!(
+        last(&r).starts_with("e2 BAD") || last(&r).starts_with("e2 NO"),
+        "{r:?}"
+    );
     srv.running.shutdown().await;
 }
 
@@ -512,7 +581,10 @@ async fn plaintext_login_refused_off_loopback_rules() {
     let (mut c, greeting) = Raw::connect(srv.addr).await;
     assert!(greeting.contains("AUTH=PLAIN"), "{greeting}");
     let r = c.cmd("x", "LOGIN bouke wrong").await;
-    assert_eq!(last(&r), "x NO [AUTHENTICATIONFAILED] Authentication failed.");
+    assert_eq!(
+        last(&r),
+        "x NO [AUTHENTICATIONFAILED] Authentication failed."
+    );
     let r = c.cmd("y", "SELECT INBOX").await;
     assert!(last(&r).starts_with("y BAD"), "{r:?}");
     srv.running.shutdown().await;

@@ -16,6 +16,7 @@ mod op;
 pub mod proto;
 pub mod server;
 pub mod session;
+pub mod store;
 pub mod view;
 
 pub use op::check_password;

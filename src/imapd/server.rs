@@ -80,7 +80,9 @@ pub async fn start(
                 let shared = shared.clone();
                 async move {
                     let stream = if implicit_tls {
-                        let Some(acc) = shared.tls.clone() else { return };
+                        let Some(acc) = shared.tls.clone() else {
+                            return;
+                        };
                         match Stream::Plain(sock).accept_tls(&acc).await {
                             Ok(s) => s,
                             Err(e) => {

@@ -79,9 +79,7 @@ pub fn allowed(state: &State, cmd: &Command) -> bool {
                     | Enable(_)
             )
         }
-        State::Selected(_) => {
-            !matches!(cmd, StartTls | Authenticate { .. } | Login { .. })
-        }
+        State::Selected(_) => !matches!(cmd, StartTls | Authenticate { .. } | Login { .. }),
         State::Logout => false,
     }
 }

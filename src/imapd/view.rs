@@ -168,6 +168,45 @@ impl std::fmt::Write for Bytes<'_> {
     }
 }
 
+/// A sequence number beyond the mailbox (RFC 3501 §9: invalid message set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidSet;
+
+impl View {
+    /// The indices a sequence set names: by UID, or by sequence number. `Err` when a
+    /// sequence number is beyond the mailbox (RFC 3501 §9: invalid message set).
+    pub fn select(&self, set: &super::proto::SeqSet, uid: bool) -> Result<Vec<usize>, InvalidSet> {
+        if uid {
+            let max = self.max_uid();
+            let mut out = Vec::new();
+            for (a, b) in set.ranges(max) {
+                // Binary search the first UID >= a, then walk.
+                let start = self.msgs.partition_point(|m| m.uid < a);
+                for (i, m) in self.msgs[start..].iter().enumerate() {
+                    if m.uid > b {
+                        break;
+                    }
+                    out.push(start + i);
+                }
+            }
+            out.sort_unstable();
+            out.dedup();
+            return Ok(out);
+        }
+        let n = self.msgs.len() as u32;
+        let mut out = Vec::new();
+        for (a, b) in set.ranges(n) {
+            if b > n || a == 0 {
+                return Err(InvalidSet);
+            }
+            out.extend((a - 1..b).map(|i| i as usize));
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,7 +260,14 @@ mod tests {
         assert_eq!(v.index_of(5), Some(2));
         // Own change already applied: no echo.
         out.clear();
-        v.apply(st(9), vec![meta(2, 9, "\\Seen \\Flagged")], vec![], true, true, &mut out);
+        v.apply(
+            st(9),
+            vec![meta(2, 9, "\\Seen \\Flagged")],
+            vec![],
+            true,
+            true,
+            &mut out,
+        );
         assert!(out.is_empty());
         assert_eq!(v.state.highestmodseq, 9);
     }
@@ -241,40 +287,5 @@ mod tests {
             "* 5 EXPUNGE\r\n* 3 EXPUNGE\r\n* 2 EXPUNGE\r\n"
         );
         assert_eq!(v.msgs.iter().map(|m| m.uid).collect::<Vec<_>>(), vec![1, 4]);
-    }
-}
-
-impl View {
-    /// The indices a sequence set names: by UID, or by sequence number. `Err` when a
-    /// sequence number is beyond the mailbox (RFC 3501 §9: invalid message set).
-    pub fn select(&self, set: &super::proto::SeqSet, uid: bool) -> Result<Vec<usize>, ()> {
-        if uid {
-            let max = self.max_uid();
-            let mut out = Vec::new();
-            for (a, b) in set.ranges(max) {
-                // Binary search the first UID >= a, then walk.
-                let start = self.msgs.partition_point(|m| m.uid < a);
-                for (i, m) in self.msgs[start..].iter().enumerate() {
-                    if m.uid > b {
-                        break;
-                    }
-                    out.push(start + i);
-                }
-            }
-            out.sort_unstable();
-            out.dedup();
-            return Ok(out);
-        }
-        let n = self.msgs.len() as u32;
-        let mut out = Vec::new();
-        for (a, b) in set.ranges(n) {
-            if b > n || a == 0 {
-                return Err(());
-            }
-            out.extend((a - 1..b).map(|i| i as usize));
-        }
-        out.sort_unstable();
-        out.dedup();
-        Ok(out)
     }
 }

@@ -39,8 +39,10 @@ impl Session {
         initial: Option<String>,
     ) -> Result<Reply, Fatal> {
         if !self.auth_allowed() {
-            return Ok(Reply::no("Plaintext authentication disallowed on non-secure connections")
-                .code("PRIVACYREQUIRED"));
+            return Ok(
+                Reply::no("Plaintext authentication disallowed on non-secure connections")
+                    .code("PRIVACYREQUIRED"),
+            );
         }
         let enc = base64::engine::general_purpose::STANDARD;
         let cancelled = || Reply::bad("Authentication cancelled");
@@ -65,8 +67,9 @@ impl Session {
                 };
                 let user = String::from_utf8_lossy(user).into_owned();
                 if !authz.is_empty() && authz != user.as_bytes() {
-                    return Ok(Reply::no("Proxy authentication not supported")
-                        .code("AUTHORIZATIONFAILED"));
+                    return Ok(
+                        Reply::no("Proxy authentication not supported").code("AUTHORIZATIONFAILED")
+                    );
                 }
                 let pass = String::from_utf8_lossy(pass).into_owned();
                 self.authenticate_user(user, pass).await

@@ -18,7 +18,10 @@ impl Session {
                 .collect();
             if !deleted.is_empty() {
                 let user = self.user();
-                if let Err(e) = self.blocking(move |b| b.expunge(&user, &id, &deleted)).await {
+                if let Err(e) = self
+                    .blocking(move |b| b.expunge(&user, &id, &deleted))
+                    .await
+                {
                     return self.store_no(e);
                 }
             }

@@ -27,7 +27,10 @@ impl Session {
             return Reply::ok("Expunge completed");
         }
         let user = self.user();
-        let removed = match self.blocking(move |b| b.expunge(&user, &id, &targets)).await {
+        let removed = match self
+            .blocking(move |b| b.expunge(&user, &id, &targets))
+            .await
+        {
             Ok(r) => r,
             Err(e) => return self.store_no(e),
         };

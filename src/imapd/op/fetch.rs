@@ -35,7 +35,9 @@ fn section_name(s: &Section) -> String {
             let mut names = Vec::new();
             for x in n {
                 let mut b = Vec::new();
-                if x.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_') {
+                if x.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+                {
                     b.extend_from_slice(x.as_bytes());
                 } else {
                     response::string(&mut b, x.as_bytes());
@@ -51,7 +53,10 @@ fn section_name(s: &Section) -> String {
 fn needs_bytes(a: &FetchAttr) -> bool {
     matches!(
         a,
-        FetchAttr::Envelope | FetchAttr::BodyStructure | FetchAttr::Body | FetchAttr::Section { .. }
+        FetchAttr::Envelope
+            | FetchAttr::BodyStructure
+            | FetchAttr::Body
+            | FetchAttr::Section { .. }
     )
 }
 
@@ -169,7 +174,9 @@ impl Session {
             attrs.insert(0, FetchAttr::Uid);
         }
         let Ok(mut idx) = v.select(&set, uid) else {
-            return Ok(Reply::bad("Error in IMAP command FETCH: Invalid messageset"));
+            return Ok(Reply::bad(
+                "Error in IMAP command FETCH: Invalid messageset",
+            ));
         };
         if let Some(cs) = changed_since {
             idx.retain(|&i| v.msgs[i].modseq > cs);
@@ -226,7 +233,9 @@ impl Session {
                 let uids: Vec<u32> = msgs.iter().map(|(_, m)| m.uid).collect();
                 let (u2, id2) = (user.clone(), id.clone());
                 match self
-                    .blocking(move |b| Ok(uids.iter().map(|&u| b.read(&u2, &id2, u).ok()).collect()))
+                    .blocking(move |b| {
+                        Ok(uids.iter().map(|&u| b.read(&u2, &id2, u).ok()).collect())
+                    })
                     .await
                 {
                     Ok(x) => x,
@@ -250,7 +259,9 @@ impl Session {
             }
         }
         if expunged_meanwhile {
-            return Ok(Reply::no("Some messages were expunged before they could be read"));
+            return Ok(Reply::no(
+                "Some messages were expunged before they could be read",
+            ));
         }
         Ok(Reply::ok("Fetch completed"))
     }

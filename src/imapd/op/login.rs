@@ -30,10 +30,16 @@ pub fn check_password(cfg: &Config, user: &str, password: &str) -> Option<String
 }
 
 impl Session {
-    pub(crate) async fn op_login(&mut self, user: String, password: String) -> Result<Reply, Fatal> {
+    pub(crate) async fn op_login(
+        &mut self,
+        user: String,
+        password: String,
+    ) -> Result<Reply, Fatal> {
         if !self.auth_allowed() {
-            return Ok(Reply::no("Plaintext authentication disallowed on non-secure connections")
-                .code("PRIVACYREQUIRED"));
+            return Ok(
+                Reply::no("Plaintext authentication disallowed on non-secure connections")
+                    .code("PRIVACYREQUIRED"),
+            );
         }
         self.authenticate_user(user, password).await
     }

@@ -11,7 +11,6 @@ use crate::imapd::proto::{SeqSet, StoreMode, seq};
 use crate::imapd::session::{Fatal, Reply, Session};
 use crate::imapd::view::{Bytes, write_flags};
 
-
 impl Session {
     pub(crate) async fn op_store(
         &mut self,
@@ -32,7 +31,9 @@ impl Session {
             return Ok(Reply::no("Mailbox is read-only").code("READ-ONLY"));
         }
         let Ok(idx) = v.select(&set, uid) else {
-            return Ok(Reply::bad("Error in IMAP command STORE: Invalid messageset"));
+            return Ok(Reply::bad(
+                "Error in IMAP command STORE: Invalid messageset",
+            ));
         };
         let id = v.name.clone();
         let targets: Vec<u32> = idx.iter().map(|&i| v.msgs[i].uid).collect();
@@ -84,9 +85,8 @@ impl Session {
         }
         if !modified.is_empty() {
             modified.sort_unstable();
-            return Ok(
-                Reply::ok("Conditional store failed").code(format!("MODIFIED {}", seq::compact(&modified)))
-            );
+            return Ok(Reply::ok("Conditional store failed")
+                .code(format!("MODIFIED {}", seq::compact(&modified))));
         }
         Ok(Reply::ok("Store completed"))
     }

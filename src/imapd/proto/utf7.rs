@@ -3,7 +3,7 @@
 
 use base64::Engine;
 use base64::alphabet::Alphabet;
-use base64::engine::{GeneralPurpose, GeneralPurposeConfig, DecodePaddingMode};
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
 fn engine() -> GeneralPurpose {
     // RFC 3501: base64 with ',' for '/', no padding.
