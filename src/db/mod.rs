@@ -15,6 +15,7 @@ pub use rusqlite::Connection;
 pub use rusqlite::Error as SqlError;
 pub use rusqlite::{OptionalExtension, Transaction, params};
 
+pub mod quarantine;
 pub mod users;
 
 /// Migrations, embedded at build time: (number, name, SQL). `PRAGMA user_version` holds
@@ -27,6 +28,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     // (2, "0002_spool", …), (3, "0003_fetch", …), (4, "0004_queue", …),
     // (5, "0005_scan", …), (6, "0006_imapd", …): one per owner, added when needed.
+    (
+        5,
+        "0005_scan",
+        include_str!("../../migrations/0005_scan.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
