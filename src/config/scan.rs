@@ -198,26 +198,26 @@ impl ScanConfig {
                 );
             }
         }
-        if let Some(c) = &self.clamd {
-            if !(c.starts_with("unix:") || c.starts_with("tcp:")) {
-                out.push(
-                    Problem::error(format!("{key}.clamd"), format!("`{c}`"))
-                        .hint("\"unix:/run/clamav/clamd.ctl\" or \"tcp:127.0.0.1:3310\""),
-                );
-            }
+        if let Some(c) = &self.clamd
+            && !(c.starts_with("unix:") || c.starts_with("tcp:"))
+        {
+            out.push(
+                Problem::error(format!("{key}.clamd"), format!("`{c}`"))
+                    .hint("\"unix:/run/clamav/clamd.ctl\" or \"tcp:127.0.0.1:3310\""),
+            );
         }
-        if let Some(r) = &self.rspamd {
-            if !r.starts_with("http://") {
-                out.push(
-                    Problem::error(format!("{key}.rspamd"), format!("`{r}`"))
-                        .hint("\"http://127.0.0.1:11333\" (plain HTTP on loopback)"),
-                );
-            }
+        if let Some(r) = &self.rspamd
+            && !r.starts_with("http://")
+        {
+            out.push(
+                Problem::error(format!("{key}.rspamd"), format!("`{r}`"))
+                    .hint("\"http://127.0.0.1:11333\" (plain HTTP on loopback)"),
+            );
         }
-        if let Some(c) = &self.command {
-            if c.is_empty() {
-                out.push(Problem::error(format!("{key}.command"), "empty command"));
-            }
+        if let Some(c) = &self.command
+            && c.is_empty()
+        {
+            out.push(Problem::error(format!("{key}.command"), "empty command"));
         }
         for f in &self.fail_open {
             if !SCANNERS.contains(&f.as_str()) {

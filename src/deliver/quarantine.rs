@@ -107,14 +107,14 @@ impl Quarantine {
         notice: &NoticeSettings,
     ) -> Result<Held> {
         let key = msg.envelope.idempotency_key.as_deref();
-        if let Some(k) = key {
-            if let Some(id) = qdb::find_by_key(conn, k)? {
-                return Ok(Held {
-                    id,
-                    new: false,
-                    notices: vec![],
-                });
-            }
+        if let Some(k) = key
+            && let Some(id) = qdb::find_by_key(conn, k)?
+        {
+            return Ok(Held {
+                id,
+                new: false,
+                notices: vec![],
+            });
         }
         let file = self.write_durably(&msg.message.bytes)?;
         let parsed = MessageParser::default().parse_headers(&msg.message.bytes);

@@ -207,13 +207,14 @@ impl SieveEngine {
         };
         let (mtime, len) = (meta.modified().ok(), meta.len());
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = cache.get(path) {
-            if c.mtime == mtime && c.len == len {
-                return match &c.script {
-                    Ok(s) => Loaded::Script(s.clone()),
-                    Err(e) => Loaded::Broken(e.clone()),
-                };
-            }
+        if let Some(c) = cache.get(path)
+            && c.mtime == mtime
+            && c.len == len
+        {
+            return match &c.script {
+                Ok(s) => Loaded::Script(s.clone()),
+                Err(e) => Loaded::Broken(e.clone()),
+            };
         }
         let script = match std::fs::read(path) {
             Ok(bytes) => self

@@ -151,10 +151,10 @@ impl Banned {
                     None => r,
                 });
             }
-            if let Some(n) = name {
-                if let Some(r) = self.check_name(n) {
-                    return Some(r);
-                }
+            if let Some(n) = name
+                && let Some(r) = self.check_name(n)
+            {
+                return Some(r);
             }
             match &part.body {
                 PartType::Message(inner) if depth < MAX_MESSAGE_DEPTH => {
@@ -167,10 +167,10 @@ impl Banned {
                     if is_pe_executable(b) {
                         return Some(format!("{label:?}: Windows executable by content"));
                     }
-                    if is_zip(b) {
-                        if let Some(r) = self.scan_zip(b, label, 0, budget) {
-                            return Some(r);
-                        }
+                    if is_zip(b)
+                        && let Some(r) = self.scan_zip(b, label, 0, budget)
+                    {
+                        return Some(r);
                     }
                 }
                 _ => {}
@@ -207,12 +207,10 @@ impl Banned {
                     .take(MAX_INNER_ZIP)
                     .read_to_end(&mut inner)
                     .is_ok()
-                {
-                    if let Some(r) =
+                    && let Some(r) =
                         self.scan_zip(&inner, &format!("{label}/{mname}"), depth + 1, budget)
-                    {
-                        return Some(r);
-                    }
+                {
+                    return Some(r);
                 }
             } else if !nested {
                 let mut head = [0u8; 512];
@@ -253,7 +251,7 @@ pub fn is_pe_executable(b: &[u8]) -> bool {
     // When the PE header lies beyond what we have (a member's first 512 bytes), the MZ
     // stub with a plausible offset is enough.
     if off + 4 > b.len() {
-        return off < 64 * 1024 && off >= 0x40;
+        return (0x40..64 * 1024).contains(&off);
     }
     &b[off..off + 4] == b"PE\0\0"
 }

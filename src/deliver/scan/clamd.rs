@@ -106,10 +106,10 @@ impl Clamd {
                 break;
             }
         }
-        if write_err.is_none() {
-            if let Err(e) = s.write_all(&[0, 0, 0, 0]).await {
-                write_err = Some(e);
-            }
+        if write_err.is_none()
+            && let Err(e) = s.write_all(&[0, 0, 0, 0]).await
+        {
+            write_err = Some(e);
         }
         let _ = s.flush().await;
         match read_reply(&mut s).await {

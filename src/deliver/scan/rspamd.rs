@@ -137,10 +137,10 @@ pub fn parse_json(body: &[u8]) -> Result<RspamdReply, String> {
                 }
                 _ => None,
             };
-            if let Some(value) = value {
-                if valid_header_name(name) {
-                    add_headers.push((name.clone(), one_line(&value)));
-                }
+            if let Some(value) = value
+                && valid_header_name(name)
+            {
+                add_headers.push((name.clone(), one_line(&value)));
             }
         }
     }
