@@ -13,10 +13,11 @@ use std::time::Duration;
 
 pub use rusqlite::Connection;
 pub use rusqlite::Error as SqlError;
-pub use rusqlite::{OptionalExtension, Transaction, params};
+pub use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
 pub mod fetchids;
 pub mod quarantine;
+pub mod spool;
 pub mod users;
 
 /// Migrations, embedded at build time: (number, name, SQL). `PRAGMA user_version` holds
@@ -28,11 +29,16 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0001_init.sql"),
     ),
     (
+        2,
+        "0002_spool",
+        include_str!("../../migrations/0002_spool.sql"),
+    ),
+    (
         3,
         "0003_fetch",
         include_str!("../../migrations/0003_fetch.sql"),
     ),
-    // (2, "0002_spool", …), (4, "0004_queue", …),
+    // (4, "0004_queue", …),
     // (5, "0005_scan", …), (6, "0006_imapd", …): one per owner, added when needed.
     (
         5,
