@@ -190,26 +190,26 @@ impl AccountConfig {
         if secrets == 0 {
             out.push(
                 Problem::error(
-                    format!("{key}"),
+                    key.to_string(),
                     format!("account `{}` has no credentials", self.name),
                 )
                 .hint("set password_file = \"secrets/NAME\" (mode 600)"),
             );
         } else if secrets > 1 {
             out.push(Problem::error(
-                format!("{key}"),
+                key.to_string(),
                 "give only one of password, password_file, password_command, oauth2",
             ));
         }
-        if self.password.is_some() {
-            if let Err(e) = super::check_secret_file(&cfg.path) {
-                out.push(Problem::error(format!("{key}.password"), e));
-            }
+        if self.password.is_some()
+            && let Err(e) = super::check_secret_file(&cfg.path)
+        {
+            out.push(Problem::error(format!("{key}.password"), e));
         }
-        if let Some(p) = &self.password_file {
-            if let Err(e) = super::check_secret_file(p) {
-                out.push(Problem::error(format!("{key}.password_file"), e));
-            }
+        if let Some(p) = &self.password_file
+            && let Err(e) = super::check_secret_file(p)
+        {
+            out.push(Problem::error(format!("{key}.password_file"), e));
         }
         if self.deliver_to.is_empty() && self.multidrop.is_none() {
             out.push(
@@ -225,19 +225,18 @@ impl AccountConfig {
                 ));
             }
         }
-        if let Some(s) = &self.schedule {
-            if s != "manual" {
-                if let Err(e) = s.parse::<cron::Schedule>() {
-                    out.push(
-                        Problem::error(format!("{key}.schedule"), format!("`{s}`: {e}"))
-                            .hint("six fields with seconds, e.g. \"0 0 * * * *\" for hourly"),
-                    );
-                }
-            }
+        if let Some(s) = &self.schedule
+            && s != "manual"
+            && let Err(e) = s.parse::<cron::Schedule>()
+        {
+            out.push(
+                Problem::error(format!("{key}.schedule"), format!("`{s}`: {e}"))
+                    .hint("six fields with seconds, e.g. \"0 0 * * * *\" for hourly"),
+            );
         }
         if self.schedule.is_some() && self.interval.is_some() {
             out.push(Problem::error(
-                format!("{key}"),
+                key.to_string(),
                 "give `schedule` or `interval`, not both",
             ));
         }

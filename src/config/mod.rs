@@ -417,13 +417,13 @@ impl Config {
                     )),
                 }
             }
-            if let Some(h) = &u.password_hash {
-                if !h.starts_with("$argon2") {
-                    out.push(
-                        Problem::error(format!("{key}.password_hash"), "not an argon2 PHC string")
-                            .hint("make one with `zolder user hash`, or use `zolder user add`"),
-                    );
-                }
+            if let Some(h) = &u.password_hash
+                && !h.starts_with("$argon2")
+            {
+                out.push(
+                    Problem::error(format!("{key}.password_hash"), "not an argon2 PHC string")
+                        .hint("make one with `zolder user hash`, or use `zolder user add`"),
+                );
             }
         }
         for (name, targets) in &self.aliases {
@@ -539,13 +539,13 @@ fn figment_error(e: figment::Error, text: &str, path: &Path) -> ConfigError {
         message = format!("{message} (from a ZOLDER_* environment variable)");
     }
     // TOML syntax errors carry their own line/column in the message.
-    if line.is_none() {
-        if let Some(pos) = message.find("line ") {
-            line = message[pos + 5..]
-                .split(|c: char| !c.is_ascii_digit())
-                .next()
-                .and_then(|n| n.parse().ok());
-        }
+    if line.is_none()
+        && let Some(pos) = message.find("line ")
+    {
+        line = message[pos + 5..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|n| n.parse().ok());
     }
     ConfigError {
         file: path.to_path_buf(),

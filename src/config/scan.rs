@@ -76,18 +76,18 @@ impl ScanConfig {
                 );
             }
         }
-        if let Some(c) = &self.clamd {
-            if !(c.starts_with("unix:") || c.starts_with("tcp:")) {
-                out.push(
-                    Problem::error(format!("{key}.clamd"), format!("`{c}`"))
-                        .hint("\"unix:/run/clamav/clamd.ctl\" or \"tcp:127.0.0.1:3310\""),
-                );
-            }
+        if let Some(c) = &self.clamd
+            && !(c.starts_with("unix:") || c.starts_with("tcp:"))
+        {
+            out.push(
+                Problem::error(format!("{key}.clamd"), format!("`{c}`"))
+                    .hint("\"unix:/run/clamav/clamd.ctl\" or \"tcp:127.0.0.1:3310\""),
+            );
         }
-        if let Some(c) = &self.command {
-            if c.is_empty() {
-                out.push(Problem::error(format!("{key}.command"), "empty command"));
-            }
+        if let Some(c) = &self.command
+            && c.is_empty()
+        {
+            out.push(Problem::error(format!("{key}.command"), "empty command"));
         }
         out
     }
