@@ -128,7 +128,6 @@ struct ClamdGuard {
 impl ClamdGuard {
     fn start() -> Option<ClamdGuard> {
         if !have("clamd") {
-            println!("skipped: clamd not installed");
             return None;
         }
         let Some(script_dir) = interop_dir() else {
@@ -347,7 +346,6 @@ struct SpamdGuard {
 impl SpamdGuard {
     async fn start() -> Option<SpamdGuard> {
         if !have("spamd") {
-            println!("skipped: spamd not installed");
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
@@ -487,7 +485,6 @@ fn corpus_message(i: usize, words: &[&str], subject: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bogofilter_learns_from_the_training_queue_and_classifies() {
     if !have("bogofilter") {
-        println!("skipped: bogofilter not installed");
         return;
     }
     let data = tempfile::tempdir().unwrap();
