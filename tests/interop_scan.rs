@@ -518,7 +518,10 @@ async fn bogofilter_learns_from_the_training_queue_and_classifies() {
         )
         .unwrap();
     }
-    let load = |_: &str, mbox: &str, uid: u32| store.get(&(mbox.to_string(), uid)).cloned();
+    let load = |_user: String, mbox: String, uid: u32| {
+        let found = store.get(&(mbox, uid)).cloned();
+        async move { found }
+    };
     let stats = train_pending(&conn, &bogo, 100, load).await.unwrap();
     assert_eq!(stats.trained, 40, "{stats:?}");
     assert!(bogo.trained());
