@@ -93,7 +93,11 @@ fn write_maildir_message(dir: &Path, name: &str, subject: &str) {
 fn count_files(dir: &Path) -> usize {
     ["cur", "new"]
         .iter()
-        .map(|s| std::fs::read_dir(dir.join(s)).map(|d| d.count()).unwrap_or(0))
+        .map(|s| {
+            std::fs::read_dir(dir.join(s))
+                .map(|d| d.count())
+                .unwrap_or(0)
+        })
         .sum()
 }
 
@@ -174,11 +178,77 @@ async fn mbsync_two_way_then_nothing_to_do() {
     );
     assert!(out.status.success(), "mbsync 3: {text}");
     assert_eq!(count_files(&inbox), 3, "{text}");
-    for verb in ["uploading", "downloading", "expunging", "adding", "propagating"] {
+    for verb in [
+        "uploading",
+        "downloading",
+        "expunging",
+        "adding",
+        "propagating",
+    ] {
         assert!(
             !text.to_lowercase().contains(&format!("{verb} message")),
             "third run did work ({verb}): {text}"
         );
     }
+    srv.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mutt_reads_and_moves_a_message() {
+    if !have("mutt") || !have("script") {
+        println!("skipped: mutt (or script) not installed");
+        return;
+    }
+    let srv = start().await;
+    let cfg = Config::load(&srv.dir.path().join("zolder.toml")).unwrap();
+    let spool = zolder::spool::Spool::open(&cfg).unwrap();
+    let s2 = spool.clone();
+    tokio::task::spawn_blocking(move || {
+        s2.append(
+            "bouke",
+            "INBOX",
+            b"From: oma@example.nl\r\nSubject: voor mutt\r\n\r\nLees mij.\r\n".to_vec(),
+            &zolder::spool::Flags::new(),
+            None,
+        )
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    let url = format!("imap://bouke:{PASSWORD}@127.0.0.1:{}/", srv.addr.port());
+    let rc = srv.dir.path().join("muttrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "set folder=\"{url}\"\nset spoolfile=\"+INBOX\"\nset ssl_starttls=no\n\
+             set ssl_force_tls=no\nset confirmappend=no\nset confirmcreate=no\nset move=no\n\
+             set delete=yes\nset quit=yes\nset pager_stop=yes\nset wait_key=no\n\
+             set header_cache=\"\"\nset message_cachedir=\"\"\n"
+        ),
+    )
+    .unwrap();
+    // mutt wants a terminal; `script` gives it one. The keys: open the message (it
+    // becomes \Seen), leave the pager, save it to Trash, sync (expunge), quit.
+    let mut cmd = Command::new("script");
+    cmd.arg("-qec")
+        .arg(format!(
+            "mutt -n -F {} -f {url}INBOX -e 'push <display-message><exit><save-message>=Trash<enter><sync-mailbox><quit>'",
+            rc.display()
+        ))
+        .arg("/dev/null")
+        .env("TERM", "vt100");
+    let out = run(cmd).await;
+    assert!(out.status.success(), "mutt failed");
+    let st = tokio::task::spawn_blocking(move || {
+        (
+            spool.select("bouke", "INBOX").unwrap(),
+            spool.select("bouke", "Trash").unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(st.0.messages.len(), 0, "moved out of INBOX");
+    assert_eq!(st.1.messages.len(), 1, "into Trash");
+    assert!(st.1.messages[0].flags.contains("\\Seen"), "read by mutt");
     srv.running.shutdown().await;
 }

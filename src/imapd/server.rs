@@ -101,7 +101,10 @@ pub async fn start(
                         user = tracing::field::Empty,
                         mailbox = tracing::field::Empty
                     );
-                    Session::new(stream, peer, shared).run().instrument(span).await;
+                    Session::new(stream, peer, shared)
+                        .run()
+                        .instrument(span)
+                        .await;
                 }
             }));
         }
