@@ -94,15 +94,15 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<i32> {
         }
     };
     for t in &targets {
-        if let route::Target::Local { user, .. } = t {
-            if let Err(e) = spool.prepare_user(user) {
-                eprintln!("zolder deliver: {user}: {e}");
-                return Ok(if e.is_cant_create() {
-                    EX_CANTCREAT
-                } else {
-                    EX_TEMPFAIL
-                });
-            }
+        if let route::Target::Local { user, .. } = t
+            && let Err(e) = spool.prepare_user(user)
+        {
+            eprintln!("zolder deliver: {user}: {e}");
+            return Ok(if e.is_cant_create() {
+                EX_CANTCREAT
+            } else {
+                EX_TEMPFAIL
+            });
         }
     }
 

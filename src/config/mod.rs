@@ -441,6 +441,7 @@ impl Config {
         for (i, a) in self.accounts.iter().enumerate() {
             out.extend(a.validate(&format!("accounts[{i}]"), self));
         }
+        out.extend(fetchmailrc::load::problems(self));
         if let Some(s) = &self.smarthost {
             out.extend(s.validate("smarthost"));
         }

@@ -16,6 +16,7 @@ pub use rusqlite::Error as SqlError;
 pub use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
 pub mod fetchids;
+pub mod quarantine;
 pub mod spool;
 pub mod users;
 
@@ -39,6 +40,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     // (4, "0004_queue", …),
     // (5, "0005_scan", …), (6, "0006_imapd", …): one per owner, added when needed.
+    (
+        5,
+        "0005_scan",
+        include_str!("../../migrations/0005_scan.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

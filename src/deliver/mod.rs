@@ -39,7 +39,10 @@ use crate::message::{Deliver, DeliveryReport, Generated, Incoming, RcptOutcome};
 use crate::spool::{self, Flags, Spool, StoreOutcome, StoreRequest};
 
 pub mod hooks;
+pub mod quarantine;
 pub mod route;
+pub mod scan;
+pub mod sieve;
 pub mod trace;
 
 pub use hooks::{
@@ -92,6 +95,9 @@ struct Prepared {
     all: Option<RcptOutcome>,
     scan: ScanOutcome,
 }
+
+/// Per message: its slots, and per recipient the slots it maps to or its outcome.
+type Plan = (Vec<Slot>, Vec<Result<Vec<usize>, RcptOutcome>>);
 
 /// One user's copy of one message.
 struct Slot {
@@ -177,7 +183,7 @@ impl LocalDelivery {
         let mut reqs: Vec<StoreRequest> = Vec::new();
         // Per message: its slots, and for each recipient the slots it maps to (or an
         // outcome decided already).
-        let mut plans: Vec<(Vec<Slot>, Vec<Result<Vec<usize>, RcptOutcome>>)> = Vec::new();
+        let mut plans: Vec<Plan> = Vec::new();
 
         for p in &batch {
             let span = info_span!("deliver", id = %p.id, message_id = p.facts.message_id.as_deref().unwrap_or(""));
