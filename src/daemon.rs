@@ -38,7 +38,77 @@ pub struct Context {
 pub struct Running {
     pub ctx: Context,
     pub addrs: BTreeMap<&'static str, Vec<SocketAddr>>,
+    /// The outgoing queue (tests enqueue and flush through it).
+    pub queue: Option<crate::queue::Queue>,
     tasks: TaskTracker,
+}
+
+/// What `start_with` lets a caller (tests, or a future composition) supply instead of
+/// the defaults: the local delivery pipeline, the clock the queue uses, and the
+/// content check the SMTP server runs before answering DATA.
+#[derive(Default, Clone)]
+pub struct Hooks {
+    pub local: Option<Arc<dyn crate::message::Deliver>>,
+    pub clock: Option<crate::queue::Clock>,
+    pub data_check: Option<Arc<dyn crate::submit::DataCheck>>,
+}
+
+/// Wraps a `Deliver` so that mail a delivery generates (vacation replies, redirects,
+/// notices) is queued — whoever called the delivery (style.md: delivery never queues
+/// on its own). The generated list is handed on emptied: it has been taken care of.
+pub struct EnqueueGenerated {
+    pub inner: Arc<dyn crate::message::Deliver>,
+    pub queue: crate::queue::Queue,
+}
+
+#[async_trait::async_trait]
+impl crate::message::Deliver for EnqueueGenerated {
+    async fn deliver_batch(
+        &self,
+        msgs: Vec<crate::message::Incoming>,
+    ) -> Vec<crate::message::DeliveryReport> {
+        let mut reports = self.inner.deliver_batch(msgs).await;
+        for r in &mut reports {
+            for g in std::mem::take(&mut r.generated) {
+                let reason = g.reason.clone();
+                let m = crate::queue::NewMessage::new(
+                    g.sender,
+                    g.recipients,
+                    g.bytes,
+                    &format!("generated:{reason}"),
+                );
+                if let Err(e) = self.queue.enqueue(m).await {
+                    error!(%reason, error = %e, "cannot queue mail generated during delivery");
+                }
+            }
+        }
+        reports
+    }
+}
+
+/// The local delivery pipeline, once `deliver` provides one; until then local
+/// recipients wait in the queue (and `zolder queue` shows them waiting).
+fn local_pipeline(_ctx: &Context) -> Option<Arc<dyn crate::message::Deliver>> {
+    None
+}
+
+/// Takes `queue/runner.lock` for as long as the returned guard lives: one queue
+/// runner per data_dir (the daemon, or `zolder flush` when no daemon runs).
+pub fn runner_lock(data_dir: &std::path::Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    let p = data_dir.join("queue").join("runner.lock");
+    std::fs::create_dir_all(data_dir.join("queue"))?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+        anyhow::anyhow!(
+            "{}: {e}: another zolder is already running this queue",
+            p.display()
+        )
+    })
 }
 
 impl Running {
@@ -65,6 +135,15 @@ impl Running {
 
 /// Builds and starts every configured service.
 pub async fn start(cfg: Config, config_path: PathBuf) -> anyhow::Result<Running> {
+    start_with(cfg, config_path, Hooks::default()).await
+}
+
+/// [`start`] with some parts supplied by the caller.
+pub async fn start_with(
+    cfg: Config,
+    config_path: PathBuf,
+    hooks: Hooks,
+) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| anyhow::anyhow!("{}: {e}", cfg.data_dir.display()))?;
     // Opening applies migrations once, before any service races to do it.
@@ -83,13 +162,96 @@ pub async fn start(cfg: Config, config_path: PathBuf) -> anyhow::Result<Running>
         local_delivery,
     };
     let tasks = TaskTracker::new();
-    let addrs: BTreeMap<&'static str, Vec<SocketAddr>> = BTreeMap::new();
+    let mut addrs: BTreeMap<&'static str, Vec<SocketAddr>> = BTreeMap::new();
 
     // Services register below, each binding its listeners into `addrs` and spawning
     // its loop on `tasks` (imapd, pop3d, submit, fetch scheduler, queue runner, status).
 
+    // Outgoing: the queue and its runner (local pipeline + smarthost relay), the
+    // maildrop pickup, the control socket (`zolder flush`), the SMTP listeners.
+    let queue = {
+        let data_dir = ctx.config.data_dir.clone();
+        let clock = hooks
+            .clock
+            .clone()
+            .unwrap_or_else(crate::queue::system_clock);
+        let queue = crate::queue::Queue::open(ctx.config.clone(), clock)?;
+        let lock = runner_lock(&data_dir)?;
+        crate::queue::maildrop::create(&data_dir).map_err(|e| {
+            anyhow::anyhow!("{}: {e}", crate::queue::maildrop::dir(&data_dir).display())
+        })?;
+        let relay: Option<Arc<dyn crate::message::Deliver>> =
+            crate::relay::Relay::new(&ctx.config)?.map(|r| Arc::new(r) as _);
+        let local = hooks
+            .local
+            .clone()
+            .or_else(|| local_pipeline(&ctx))
+            .map(|inner| {
+                Arc::new(EnqueueGenerated {
+                    inner,
+                    queue: queue.clone(),
+                }) as Arc<dyn crate::message::Deliver>
+            });
+        if local.is_none() {
+            warn!("no local delivery pipeline yet: local recipients wait in the queue");
+        }
+        let mut runner = crate::queue::Runner::new(queue.clone(), local, relay)?;
+        runner.recover()?;
+        let sd = ctx.shutdown.clone();
+        tasks.spawn(async move {
+            let _lock = lock;
+            runner.run(sd).await
+        });
+        let poke = Arc::new(tokio::sync::Notify::new());
+        tasks.spawn(crate::queue::maildrop::run(
+            queue.clone(),
+            poke.clone(),
+            ctx.shutdown.clone(),
+        ));
+        let ctl = crate::queue::control::bind(&data_dir)?;
+        tasks.spawn(crate::queue::control::serve(
+            ctl,
+            queue.clone(),
+            poke,
+            ctx.shutdown.clone(),
+        ));
+
+        let listeners = crate::submit::server::bind(&ctx.config).await?;
+        if !listeners.is_empty() {
+            let tls = match crate::net::tls::acceptor(&ctx.config) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    warn!(error = %e, "no TLS for SMTP: STARTTLS and AUTH (except from loopback) are off");
+                    None
+                }
+            };
+            let shared = crate::submit::session::Shared {
+                cfg: ctx.config.clone(),
+                queue: queue.clone(),
+                tls,
+                delays: Arc::new(crate::auth::FailureDelays::new()),
+                check: hooks.data_check.clone(),
+            };
+            for (service, l) in listeners {
+                addrs.entry(service).or_default().push(l.local_addr());
+                tasks.spawn(crate::submit::server::serve(
+                    service,
+                    l,
+                    shared.clone(),
+                    ctx.shutdown.clone(),
+                ));
+            }
+        }
+        queue
+    };
+
     info!(data_dir = %ctx.config.data_dir.display(), "zolder running");
-    Ok(Running { ctx, addrs, tasks })
+    Ok(Running {
+        ctx,
+        addrs,
+        queue: Some(queue),
+        tasks,
+    })
 }
 
 /// `zolder serve`: start, then wait for signals.

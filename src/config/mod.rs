@@ -19,10 +19,12 @@ use serde::{Deserialize, Serialize};
 
 pub mod account;
 pub mod fetchmailrc;
+pub mod queue;
 pub mod scan;
 pub mod smarthost;
 
 pub use account::AccountConfig;
+pub use queue::{QueueConfig, SubmitConfig};
 pub use scan::ScanConfig;
 pub use smarthost::SmarthostConfig;
 
@@ -64,6 +66,12 @@ pub struct Config {
     pub scan: ScanConfig,
     #[serde(default)]
     pub limits: Limits,
+    /// `[queue]`: retry schedule, lifetime, delay warnings of the outgoing queue.
+    #[serde(default)]
+    pub queue: QueueConfig,
+    /// `[submit]`: the LAN SMTP server's policy.
+    #[serde(default)]
+    pub submit: SubmitConfig,
     /// Allow LOGIN/AUTH in plain text from `lan_networks` (not only over TLS/loopback).
     #[serde(default)]
     pub allow_plaintext_auth: bool,
@@ -446,6 +454,7 @@ impl Config {
             out.extend(s.validate("smarthost"));
         }
         out.extend(self.scan.validate("scan"));
+        out.extend(self.queue.validate("queue"));
         if let (Some(_), None) | (None, Some(_)) = (&self.tls.cert, &self.tls.key) {
             out.push(Problem::error(
                 "tls",

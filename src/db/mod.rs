@@ -17,6 +17,7 @@ pub use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
 pub mod fetchids;
 pub mod quarantine;
+pub mod queue;
 pub mod spool;
 pub mod users;
 
@@ -38,7 +39,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0003_fetch",
         include_str!("../../migrations/0003_fetch.sql"),
     ),
-    // (4, "0004_queue", …),
+    (
+        4,
+        "0004_queue",
+        include_str!("../../migrations/0004_queue.sql"),
+    ),
     // (5, "0005_scan", …), (6, "0006_imapd", …): one per owner, added when needed.
     (
         5,
