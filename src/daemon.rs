@@ -167,6 +167,24 @@ pub async fn start_with(
     // Services register below, each binding its listeners into `addrs` and spawning
     // its loop on `tasks` (imapd, pop3d, submit, fetch scheduler, queue runner, status).
 
+    // One mail store for the whole process, so a change made by one service (a
+    // delivery, an IMAP session) wakes the others at once.
+    let spool = crate::spool::Spool::open(&ctx.config)?;
+
+    // imapd: `[listen] imap` (STARTTLS) and `imaps`.
+    let imap_backend: Arc<dyn crate::imapd::backend::Backend> =
+        Arc::new(crate::imapd::store::SpoolBackend::new(spool.clone()));
+    for (name, bound) in crate::imapd::server::start(
+        ctx.config.clone(),
+        imap_backend,
+        ctx.shutdown.clone(),
+        &tasks,
+    )
+    .await?
+    {
+        addrs.insert(name, bound);
+    }
+
     // Outgoing: the queue and its runner (local pipeline + smarthost relay), the
     // maildrop pickup, the control socket (`zolder flush`), the SMTP listeners.
     let queue = {
