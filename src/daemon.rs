@@ -27,6 +27,10 @@ pub struct Context {
     pub config: Arc<Config>,
     pub config_path: PathBuf,
     pub shutdown: CancellationToken,
+    /// The mail store (imapd, pop3d read it; delivery writes it).
+    pub spool: crate::spool::Spool,
+    /// The local delivery pipeline: the `Deliver` fetch and the queue hand local mail to.
+    pub local_delivery: Arc<crate::deliver::LocalDelivery>,
 }
 
 /// A started daemon: its bound addresses per service ("imap", "pop3", "submission", …)
@@ -144,10 +148,18 @@ pub async fn start_with(
         .map_err(|e| anyhow::anyhow!("{}: {e}", cfg.data_dir.display()))?;
     // Opening applies migrations once, before any service races to do it.
     drop(crate::db::open(&cfg.db_path())?);
+    let config = Arc::new(cfg);
+    let spool = crate::spool::Spool::open(&config)?;
+    let local_delivery = Arc::new(crate::deliver::LocalDelivery::new(
+        config.clone(),
+        spool.clone(),
+    ));
     let ctx = Context {
-        config: Arc::new(cfg),
+        config,
         config_path,
         shutdown: CancellationToken::new(),
+        spool,
+        local_delivery,
     };
     let tasks = TaskTracker::new();
     let mut addrs: BTreeMap<&'static str, Vec<SocketAddr>> = BTreeMap::new();
