@@ -640,7 +640,10 @@ async fn starttls_and_implicit_tls() {
     let mut s = BufReader::new(tls);
     s.get_mut().write_all(b"t2 CAPABILITY\r\n").await.unwrap();
     let r = tls_lines(&mut s, "t2").await;
-    assert!(!r[0].contains("STARTTLS") && r[0].contains("AUTH=PLAIN"), "{r:?}");
+    assert!(
+        !r[0].contains("STARTTLS") && r[0].contains("AUTH=PLAIN"),
+        "{r:?}"
+    );
     assert!(!r.iter().any(|l| l.starts_with("t9")), "{r:?}");
     s.get_mut()
         .write_all(format!("t3 LOGIN bouke {PASSWORD}\r\n").as_bytes())
@@ -660,7 +663,10 @@ async fn starttls_and_implicit_tls() {
     let mut s = BufReader::new(tls);
     let mut greeting = String::new();
     s.read_line(&mut greeting).await.unwrap();
-    assert!(greeting.starts_with("* OK [CAPABILITY IMAP4rev1"), "{greeting}");
+    assert!(
+        greeting.starts_with("* OK [CAPABILITY IMAP4rev1"),
+        "{greeting}"
+    );
     assert!(!greeting.contains("STARTTLS"), "{greeting}");
     s.get_mut()
         .write_all(format!("i1 LOGIN bouke {PASSWORD}\r\ni2 SELECT INBOX\r\n").as_bytes())
