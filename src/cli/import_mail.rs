@@ -66,7 +66,12 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<i32> {
         .canonical_user(&args.user)
         .unwrap_or(&args.user)
         .to_string();
-    let top = match args.folder.as_deref().map(spool::normalize_name).transpose() {
+    let top = match args
+        .folder
+        .as_deref()
+        .map(spool::normalize_name)
+        .transpose()
+    {
         Ok(f) => f.unwrap_or_else(|| spool::INBOX.to_string()),
         Err(e) => {
             eprintln!("zolder import-mail: --folder: {e}");
