@@ -625,7 +625,7 @@ impl Spool {
             }
         }
         if !missing.is_empty() {
-            let tx = write_tx(&mut *conn)?;
+            let tx = write_tx(&mut conn)?;
             for (name, special) in &missing {
                 if dbs::mailbox(&tx, &u.name, name)?.is_none() {
                     dbs::create_mailbox(&tx, &u.name, name, *special)?;
@@ -752,7 +752,7 @@ impl Spool {
             Err(e) if e.kind() == io::ErrorKind::NotFound => false,
             Err(e) => return Err(SpoolError::io(md.root(), e)),
         };
-        let tx = write_tx(&mut *conn)?;
+        let tx = write_tx(&mut conn)?;
         dbs::delete_mailbox(&tx, m.id)?;
         dbs::bump_changes(&tx, &u.name)?;
         tx.commit()?;
@@ -822,7 +822,7 @@ impl Spool {
             }
         }
         maildir::fsync_dir(&root).map_err(|e| SpoolError::io(&root, e))?;
-        let tx = write_tx(&mut *conn)?;
+        let tx = write_tx(&mut conn)?;
         for (id, _, new) in &renames {
             dbs::rename_mailbox(&tx, *id, new)?;
         }
@@ -970,7 +970,7 @@ impl Spool {
         let store = self.store_of(&u, &name);
         let mut conn = self.conn()?;
         let m = self.mailbox_row(&conn, &u, &name)?;
-        let tx = write_tx(&mut *conn)?;
+        let tx = write_tx(&mut conn)?;
         let mut out = FlagsResult::default();
         let mut renamed = false;
         for &uid in uids {
@@ -1071,7 +1071,7 @@ impl Spool {
                 for sub in [Sub::New, Sub::Cur] {
                     maildir::fsync_dir(&md.dir(sub)).map_err(|e| SpoolError::io(md.dir(sub), e))?;
                 }
-                let tx = write_tx(&mut *conn)?;
+                let tx = write_tx(&mut conn)?;
                 let gone = dbs::expunge(&tx, m.id, uids)?;
                 dbs::bump_changes(&tx, &u.name)?;
                 tx.commit()?;
@@ -1091,7 +1091,7 @@ impl Spool {
                     .collect();
                 let new_offsets =
                     mbox::rewrite(&lock, &spans).map_err(|e| SpoolError::io(&path, e))?;
-                let tx = write_tx(&mut *conn)?;
+                let tx = write_tx(&mut conn)?;
                 let gone = dbs::expunge(&tx, m.id, uids)?;
                 for (r, off) in keep.iter().zip(new_offsets) {
                     if r.offset != Some(off) {
@@ -1420,7 +1420,7 @@ impl Spool {
 
         // 4. One transaction indexes everything and records the keys.
         let committed = (|| -> Result<Vec<(usize, StoreOutcome)>> {
-            let tx = write_tx(&mut *conn)?;
+            let tx = write_tx(&mut conn)?;
             let mut done = Vec::new();
             let mut users = HashSet::new();
             for j in jobs.iter().filter(|j| !j.failed) {
