@@ -88,8 +88,8 @@ impl crate::message::Deliver for EnqueueGenerated {
 
 /// The local delivery pipeline, once `deliver` provides one; until then local
 /// recipients wait in the queue (and `zolder queue` shows them waiting).
-fn local_pipeline(_ctx: &Context) -> Option<Arc<dyn crate::message::Deliver>> {
-    None
+fn local_pipeline(ctx: &Context) -> Option<Arc<dyn crate::message::Deliver>> {
+    Some(ctx.local_delivery.clone())
 }
 
 /// Takes `queue/runner.lock` for as long as the returned guard lives: one queue
@@ -167,9 +167,10 @@ pub async fn start_with(
     // Services register below, each binding its listeners into `addrs` and spawning
     // its loop on `tasks` (imapd, pop3d, submit, fetch scheduler, queue runner, status).
 
-    // One mail store for the whole process, so a change made by one service (a
-    // delivery, an IMAP session) wakes the others at once.
-    let spool = crate::spool::Spool::open(&ctx.config)?;
+    // One mail store for the whole process (ctx.spool, shared with the delivery
+    // pipeline), so a change made by one service (a delivery, an IMAP session) wakes
+    // the others at once.
+    let spool = ctx.spool.clone();
 
     // imapd: `[listen] imap` (STARTTLS) and `imaps`.
     let imap_backend: Arc<dyn crate::imapd::backend::Backend> =
@@ -184,6 +185,9 @@ pub async fn start_with(
     {
         addrs.insert(name, bound);
     }
+
+    // pop3d: `[listen] pop3` (STLS) and `pop3s`, serving each user's INBOX.
+    crate::pop3d::server::start(&ctx, Arc::new(spool.clone()), &tasks, &mut addrs).await?;
 
     // Outgoing: the queue and its runner (local pipeline + smarthost relay), the
     // maildrop pickup, the control socket (`zolder flush`), the SMTP listeners.
