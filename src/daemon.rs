@@ -225,6 +225,9 @@ pub async fn start_with(
         addrs.insert(name, bound);
     }
 
+    // The status page: `[listen] status`.
+    crate::status::http::start(&ctx, &tasks, &mut addrs).await?;
+
     // pop3d: `[listen] pop3` (STLS) and `pop3s`, serving each user's INBOX.
     crate::pop3d::server::start(&ctx, Arc::new(spool.clone()), &tasks, &mut addrs).await?;
 
