@@ -219,6 +219,7 @@ pub async fn start_with(
                 tls,
                 delays: Arc::new(crate::auth::FailureDelays::new()),
                 check: hooks.data_check.clone(),
+                shutdown: ctx.shutdown.clone(),
             };
             for (service, l) in listeners {
                 addrs.entry(service).or_default().push(l.local_addr());
