@@ -27,6 +27,10 @@ pub struct Context {
     pub config: Arc<Config>,
     pub config_path: PathBuf,
     pub shutdown: CancellationToken,
+    /// The mail store (imapd, pop3d read it; delivery writes it).
+    pub spool: crate::spool::Spool,
+    /// The local delivery pipeline: the `Deliver` fetch and the queue hand local mail to.
+    pub local_delivery: Arc<crate::deliver::LocalDelivery>,
 }
 
 /// A started daemon: its bound addresses per service ("imap", "pop3", "submission", …)
@@ -144,16 +148,42 @@ pub async fn start_with(
         .map_err(|e| anyhow::anyhow!("{}: {e}", cfg.data_dir.display()))?;
     // Opening applies migrations once, before any service races to do it.
     drop(crate::db::open(&cfg.db_path())?);
+    let config = Arc::new(cfg);
+    let spool = crate::spool::Spool::open(&config)?;
+    let local_delivery = Arc::new(crate::deliver::LocalDelivery::new(
+        config.clone(),
+        spool.clone(),
+    ));
     let ctx = Context {
-        config: Arc::new(cfg),
+        config,
         config_path,
         shutdown: CancellationToken::new(),
+        spool,
+        local_delivery,
     };
     let tasks = TaskTracker::new();
     let mut addrs: BTreeMap<&'static str, Vec<SocketAddr>> = BTreeMap::new();
 
     // Services register below, each binding its listeners into `addrs` and spawning
     // its loop on `tasks` (imapd, pop3d, submit, fetch scheduler, queue runner, status).
+
+    // One mail store for the whole process, so a change made by one service (a
+    // delivery, an IMAP session) wakes the others at once.
+    let spool = crate::spool::Spool::open(&ctx.config)?;
+
+    // imapd: `[listen] imap` (STARTTLS) and `imaps`.
+    let imap_backend: Arc<dyn crate::imapd::backend::Backend> =
+        Arc::new(crate::imapd::store::SpoolBackend::new(spool.clone()));
+    for (name, bound) in crate::imapd::server::start(
+        ctx.config.clone(),
+        imap_backend,
+        ctx.shutdown.clone(),
+        &tasks,
+    )
+    .await?
+    {
+        addrs.insert(name, bound);
+    }
 
     // Outgoing: the queue and its runner (local pipeline + smarthost relay), the
     // maildrop pickup, the control socket (`zolder flush`), the SMTP listeners.

@@ -164,6 +164,16 @@ impl TrainKind {
             TrainKind::Ham => "ham",
         }
     }
+    /// What a MOVE/COPY between two mailboxes teaches: into Junk → spam; out of Junk
+    /// into anything but Trash → ham; anything else → nothing. `*_junk` is true for the
+    /// mailbox with the `\Junk` special use (or named "Junk"), `to_trash` for `\Trash`.
+    pub fn for_move(from_junk: bool, to_junk: bool, to_trash: bool) -> Option<TrainKind> {
+        match (from_junk, to_junk) {
+            (false, true) => Some(TrainKind::Spam),
+            (true, false) if !to_trash => Some(TrainKind::Ham),
+            _ => None,
+        }
+    }
     pub fn parse(s: &str) -> Option<TrainKind> {
         match s {
             "spam" => Some(TrainKind::Spam),
@@ -340,6 +350,18 @@ mod tests {
         assert!(duplicate_seen(&c, "Bouke", "_v1", 100).unwrap());
         assert!(!duplicate_seen(&c, "bouke", "_v1", 200).unwrap());
         assert_eq!(purge_duplicates(&c, 300).unwrap(), 1);
+
+        assert_eq!(
+            TrainKind::for_move(false, true, false),
+            Some(TrainKind::Spam)
+        );
+        assert_eq!(
+            TrainKind::for_move(true, false, false),
+            Some(TrainKind::Ham)
+        );
+        assert_eq!(TrainKind::for_move(true, false, true), None);
+        assert_eq!(TrainKind::for_move(false, false, false), None);
+        assert_eq!(TrainKind::for_move(true, true, false), None);
 
         set_registered(&c, "d", TrainKind::Spam).unwrap();
         assert_eq!(registered(&c, "d").unwrap(), Some(TrainKind::Spam));

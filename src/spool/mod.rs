@@ -63,6 +63,7 @@ use crate::db::spool::{self as dbs, MailboxRow, MessageRow, NewMessage};
 use crate::db::{self, Connection, DbError};
 
 pub mod flags;
+mod imap;
 pub mod maildir;
 pub mod mbox;
 

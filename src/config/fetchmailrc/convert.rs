@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use super::ast::*;
+use super::parser::SyntaxError;
 use super::{Import, ImportedAccount, Options, Warning};
 use crate::config::account::{AccountConfig, MultidropConfig, Protocol, TlsMode};
 
@@ -42,7 +43,40 @@ fn prepend_dir(base: &Path, p: &str) -> PathBuf {
     }
 }
 
-pub fn convert(file: &Path, opts: &Options, records: Vec<Record>, globals: Globals) -> Import {
+/// fetchmail's fatal load-time check that zolder keeps: LMTP to the default SMTP port
+/// (no smtphost, or one without a port, or port 25) exits with a configuration error.
+fn lmtp_check(rec: &Record) -> Result<(), SyntaxError> {
+    let Some((true, line)) = rec.user.lmtp else {
+        return Ok(());
+    };
+    let default = vec!["localhost".to_string()];
+    let hunt = rec.user.smtphunt.as_ref().map_or(&default, |x| &x.0);
+    for h in hunt {
+        let bad = match h.rfind('/') {
+            None => true,
+            Some(i) => matches!(&h[i + 1..], "25" | "smtp"),
+        };
+        if bad {
+            return Err(SyntaxError {
+                line,
+                keyword: "lmtp".into(),
+                message: format!(
+                    "configuration invalid: LMTP cannot use the default SMTP port (smtphost `{h}`); name the LMTP socket or port, e.g. smtphost localhost/24"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Merges `defaults` into each entry and maps every entry to an account. Fails only on
+/// the load-time checks fetchmail treats as fatal (and zolder keeps).
+pub fn convert(
+    file: &Path,
+    opts: &Options,
+    records: Vec<Record>,
+    globals: Globals,
+) -> Result<Import, SyntaxError> {
     let mut cx = Ctx {
         file,
         opts,
@@ -87,6 +121,7 @@ pub fn convert(file: &Path, opts: &Options, records: Vec<Record>, globals: Globa
             rec.server.merge_defaults(&d.server);
             rec.user.merge_defaults(&d.user);
         }
+        lmtp_check(&rec)?;
         let mut acc = account(&mut cx, &rec, daemon, globals.postmaster.as_ref());
         // Unique, stable names: the second `vmiklos@host` becomes `vmiklos@host-2`.
         let base = acc.account.name.clone();
@@ -113,7 +148,7 @@ pub fn convert(file: &Path, opts: &Options, records: Vec<Record>, globals: Globa
         acc.warnings = cx.take();
         accounts.push(acc);
     }
-    Import {
+    Ok(Import {
         accounts,
         warnings: global_warnings,
         idfile: globals
@@ -122,7 +157,7 @@ pub fn convert(file: &Path, opts: &Options, records: Vec<Record>, globals: Globa
             .map(|(p, _)| prepend_dir(&opts.base_dir, p)),
         postmaster: globals.postmaster.map(|(p, _)| p),
         daemon: globals.daemon.map(|(n, _)| n),
-    }
+    })
 }
 
 fn globals_warnings(cx: &mut Ctx, g: &Globals) {
@@ -734,21 +769,6 @@ fn account(
                     *l,
                     "smtphost",
                     format!("`{h}`: zolder delivers to local users itself instead of forwarding to another mail server"),
-                );
-            }
-        }
-        if let Some((true, l2)) = u.lmtp {
-            let on_25 = hosts.iter().any(|h| {
-                h.split('/')
-                    .nth(1)
-                    .map(|p| p == "25")
-                    .unwrap_or(!h.starts_with('/'))
-            });
-            if on_25 {
-                cx.warn(
-                    l2,
-                    "lmtp",
-                    "LMTP on port 25 is refused by fetchmail; zolder delivers locally anyway",
                 );
             }
         }

@@ -150,11 +150,12 @@ impl fmt::Display for ParseError {
 /// Parses fetchmailrc text (as read from `file`, which only names it in messages) into
 /// zolder accounts. Passwords written in the file are kept in `account.password`.
 pub fn parse(src: &[u8], file: &Path, opts: &Options) -> Result<Import, ParseError> {
-    let parsed = parser::parse(src).map_err(|e| ParseError {
+    let named = |e: parser::SyntaxError| ParseError {
         file: file.to_path_buf(),
         line: e.line,
         keyword: e.keyword,
         message: e.message,
-    })?;
-    Ok(convert::convert(file, opts, parsed.records, parsed.globals))
+    };
+    let parsed = parser::parse(src).map_err(named)?;
+    convert::convert(file, opts, parsed.records, parsed.globals).map_err(named)
 }

@@ -159,6 +159,14 @@ fn is_user_no_kw(k: Kw) -> bool {
     )
 }
 
+/// A word that would be a statement keyword if it were lower case (`Poll`, `SET`).
+fn keyword_like(t: &str) -> bool {
+    matches!(
+        t.to_ascii_lowercase().as_str(),
+        "poll" | "server" | "skip" | "defaults" | "set" | "user" | "username" | "password"
+    ) && t != t.to_ascii_lowercase()
+}
+
 fn token_name(t: &Token) -> String {
     if t.kind == Tok::Eof {
         "end of input".into()
@@ -249,13 +257,26 @@ impl Parser {
                 Tok::Kw(Kw::Set) => self.set_statement()?,
                 Tok::Kw(Kw::Poll) | Tok::Kw(Kw::Skip) | Tok::Kw(Kw::Defaults) => self.entry()?,
                 _ => {
-                    let hint = if self.is_user_option() || self.is_server_option() {
-                        "syntax error: an option outside any `poll` entry (or after its users where it does not belong)"
-                    } else if matches!(self.peek().kind, Tok::Str(ref s) if s.eq_ignore_ascii_case("poll") || s.eq_ignore_ascii_case("set") || s.eq_ignore_ascii_case("defaults") || s.eq_ignore_ascii_case("skip"))
-                    {
-                        "syntax error: keywords are lower case"
-                    } else {
-                        "syntax error: expected `poll`, `skip`, `defaults` or `set`"
+                    let hint = match &self.peek().kind {
+                        _ if self.is_user_option() || self.is_server_option() => {
+                            "syntax error: an option outside any `poll` entry".to_string()
+                        }
+                        Tok::Str(_) => {
+                            let t = &self.peek().text;
+                            if keyword_like(t) {
+                                format!(
+                                    "syntax error: keywords are lower case (`{}`)",
+                                    t.to_ascii_lowercase()
+                                )
+                            } else if t.ends_with('\\') {
+                                "syntax error: a backslash right after a word is part of it; put a blank before a line-continuing `\\`".to_string()
+                            } else {
+                                "syntax error: not a keyword here (values with blanks or `;:,=` need quotes; strings belong after the keyword that takes them)".to_string()
+                            }
+                        }
+                        _ => {
+                            "syntax error: expected `poll`, `skip`, `defaults` or `set`".to_string()
+                        }
                     };
                     return Err(self.error_here(hint));
                 }

@@ -426,7 +426,12 @@ fn negative_cases_name_line_and_keyword() {
         "Pop3",
         "protocol is one of",
     );
-    neg(fixture!("n05-poll-capital.rc"), 1, "Poll", "lower case");
+    neg(
+        fixture!("n05-poll-capital.rc"),
+        1,
+        "Poll",
+        "keywords are lower case (`poll`)",
+    );
     neg(fixture!("n06-daemon-equals.rc"), 1, "600", "bare number");
     neg(
         fixture!("n07-nosslcertck.rc"),
@@ -471,6 +476,55 @@ fn negative_cases_name_line_and_keyword() {
         2,
         "defaults",
         "multiple \"defaults\"",
+    );
+    // More, checked against fetchmail by tests/interop_fetchmailrc.rs.
+    neg(
+        fixture!("n16-backslash-after-keyword.rc"),
+        1,
+        "keep\\",
+        "backslash",
+    );
+    neg(
+        fixture!("n17-two-remote-names.rc"),
+        1,
+        "password",
+        "must end with `here`",
+    );
+    neg(
+        fixture!("n18-second-local-keyword.rc"),
+        1,
+        "here",
+        "syntax error",
+    );
+    neg(
+        fixture!("n19-envelope-number-only.rc"),
+        2,
+        "user",
+        "`envelope` wants a string",
+    );
+    neg(
+        fixture!("n20-poll-without-name.rc"),
+        2,
+        "end of input",
+        "`poll` wants a string",
+    );
+    neg(
+        fixture!("n21-numeric-folder.rc"),
+        1,
+        "2024",
+        "`folder` wants a string",
+    );
+    neg(
+        fixture!("n22-limit-word.rc"),
+        1,
+        "big",
+        "`limit` wants a number",
+    );
+    neg(
+        fixture!("n23-lmtp-default-port.rc"),
+        2,
+        "lmtp",
+        "LMTP cannot use the default SMTP port",
     );
 }
 
@@ -564,6 +618,25 @@ fn more_quirks() {
     // A warning names file, line and keyword.
     let w = &i.all_warnings()[0];
     assert!(w.to_string().starts_with("rc:1: `"), "{w}");
+    // The kitchen sink: every 6.4 keyword in a legal place.
+    let i = import(fixture!("e14-every-keyword.rc"));
+    assert_eq!(i.accounts.len(), 4);
+    assert_eq!(
+        i.accounts[0].account.interval,
+        Some(1200),
+        "daemon 600 × interval 2"
+    );
+    assert_eq!(i.accounts[0].account.port, Some(1110));
+    assert_eq!(
+        i.accounts[1].account.ca_file.as_deref(),
+        Some(Path::new("/etc/ca.pem"))
+    );
+    assert_eq!(
+        i.accounts[2].account.timeout,
+        Some(120),
+        "timeout from defaults"
+    );
+    assert!(i.accounts[3].account.disabled);
 }
 
 #[test]

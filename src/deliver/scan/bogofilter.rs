@@ -19,6 +19,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
 
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
@@ -26,9 +29,11 @@ use tokio::process::Command;
 use tracing::{info, warn};
 
 use super::{Check, Checked, Verdict, one_line};
+use crate::config::Config;
 use crate::db::quarantine::{self as qdb, TrainKind};
 use crate::db::{self, Connection};
 use crate::message::Envelope;
+use crate::spool::Spool;
 
 /// What bogofilter said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,19 +239,20 @@ pub struct TrainingStats {
 /// when the message is gone (expunged since). Run it from the daemon on a timer or
 /// after an IMAP MOVE/COPY; it is cheap when the queue is empty. The connection is
 /// locked only around each statement, never across a bogofilter run.
-pub async fn train_pending<F>(
+pub async fn train_pending<F, Fut>(
     conn: &Mutex<Connection>,
     bogo: &Bogofilter,
     limit: usize,
     load: F,
 ) -> db::Result<TrainingStats>
 where
-    F: Fn(&str, &str, u32) -> Option<Vec<u8>>,
+    F: Fn(String, String, u32) -> Fut,
+    Fut: std::future::Future<Output = Option<Vec<u8>>>,
 {
     let mut stats = TrainingStats::default();
     let rows = qdb::pending_training(&lock(conn), limit)?;
     for row in rows {
-        let Some(bytes) = load(&row.user, &row.mailbox, row.uid) else {
+        let Some(bytes) = load(row.user.clone(), row.mailbox.clone(), row.uid).await else {
             if row.attempts + 1 >= MAX_TRAINING_ATTEMPTS {
                 warn!(user = %row.user, mailbox = %row.mailbox, uid = row.uid, "training: message gone; request dropped");
                 qdb::finish_training(&lock(conn), row.id)?;
@@ -278,6 +284,39 @@ where
         }
     }
     Ok(stats)
+}
+
+/// The daemon's training service: drains the queue every `every` (and once at start)
+/// until `shutdown`, reading the messages from the spool. Run only with
+/// `scan.bogofilter = true`.
+pub async fn run_trainer(cfg: &Config, spool: Spool, shutdown: CancellationToken, every: Duration) {
+    let bogo = Bogofilter::new(&cfg.scan.bogofilter_path, cfg.data_dir.join("bogofilter"));
+    let conn = match db::open(&cfg.db_path()) {
+        Ok(c) => Mutex::new(c),
+        Err(e) => {
+            warn!("bogofilter training disabled: {e}");
+            return;
+        }
+    };
+    loop {
+        let load = |user: String, mailbox: String, uid: u32| {
+            let sp = spool.clone();
+            async move {
+                sp.run(move |s| s.read_message(&user, &mailbox, uid))
+                    .await
+                    .ok()
+            }
+        };
+        match train_pending(&conn, &bogo, 200, load).await {
+            Ok(st) if st != TrainingStats::default() => info!(?st, "bogofilter training"),
+            Ok(_) => {}
+            Err(e) => warn!("bogofilter training: {e}"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
 }
 
 #[cfg(test)]

@@ -40,6 +40,9 @@ pub mod command;
 pub mod rspamd;
 pub mod spamd;
 
+/// The scanners whose verdicts are about spam (skipped for big messages).
+pub const SPAM_SCANNERS: &[&str] = &["spamd", "rspamd", "bogofilter"];
+
 /// What one scanner concluded about a message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
@@ -200,11 +203,41 @@ impl ScanResult {
             _ => None,
         })
     }
+    /// For Sieve's `spamtest`: `(is_spam, score)` when a spam scanner gave an answer.
+    pub fn spam_status(&self) -> Option<(bool, f64)> {
+        self.spam().or_else(|| {
+            self.reports
+                .iter()
+                .any(|(n, v)| SPAM_SCANNERS.contains(n) && *v == Verdict::Clean)
+                .then_some((false, 0.0))
+        })
+    }
+    /// For Sieve's `virustest`: `Some(infected)` when clamd gave an answer.
+    pub fn virus_status(&self) -> Option<bool> {
+        self.reports.iter().find_map(|(n, v)| match (n, v) {
+            (&"clamd", Verdict::Infected(_)) => Some(true),
+            (&"clamd", Verdict::Clean) => Some(false),
+            _ => None,
+        })
+    }
     /// True when a virus was found (whatever the action).
     pub fn infected(&self) -> bool {
         self.reports
             .iter()
             .any(|(_, v)| matches!(v, Verdict::Infected(_)))
+    }
+    /// For the SMTP server, which asks before answering DATA: `Some((code, text))` to
+    /// refuse now (554 for `reject`, 451 when a scanner is unavailable), `None` to
+    /// accept (the queue's local delivery then applies junk/quarantine/discard).
+    pub fn smtp_reply(&self) -> Option<(u16, String)> {
+        match &self.decision {
+            Decision::Reject { text, .. } => Some((554, text.clone())),
+            Decision::TempFail { scanner, .. } => Some((
+                451,
+                format!("4.7.1 content scanner ({scanner}) unavailable, try again later"),
+            )),
+            _ => None,
+        }
     }
     /// The message with this result's header lines in front.
     pub fn apply(&self, message: &[u8]) -> Vec<u8> {

@@ -1,7 +1,7 @@
 //! The IMAP wire protocol with no I/O and no tokio: framing of client bytes into
 //! commands ([`frame`]), the command grammar ([`parse`]) producing [`types`],
-//! sequence sets ([`seq`]), dates ([`date`]), response encoding ([`response`]) and
-//! message structure for FETCH and SEARCH ([`mime`]).
+//! sequence sets ([`seq`]), dates ([`date`]), response encoding ([`response`]),
+//! mailbox name encoding ([`utf7`]) and message structure for FETCH and SEARCH ([`mime`]).
 //!
 //! Hand-written rather than imap-codec: imap-codec 2.0 is alpha (API churn between
 //! alphas), models every extension we do not serve, and would still need a mapping
@@ -20,6 +20,7 @@ pub mod parse;
 pub mod response;
 pub mod seq;
 pub mod types;
+pub mod utf7;
 
 pub use frame::{Frame, Framer};
 pub use parse::{ParseError, parse_command};

@@ -231,9 +231,11 @@ impl<'a> Cursor<'a> {
             && self.s.get(end).is_none_or(|&b| !is_atom_char(b))
     }
 
-    /// A mailbox name; `INBOX` in any case means INBOX.
+    /// A mailbox name (modified UTF-7 on the wire, UTF-8 here); `INBOX` in any case
+    /// means INBOX.
     fn mailbox(&mut self) -> R<String> {
         let m = self.astring()?;
+        let m = super::utf7::decode(&m).unwrap_or(m);
         Ok(normalise_inbox(m))
     }
 
@@ -252,6 +254,7 @@ impl<'a> Cursor<'a> {
                 Ok(String::from_utf8_lossy(a).into_owned())
             }
         }
+        .map(|p| super::utf7::decode(&p).unwrap_or(p))
     }
 
     fn seq_set(&mut self) -> R<SeqSet> {
@@ -501,7 +504,6 @@ impl<'a> Cursor<'a> {
                 "UIDVALIDITY" => StatusItem::UidValidity,
                 "UNSEEN" => StatusItem::Unseen,
                 "HIGHESTMODSEQ" => StatusItem::HighestModSeq,
-                "SIZE" => StatusItem::Size,
                 o => return Err(format!("unknown status item {o}")),
             });
         }

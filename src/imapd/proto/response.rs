@@ -34,9 +34,10 @@ pub fn nstring(out: &mut Vec<u8>, s: Option<&[u8]>) {
     }
 }
 
-/// A mailbox name, always quoted (as Dovecot does) unless it needs a literal.
+/// A mailbox name in modified UTF-7, always quoted (as Dovecot does) unless it
+/// needs a literal.
 pub fn mailbox(out: &mut Vec<u8>, name: &str) {
-    string(out, name.as_bytes());
+    string(out, super::utf7::encode(name).as_bytes());
 }
 
 /// `(\Seen $Junk)`

@@ -183,7 +183,6 @@ pub enum StatusItem {
     UidValidity,
     Unseen,
     HighestModSeq,
-    Size,
 }
 
 impl StatusItem {
@@ -195,7 +194,6 @@ impl StatusItem {
             StatusItem::UidValidity => "UIDVALIDITY",
             StatusItem::Unseen => "UNSEEN",
             StatusItem::HighestModSeq => "HIGHESTMODSEQ",
-            StatusItem::Size => "SIZE",
         }
     }
 }
