@@ -86,10 +86,9 @@ impl crate::message::Deliver for EnqueueGenerated {
     }
 }
 
-/// The local delivery pipeline, once `deliver` provides one; until then local
-/// recipients wait in the queue (and `zolder queue` shows them waiting).
-fn local_pipeline(_ctx: &Context) -> Option<Arc<dyn crate::message::Deliver>> {
-    None
+/// The local delivery pipeline the queue hands local recipients to.
+fn local_pipeline(ctx: &Context) -> Option<Arc<dyn crate::message::Deliver>> {
+    Some(ctx.local_delivery.clone() as Arc<dyn crate::message::Deliver>)
 }
 
 /// Takes `queue/runner.lock` for as long as the returned guard lives: one queue
@@ -210,9 +209,6 @@ pub async fn start_with(
                     queue: queue.clone(),
                 }) as Arc<dyn crate::message::Deliver>
             });
-        if local.is_none() {
-            warn!("no local delivery pipeline yet: local recipients wait in the queue");
-        }
         let mut runner = crate::queue::Runner::new(queue.clone(), local, relay)?;
         runner.recover()?;
         let sd = ctx.shutdown.clone();

@@ -625,3 +625,89 @@ async fn flush_without_a_daemon_relays_itself() {
     );
     let _ = Arc::new(());
 }
+
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_containing(&p, needle));
+        } else if let Ok(b) = std::fs::read(&p) {
+            let t = s(&b);
+            if t.contains(needle) {
+                out.push(t);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_pipeline_cron_mail_to_root_reaches_the_alias_and_bounces_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = FakeSink::start().await;
+    let cfg_path = write_config(
+        dir.path(),
+        "\"127.0.0.1:0\"",
+        "\"127.0.0.1/32\"",
+        &smarthost_table(sink.port, ""),
+    );
+    let mut child = zolder_cmd(&cfg_path)
+        .args(["sendmail", "-t"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"To: root\nSubject: nightly cron\n\nall fine\n")
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+
+    // The daemon's own local pipeline (deliver → spool), not a test double.
+    let cfg = zolder::config::Config::load(&cfg_path).unwrap();
+    let d = zolder::daemon::start(cfg, cfg_path.clone()).await.unwrap();
+    let mail = dir.path().join("data/mail");
+    for _ in 0..200 {
+        if !files_containing(&mail.join("sjoerd"), "nightly cron").is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        files_containing(&mail.join("sjoerd"), "nightly cron").len(),
+        1,
+        "root → sjoerd (aliases)"
+    );
+
+    // A 550 from the smarthost comes back to bouke's INBOX as a DSN.
+    let mut c = Raw::connect(d.addr("submission"), None).await;
+    c.cmd("EHLO x").await;
+    c.cmd("MAIL FROM:<bouke@zolder.thuis>").await;
+    c.cmd("RCPT TO:<reject9@remote.example>").await;
+    assert_eq!(c.data("Subject: doomed\r\n\r\nx\r\n").await.0, 250);
+    c.cmd("QUIT").await;
+    let sum = d.queue.as_ref().unwrap().flush().await.unwrap();
+    assert_eq!(sum.failed, 1, "{sum:?}");
+    for _ in 0..200 {
+        if !files_containing(&mail.join("bouke"), "Undelivered Mail Returned to Sender").is_empty()
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let dsn = files_containing(&mail.join("bouke"), "Undelivered Mail Returned to Sender");
+    assert_eq!(dsn.len(), 1);
+    assert!(
+        dsn[0].contains("Final-Recipient: rfc822; reject9@remote.example"),
+        "{}",
+        dsn[0]
+    );
+    assert!(dsn[0].contains("Subject: doomed"), "{}", dsn[0]);
+    d.shutdown().await;
+}
