@@ -166,9 +166,10 @@ pub async fn start_with(
     // Services register below, each binding its listeners into `addrs` and spawning
     // its loop on `tasks` (imapd, pop3d, submit, fetch scheduler, queue runner, status).
 
-    // One mail store for the whole process, so a change made by one service (a
-    // delivery, an IMAP session) wakes the others at once.
-    let spool = crate::spool::Spool::open(&ctx.config)?;
+    // One mail store for the whole process (ctx.spool, shared with the delivery
+    // pipeline), so a change made by one service (a delivery, an IMAP session) wakes
+    // the others at once.
+    let spool = ctx.spool.clone();
 
     // imapd: `[listen] imap` (STARTTLS) and `imaps`.
     let imap_backend: Arc<dyn crate::imapd::backend::Backend> =
@@ -183,6 +184,9 @@ pub async fn start_with(
     {
         addrs.insert(name, bound);
     }
+
+    // pop3d: `[listen] pop3` (STLS) and `pop3s`, serving each user's INBOX.
+    crate::pop3d::server::start(&ctx, Arc::new(spool.clone()), &tasks, &mut addrs).await?;
 
     // Outgoing: the queue and its runner (local pipeline + smarthost relay), the
     // maildrop pickup, the control socket (`zolder flush`), the SMTP listeners.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 use super::backend::Backend;
 use super::session::Session;
@@ -93,7 +93,18 @@ pub async fn start(
                     } else {
                         Stream::Plain(sock)
                     };
-                    Session::new(stream, peer, shared).run().await;
+                    // The listener's span names service and peer; this one adds who
+                    // logged in and what they selected, once known.
+                    let span = tracing::info_span!(
+                        "imap",
+                        tls = stream.is_tls(),
+                        user = tracing::field::Empty,
+                        mailbox = tracing::field::Empty
+                    );
+                    Session::new(stream, peer, shared)
+                        .run()
+                        .instrument(span)
+                        .await;
                 }
             }));
         }

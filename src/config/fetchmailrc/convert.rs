@@ -108,6 +108,11 @@ pub fn convert(
     };
     let global_warnings = cx.take();
 
+    // Any secret written in the file, used or not (`esmtppassword` is ignored but still
+    // a password): decides whether the file's permissions matter.
+    let inline_secret = records
+        .iter()
+        .any(|r| r.user.password.is_some() || r.server.esmtppassword.is_some());
     let mut records = records.into_iter().peekable();
     let defaults = match records.peek() {
         Some(r) if r.is_defaults => records.next(),
@@ -149,6 +154,7 @@ pub fn convert(
         accounts.push(acc);
     }
     Ok(Import {
+        inline_secret,
         accounts,
         warnings: global_warnings,
         idfile: globals
@@ -1030,6 +1036,7 @@ fn account(
     ImportedAccount {
         account,
         line,
+        pollname: rec.pollname.clone(),
         uid_user: remote,
         uid_host: host,
         warnings: Vec::new(),

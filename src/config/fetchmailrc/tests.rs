@@ -640,6 +640,13 @@ fn more_quirks() {
 }
 
 #[test]
+fn secrets_anywhere_count() {
+    assert!(import(b"defaults password x\n").has_inline_secret());
+    assert!(import(b"poll h proto pop3 esmtppassword x user u is u here\n").has_inline_secret());
+    assert!(!import(b"poll h proto pop3 user u passwordfile f is u here\n").has_inline_secret());
+}
+
+#[test]
 fn empty_file_and_only_sets() {
     let i = import(b"");
     assert!(i.accounts.is_empty());
