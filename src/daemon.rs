@@ -86,10 +86,9 @@ impl crate::message::Deliver for EnqueueGenerated {
     }
 }
 
-/// The local delivery pipeline, once `deliver` provides one; until then local
-/// recipients wait in the queue (and `zolder queue` shows them waiting).
+/// The local delivery pipeline the queue hands local recipients to.
 fn local_pipeline(ctx: &Context) -> Option<Arc<dyn crate::message::Deliver>> {
-    Some(ctx.local_delivery.clone())
+    Some(ctx.local_delivery.clone() as Arc<dyn crate::message::Deliver>)
 }
 
 /// The SMTP server's content check: the scanners answer before `250` when a verdict
@@ -256,9 +255,6 @@ pub async fn start_with(
                     queue: queue.clone(),
                 }) as Arc<dyn crate::message::Deliver>
             });
-        if local.is_none() {
-            warn!("no local delivery pipeline yet: local recipients wait in the queue");
-        }
         let mut runner = crate::queue::Runner::new(queue.clone(), local, relay)?;
         runner.recover()?;
         let sd = ctx.shutdown.clone();
@@ -295,6 +291,7 @@ pub async fn start_with(
                 tls,
                 delays: Arc::new(crate::auth::FailureDelays::new()),
                 check: hooks.data_check.clone().or(scan_data_check(&ctx.config)?),
+                shutdown: ctx.shutdown.clone(),
             };
             for (service, l) in listeners {
                 addrs.entry(service).or_default().push(l.local_addr());
