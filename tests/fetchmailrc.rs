@@ -10,7 +10,10 @@ use std::process::Command;
 
 fn zolder() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_zolder"));
-    c.env_remove("ZOLDER_CONFIG").env_remove("FETCHMAILHOME");
+    c.env_remove("ZOLDER_CONFIG")
+        .env_remove("FETCHMAILHOME")
+        // Never the tester's own ~/.netrc.
+        .env("NETRC", "/nonexistent/netrc");
     c
 }
 
@@ -171,6 +174,20 @@ fn idfile_seen_state_lands_in_the_config_database() {
         "u@pop.example.net 0001abc\nu@pop.example.net 0002def\nother@elsewhere.example 9\n",
         0o600,
     );
+    // The live path (`fetchmailrc = "rc"` in the config) finds the same state.
+    let c = zolder::config::Config::load(&cfg).unwrap();
+    let (idfile, plan) = zolder::config::fetchmailrc::load::live_seen_state(&c)
+        .unwrap()
+        .expect("set idfile");
+    assert_eq!(idfile, dir.path().join("ids"));
+    assert_eq!(
+        plan.pop3,
+        [(
+            "u@isp".to_string(),
+            vec!["0001abc".to_string(), "0002def".to_string()]
+        )]
+    );
+    assert_eq!(plan.unmatched, [("other@elsewhere.example".to_string(), 1)]);
     // `set idfile` is found without --idfile.
     let (code, _, err) = run(&[
         "--config".as_ref(),
@@ -203,4 +220,54 @@ fn idfile_seen_state_lands_in_the_config_database() {
     ]);
     assert_eq!(code, 78, "{err}");
     assert!(err.contains("NOT imported"), "{err}");
+}
+
+#[test]
+fn missing_passwords_come_from_netrc_when_it_is_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "z.toml", CONFIG, 0o644);
+    // No secret in the rc itself: mode 644 is fine.
+    write(
+        dir.path(),
+        "rc",
+        "poll isp via pop.example.net proto pop3 user u is bouke here ssl\n",
+        0o644,
+    );
+    let netrc = write(
+        dir.path(),
+        "netrc",
+        "machine pop.example.net login u password fromnetrc\n",
+        0o644,
+    );
+    let check = || {
+        let out = zolder()
+            .env("NETRC", &netrc)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("check")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    // A readable .netrc is not used: the account has no credentials.
+    let (code, out) = check();
+    assert_eq!(code, 78, "{out}");
+    assert!(out.contains("not used for the missing passwords"), "{out}");
+    assert!(out.contains("has no credentials"), "{out}");
+    // Private: the password is found (by `via`, after the poll name), and said so.
+    std::fs::set_permissions(&netrc, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, out) = check();
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("comes from"), "{out}");
+    let out = zolder()
+        .env("NETRC", &netrc)
+        .arg("import-fetchmailrc")
+        .arg(dir.path().join("rc"))
+        .arg("--with-passwords")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("password = \"fromnetrc\""));
 }

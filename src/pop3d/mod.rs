@@ -9,5 +9,6 @@
 pub mod proto;
 pub mod server;
 pub mod session;
+pub mod store;
 
 pub use session::{DropEntry, MaildropStore};

@@ -108,6 +108,11 @@ pub fn convert(
     };
     let global_warnings = cx.take();
 
+    // Any secret written in the file, used or not (`esmtppassword` is ignored but still
+    // a password): decides whether the file's permissions matter.
+    let inline_secret = records
+        .iter()
+        .any(|r| r.user.password.is_some() || r.server.esmtppassword.is_some());
     let mut records = records.into_iter().peekable();
     let defaults = match records.peek() {
         Some(r) if r.is_defaults => records.next(),
@@ -149,6 +154,7 @@ pub fn convert(
         accounts.push(acc);
     }
     Ok(Import {
+        inline_secret,
         accounts,
         warnings: global_warnings,
         idfile: globals
@@ -780,11 +786,30 @@ fn account(
             "ignored: zolder delivers locally instead of writing batched SMTP",
         );
     }
-    for (kw, v) in [("smtpaddress", &u.smtpaddress), ("smtpname", &u.smtpname)] {
-        if let Some((_, l)) = v {
+    if let Some((_, l)) = &u.smtpaddress {
+        cx.warn(
+            *l,
+            "smtpaddress",
+            "ignored: zolder delivers to local user names, no SMTP envelope is built",
+        );
+    }
+    if let Some((name, l)) = &u.smtpname {
+        // `smtpname` is the whole RCPT TO: in a single-drop entry, its local part is
+        // the recipient.
+        let local = name.split('@').next().unwrap_or("").to_string();
+        if !multidrop_mode && !local.is_empty() && u.mda.is_none() {
+            if deliver_to != [local.clone()] {
+                cx.warn(
+                    *l,
+                    "smtpname",
+                    format!("delivering to `{local}`, the local part of the smtpname"),
+                );
+            }
+            deliver_to = vec![local];
+        } else {
             cx.warn(
                 *l,
-                kw,
+                "smtpname",
                 "ignored: zolder delivers to local user names, no SMTP envelope is built",
             );
         }
@@ -1030,6 +1055,7 @@ fn account(
     ImportedAccount {
         account,
         line,
+        pollname: rec.pollname.clone(),
         uid_user: remote,
         uid_host: host,
         warnings: Vec::new(),

@@ -76,7 +76,7 @@ pub fn read_fetchmailrc(path: &Path, hostname: Option<&str>) -> Result<Import, F
         base_dir,
         hostname: hostname.map(str::to_string),
     };
-    let import = parse(&bytes, path, &opts)?;
+    let mut import = parse(&bytes, path, &opts)?;
     if import.has_inline_secret() && meta.permissions().mode() & 0o077 != 0 {
         let e = crate::config::check_secret_file(path)
             .err()
@@ -90,7 +90,50 @@ pub fn read_fetchmailrc(path: &Path, hostname: Option<&str>) -> Result<Import, F
             "{e} (fetchmail refuses it too)"
         )));
     }
+    let lacking = import.accounts.iter().any(|ia| {
+        let a = &ia.account;
+        a.password.is_none() && a.password_file.is_none() && a.password_command.is_none()
+    });
+    if lacking && let Some(netrc) = netrc_path(meta.uid()).filter(|p| p.is_file()) {
+        use_netrc(&mut import, &netrc, path);
+    }
     Ok(import)
+}
+
+/// `$NETRC`, else the rcfile owner's `~/.netrc`, else `$HOME/.netrc`.
+fn netrc_path(owner: u32) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("NETRC").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(owner))
+        .ok()
+        .flatten()
+        .map(|u| u.dir)
+        .or_else(|| std::env::var_os("HOME").map(PathBuf::from))
+        .map(|h| h.join(".netrc"))
+}
+
+/// Takes missing passwords from a `.netrc`, unless others may read it.
+fn use_netrc(import: &mut Import, netrc: &Path, rc: &Path) {
+    let warn = |message: String| Warning {
+        file: netrc.to_path_buf(),
+        line: 1,
+        keyword: "password".into(),
+        message,
+    };
+    if let Err(e) = crate::config::check_secret_file(netrc) {
+        import
+            .warnings
+            .push(warn(format!("not used for the missing passwords: {e}")));
+        return;
+    }
+    match read_bounded(netrc, MAX_RC_BYTES) {
+        Ok((bytes, _)) => {
+            let entries = super::netrc::parse_netrc(&String::from_utf8_lossy(&bytes));
+            super::netrc::apply(import, &entries, netrc, rc);
+        }
+        Err(e) => import.warnings.push(warn(format!("not used: {e}"))),
+    }
 }
 
 /// The accounts the fetch scheduler should run: `[[accounts]]` from zolder.toml plus
@@ -109,7 +152,9 @@ pub fn load_accounts(cfg: &Config) -> Result<(Vec<AccountConfig>, Vec<Warning>),
     let mut warnings = import.all_warnings();
     for ia in import.accounts {
         let mut a = ia.account;
-        a.source = Some(path.clone());
+        if a.source.is_none() {
+            a.source = Some(path.clone());
+        }
         if accounts
             .iter()
             .any(|x| x.name.eq_ignore_ascii_case(&a.name))
@@ -129,6 +174,14 @@ pub fn load_accounts(cfg: &Config) -> Result<(Vec<AccountConfig>, Vec<Warning>),
         accounts.push(a);
     }
     Ok((accounts, warnings))
+}
+
+/// A stamp of the fetchmailrc (modification time and size) for noticing edits: reload
+/// with [`load_accounts`] when it differs from the last one. `None` without a
+/// `fetchmailrc` key or when the file cannot be read (then `load_accounts` says why).
+pub fn fetchmailrc_stamp(cfg: &Config) -> Option<(std::time::SystemTime, u64)> {
+    let meta = std::fs::metadata(cfg.fetchmailrc.as_ref()?).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
 }
 
 /// Where fetchmail keeps `.fetchids` when the file does not say (`set idfile`):
@@ -161,6 +214,29 @@ pub fn idfile_candidates(rc: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// For `fetchmailrc = "PATH"` used live: the `.fetchids` fetchmail left (from `set
+/// idfile`, else the usual places) and the seen UIDLs it holds for each POP3 account, so
+/// that the fetcher can seed an account's seen set the first time it meets it
+/// (`db::fetchids::seed_seen_if_new`). `Ok(None)` without a fetchmailrc or a `.fetchids`.
+pub fn live_seen_state(
+    cfg: &Config,
+) -> Result<Option<(PathBuf, super::fetchids::SeenPlan)>, FetchmailrcError> {
+    let Some(rc) = &cfg.fetchmailrc else {
+        return Ok(None);
+    };
+    let import = read_fetchmailrc(rc, Some(&cfg.hostname))?;
+    let idfile = import
+        .idfile
+        .clone()
+        .filter(|p| p.is_file())
+        .or_else(|| idfile_candidates(rc).into_iter().next());
+    let Some(idfile) = idfile else {
+        return Ok(None);
+    };
+    let ids = read_fetchids(&idfile)?;
+    Ok(Some((idfile, super::fetchids::plan(&import, &ids))))
+}
+
 /// Reads a `.fetchids` file (bounded).
 pub fn read_fetchids(path: &Path) -> Result<super::FetchIds, FetchmailrcError> {
     let (bytes, _) = read_bounded(path, MAX_IDS_BYTES)?;
@@ -172,9 +248,9 @@ pub fn read_fetchids(path: &Path) -> Result<super::FetchIds, FetchmailrcError> {
 /// each imported account as if it were an `[[accounts]]` entry.
 pub fn problems(cfg: &Config) -> Vec<crate::config::Problem> {
     use crate::config::Problem;
-    let Some(path) = &cfg.fetchmailrc else {
+    if cfg.fetchmailrc.is_none() {
         return Vec::new();
-    };
+    }
     match load_accounts(cfg) {
         Err(e) => vec![
             Problem::error("fetchmailrc", e.to_string())
@@ -185,7 +261,9 @@ pub fn problems(cfg: &Config) -> Vec<crate::config::Problem> {
                 .iter()
                 .map(|w| Problem::warning("fetchmailrc", w.to_string()))
                 .collect();
-            for a in accounts.iter().filter(|a| a.source.as_ref() == Some(path)) {
+            // Accounts from the fetchmailrc carry their source (the rc, or the .netrc
+            // that gave their password); [[accounts]] entries never do.
+            for a in accounts.iter().filter(|a| a.source.is_some()) {
                 out.extend(a.validate(&format!("fetchmailrc[{}]", a.name), cfg));
             }
             out

@@ -31,13 +31,14 @@ pub mod convert;
 pub mod fetchids;
 pub mod lexer;
 pub mod load;
+pub mod netrc;
 pub mod parser;
 #[cfg(test)]
 mod tests;
 
 pub use convert::split_command;
 pub use fetchids::{FetchIds, parse_fetchids};
-pub use load::{FetchmailrcError, load_accounts, read_fetchmailrc};
+pub use load::{FetchmailrcError, fetchmailrc_stamp, load_accounts, read_fetchmailrc};
 
 /// What the parser needs to know about the world (fetchmail asks the OS; we are told).
 #[derive(Debug, Clone)]
@@ -63,6 +64,8 @@ pub struct Import {
     pub postmaster: Option<String>,
     /// `set daemon` in seconds, as written.
     pub daemon: Option<i64>,
+    /// The file itself holds a password (`password`, `esmtppassword`).
+    pub inline_secret: bool,
 }
 
 /// One account and where it came from.
@@ -71,6 +74,8 @@ pub struct ImportedAccount {
     pub account: AccountConfig,
     /// Line of its `poll`/`skip` keyword.
     pub line: usize,
+    /// The poll name (label) as written.
+    pub pollname: String,
     /// `.fetchids` key: remote user …
     pub uid_user: String,
     /// … `@` the `via` host, else the poll name.
@@ -95,9 +100,9 @@ impl Import {
         out
     }
 
-    /// Whether any entry carries an inline secret (decides the permission check).
+    /// Whether the file holds a secret (decides the permission check).
     pub fn has_inline_secret(&self) -> bool {
-        self.accounts.iter().any(|a| a.account.password.is_some())
+        self.inline_secret
     }
 }
 
