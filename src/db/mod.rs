@@ -15,6 +15,7 @@ pub use rusqlite::Connection;
 pub use rusqlite::Error as SqlError;
 pub use rusqlite::{OptionalExtension, Transaction, params};
 
+pub mod fetch;
 pub mod users;
 
 /// Migrations, embedded at build time: (number, name, SQL). `PRAGMA user_version` holds
@@ -24,6 +25,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         1,
         "0001_init",
         include_str!("../../migrations/0001_init.sql"),
+    ),
+    (
+        3,
+        "0003_fetch",
+        include_str!("../../migrations/0003_fetch.sql"),
     ),
     // (2, "0002_spool", …), (3, "0003_fetch", …), (4, "0004_queue", …),
     // (5, "0005_scan", …), (6, "0006_imapd", …): one per owner, added when needed.
