@@ -27,6 +27,10 @@ pub struct Context {
     pub config: Arc<Config>,
     pub config_path: PathBuf,
     pub shutdown: CancellationToken,
+    /// The mail store (imapd, pop3d read it; delivery writes it).
+    pub spool: crate::spool::Spool,
+    /// The local delivery pipeline: the `Deliver` fetch and the queue hand local mail to.
+    pub local_delivery: Arc<crate::deliver::LocalDelivery>,
 }
 
 /// A started daemon: its bound addresses per service ("imap", "pop3", "submission", …)
@@ -34,7 +38,77 @@ pub struct Context {
 pub struct Running {
     pub ctx: Context,
     pub addrs: BTreeMap<&'static str, Vec<SocketAddr>>,
+    /// The outgoing queue (tests enqueue and flush through it).
+    pub queue: Option<crate::queue::Queue>,
     tasks: TaskTracker,
+}
+
+/// What `start_with` lets a caller (tests, or a future composition) supply instead of
+/// the defaults: the local delivery pipeline, the clock the queue uses, and the
+/// content check the SMTP server runs before answering DATA.
+#[derive(Default, Clone)]
+pub struct Hooks {
+    pub local: Option<Arc<dyn crate::message::Deliver>>,
+    pub clock: Option<crate::queue::Clock>,
+    pub data_check: Option<Arc<dyn crate::submit::DataCheck>>,
+}
+
+/// Wraps a `Deliver` so that mail a delivery generates (vacation replies, redirects,
+/// notices) is queued — whoever called the delivery (style.md: delivery never queues
+/// on its own). The generated list is handed on emptied: it has been taken care of.
+pub struct EnqueueGenerated {
+    pub inner: Arc<dyn crate::message::Deliver>,
+    pub queue: crate::queue::Queue,
+}
+
+#[async_trait::async_trait]
+impl crate::message::Deliver for EnqueueGenerated {
+    async fn deliver_batch(
+        &self,
+        msgs: Vec<crate::message::Incoming>,
+    ) -> Vec<crate::message::DeliveryReport> {
+        let mut reports = self.inner.deliver_batch(msgs).await;
+        for r in &mut reports {
+            for g in std::mem::take(&mut r.generated) {
+                let reason = g.reason.clone();
+                let m = crate::queue::NewMessage::new(
+                    g.sender,
+                    g.recipients,
+                    g.bytes,
+                    &format!("generated:{reason}"),
+                );
+                if let Err(e) = self.queue.enqueue(m).await {
+                    error!(%reason, error = %e, "cannot queue mail generated during delivery");
+                }
+            }
+        }
+        reports
+    }
+}
+
+/// The local delivery pipeline, once `deliver` provides one; until then local
+/// recipients wait in the queue (and `zolder queue` shows them waiting).
+fn local_pipeline(ctx: &Context) -> Option<Arc<dyn crate::message::Deliver>> {
+    Some(ctx.local_delivery.clone())
+}
+
+/// Takes `queue/runner.lock` for as long as the returned guard lives: one queue
+/// runner per data_dir (the daemon, or `zolder flush` when no daemon runs).
+pub fn runner_lock(data_dir: &std::path::Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    let p = data_dir.join("queue").join("runner.lock");
+    std::fs::create_dir_all(data_dir.join("queue"))?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+        anyhow::anyhow!(
+            "{}: {e}: another zolder is already running this queue",
+            p.display()
+        )
+    })
 }
 
 impl Running {
@@ -61,44 +135,183 @@ impl Running {
 
 /// Builds and starts every configured service.
 pub async fn start(cfg: Config, config_path: PathBuf) -> anyhow::Result<Running> {
+    start_with(cfg, config_path, Hooks::default()).await
+}
+
+/// [`start`] with some parts supplied by the caller.
+pub async fn start_with(
+    cfg: Config,
+    config_path: PathBuf,
+    hooks: Hooks,
+) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| anyhow::anyhow!("{}: {e}", cfg.data_dir.display()))?;
     // Opening applies migrations once, before any service races to do it.
     drop(crate::db::open(&cfg.db_path())?);
+    let config = Arc::new(cfg);
+    let spool = crate::spool::Spool::open(&config)?;
+    let local_delivery = Arc::new(crate::deliver::LocalDelivery::new(
+        config.clone(),
+        spool.clone(),
+    ));
     let ctx = Context {
-        config: Arc::new(cfg),
+        config,
         config_path,
         shutdown: CancellationToken::new(),
+        spool,
+        local_delivery,
     };
     let tasks = TaskTracker::new();
-    let addrs: BTreeMap<&'static str, Vec<SocketAddr>> = BTreeMap::new();
+    let mut addrs: BTreeMap<&'static str, Vec<SocketAddr>> = BTreeMap::new();
 
     // Services register below, each binding its listeners into `addrs` and spawning
     // its loop on `tasks` (imapd, pop3d, submit, fetch scheduler, queue runner, status).
 
-    // Fetch: the scheduler polls every account and hands mail to local delivery.
-    if !ctx.config.accounts.is_empty() {
-        match local_deliver(&ctx.config) {
-            Ok(deliver) => {
-                let db = crate::fetch::FetchDb::open(&ctx.config.db_path())?;
-                let mut f = crate::fetch::Fetcher::new(ctx.config.clone(), db, deliver);
-                f.progress = crate::fetch::progress::Progress::quiet();
-                f.shutdown = ctx.shutdown.child_token();
-                let accounts = ctx.config.accounts.clone();
-                tasks.spawn(crate::fetch::scheduler::run(f, accounts));
+    // One mail store for the whole process (ctx.spool, shared with the delivery
+    // pipeline), so a change made by one service (a delivery, an IMAP session) wakes
+    // the others at once.
+    let spool = ctx.spool.clone();
+
+    // imapd: `[listen] imap` (STARTTLS) and `imaps`.
+    let imap_backend: Arc<dyn crate::imapd::backend::Backend> =
+        Arc::new(crate::imapd::store::SpoolBackend::new(spool.clone()));
+    for (name, bound) in crate::imapd::server::start(
+        ctx.config.clone(),
+        imap_backend,
+        ctx.shutdown.clone(),
+        &tasks,
+    )
+    .await?
+    {
+        addrs.insert(name, bound);
+    }
+
+    // pop3d: `[listen] pop3` (STLS) and `pop3s`, serving each user's INBOX.
+    crate::pop3d::server::start(&ctx, Arc::new(spool.clone()), &tasks, &mut addrs).await?;
+
+    // Outgoing: the queue and its runner (local pipeline + smarthost relay), the
+    // maildrop pickup, the control socket (`zolder flush`), the SMTP listeners.
+    let queue = {
+        let data_dir = ctx.config.data_dir.clone();
+        let clock = hooks
+            .clock
+            .clone()
+            .unwrap_or_else(crate::queue::system_clock);
+        let queue = crate::queue::Queue::open(ctx.config.clone(), clock)?;
+        let lock = runner_lock(&data_dir)?;
+        crate::queue::maildrop::create(&data_dir).map_err(|e| {
+            anyhow::anyhow!("{}: {e}", crate::queue::maildrop::dir(&data_dir).display())
+        })?;
+        let relay: Option<Arc<dyn crate::message::Deliver>> =
+            crate::relay::Relay::new(&ctx.config)?.map(|r| Arc::new(r) as _);
+        let local = hooks
+            .local
+            .clone()
+            .or_else(|| local_pipeline(&ctx))
+            .map(|inner| {
+                Arc::new(EnqueueGenerated {
+                    inner,
+                    queue: queue.clone(),
+                }) as Arc<dyn crate::message::Deliver>
+            });
+        if local.is_none() {
+            warn!("no local delivery pipeline yet: local recipients wait in the queue");
+        }
+        let mut runner = crate::queue::Runner::new(queue.clone(), local, relay)?;
+        runner.recover()?;
+        let sd = ctx.shutdown.clone();
+        tasks.spawn(async move {
+            let _lock = lock;
+            runner.run(sd).await
+        });
+        let poke = Arc::new(tokio::sync::Notify::new());
+        tasks.spawn(crate::queue::maildrop::run(
+            queue.clone(),
+            poke.clone(),
+            ctx.shutdown.clone(),
+        ));
+        let ctl = crate::queue::control::bind(&data_dir)?;
+        tasks.spawn(crate::queue::control::serve(
+            ctl,
+            queue.clone(),
+            poke,
+            ctx.shutdown.clone(),
+        ));
+
+        let listeners = crate::submit::server::bind(&ctx.config).await?;
+        if !listeners.is_empty() {
+            let tls = match crate::net::tls::acceptor(&ctx.config) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    warn!(error = %e, "no TLS for SMTP: STARTTLS and AUTH (except from loopback) are off");
+                    None
+                }
+            };
+            let shared = crate::submit::session::Shared {
+                cfg: ctx.config.clone(),
+                queue: queue.clone(),
+                tls,
+                delays: Arc::new(crate::auth::FailureDelays::new()),
+                check: hooks.data_check.clone(),
+            };
+            for (service, l) in listeners {
+                addrs.entry(service).or_default().push(l.local_addr());
+                tasks.spawn(crate::submit::server::serve(
+                    service,
+                    l,
+                    shared.clone(),
+                    ctx.shutdown.clone(),
+                ));
             }
-            Err(e) => error!("fetch scheduler not started: {e}"),
+        }
+        queue
+    };
+
+    // Fetch: the scheduler polls every account (zolder.toml and the fetchmailrc) and
+    // hands the mail to the local pipeline; mail a delivery generates is queued.
+    {
+        let (accounts, warnings) = match crate::config::fetchmailrc::load_accounts(&ctx.config) {
+            Ok(v) => v,
+            Err(e) => {
+                error!("fetchmailrc: {e}; polling the zolder.toml accounts only");
+                (ctx.config.accounts.clone(), Vec::new())
+            }
+        };
+        for w in warnings {
+            warn!("{w}");
+        }
+        if !accounts.is_empty() {
+            let deliver: Arc<dyn crate::message::Deliver> = Arc::new(EnqueueGenerated {
+                inner: hooks
+                    .local
+                    .clone()
+                    .unwrap_or_else(|| ctx.local_delivery.clone()),
+                queue: queue.clone(),
+            });
+            let db = crate::fetch::FetchDb::open(&ctx.config.db_path())?;
+            let mut f = crate::fetch::Fetcher::new(ctx.config.clone(), db, deliver);
+            f.progress = crate::fetch::progress::Progress::quiet();
+            f.shutdown = ctx.shutdown.child_token();
+            tasks.spawn(crate::fetch::scheduler::run(f, accounts));
         }
     }
 
     info!(data_dir = %ctx.config.data_dir.display(), "zolder running");
-    Ok(Running { ctx, addrs, tasks })
+    Ok(Running {
+        ctx,
+        addrs,
+        queue: Some(queue),
+        tasks,
+    })
 }
 
-/// The local delivery pipeline as a [`Deliver`](crate::message::Deliver), for the
-/// fetcher (`zolder serve`, `zolder fetch`) and the queue's local recipients.
-pub fn local_deliver(_cfg: &Arc<Config>) -> anyhow::Result<Arc<dyn crate::message::Deliver>> {
-    anyhow::bail!("the local delivery pipeline (deliver/) is not built yet")
+/// The local delivery pipeline for a process without the daemon (`zolder fetch`):
+/// the spool, the pipeline, and the queue for the mail a delivery generates.
+pub fn local_deliver(cfg: &Arc<Config>) -> anyhow::Result<Arc<dyn crate::message::Deliver>> {
+    let spool = crate::spool::Spool::open(cfg)?;
+    let inner = Arc::new(crate::deliver::LocalDelivery::new(cfg.clone(), spool));
+    let queue = crate::queue::Queue::open(cfg.clone(), crate::queue::system_clock())?;
+    Ok(Arc::new(EnqueueGenerated { inner, queue }))
 }
 
 /// `zolder serve`: start, then wait for signals.

@@ -92,3 +92,143 @@ mod tests {
         assert_eq!(d.failed(ip), Duration::from_secs(1));
     }
 }
+
+/// Why a login was refused (for the log; clients get a generic answer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginError {
+    /// No such user, or no password set (a configured user without one can't log in).
+    UnknownUser,
+    BadPassword,
+    /// The database could not be read: try again later.
+    Unavailable(String),
+}
+
+/// Checks a LAN user's password: the database hash (`zolder user add`) first, then
+/// `password_hash` in the config. Returns the canonical user name from the config.
+/// Runs argon2 on a blocking thread. Login names are matched case-insensitively and
+/// may be the user's name or one of their addresses.
+pub async fn check_login(
+    cfg: std::sync::Arc<crate::config::Config>,
+    login: &str,
+    password: &str,
+) -> Result<String, LoginError> {
+    let login = login.to_string();
+    let password = password.to_string();
+    tokio::task::spawn_blocking(move || check_login_blocking(&cfg, &login, &password))
+        .await
+        .map_err(|e| LoginError::Unavailable(e.to_string()))?
+}
+
+/// The blocking body of [`check_login`].
+pub fn check_login_blocking(
+    cfg: &crate::config::Config,
+    login: &str,
+    password: &str,
+) -> Result<String, LoginError> {
+    let user = cfg
+        .users
+        .iter()
+        .find(|u| {
+            u.name.eq_ignore_ascii_case(login)
+                || u.addresses.iter().any(|a| a.eq_ignore_ascii_case(login))
+        })
+        .ok_or(LoginError::UnknownUser)?;
+    let conn =
+        crate::db::open(&cfg.db_path()).map_err(|e| LoginError::Unavailable(e.to_string()))?;
+    let stored = crate::db::users::password_hash(&conn, &user.name)
+        .map_err(|e| LoginError::Unavailable(e.to_string()))?;
+    let hash = stored
+        .or_else(|| user.password_hash.clone())
+        .ok_or(LoginError::UnknownUser)?;
+    if verify_password(password, &hash) {
+        Ok(user.name.clone())
+    } else {
+        Err(LoginError::BadPassword)
+    }
+}
+
+/// Decodes a SASL PLAIN response (`authzid NUL authcid NUL password`, base64).
+/// Returns (authcid, password); an authzid other than empty or the authcid is refused.
+pub fn decode_sasl_plain(b64: &str) -> Option<(String, String)> {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    let mut parts = raw.split(|&b| b == 0);
+    let authz = parts.next()?;
+    let authc = std::str::from_utf8(parts.next()?).ok()?.to_string();
+    let pass = std::str::from_utf8(parts.next()?).ok()?.to_string();
+    if parts.next().is_some() || authc.is_empty() {
+        return None;
+    }
+    if !authz.is_empty() && !authz.eq_ignore_ascii_case(authc.as_bytes()) {
+        return None;
+    }
+    Some((authc, pass))
+}
+
+/// May a client at `peer` send a password over a connection with `tls` state?
+/// Over TLS always; in plain text only from loopback, or from `lan_networks` when
+/// `allow_plaintext_auth` is set.
+pub fn plaintext_auth_allowed(cfg: &crate::config::Config, peer: IpAddr, tls: bool) -> bool {
+    tls || peer.is_loopback()
+        || (cfg.allow_plaintext_auth && cfg.lan_networks.iter().any(|n| n.contains(&peer)))
+}
+
+#[cfg(test)]
+mod login_tests {
+    use super::*;
+
+    #[test]
+    fn sasl_plain() {
+        use base64::Engine;
+        let e = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
+        assert_eq!(
+            decode_sasl_plain(&e(b"\0bouke\0geheim")),
+            Some(("bouke".into(), "geheim".into()))
+        );
+        assert_eq!(
+            decode_sasl_plain(&e(b"bouke\0bouke\0geheim")),
+            Some(("bouke".into(), "geheim".into()))
+        );
+        assert_eq!(decode_sasl_plain(&e(b"admin\0bouke\0geheim")), None);
+        assert_eq!(decode_sasl_plain("!!"), None);
+    }
+
+    #[test]
+    fn login_against_config_and_db() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = hash_password("demo").unwrap();
+        let text = format!(
+            "data_dir = \"{}\"\n[[users]]\nname = \"demo\"\naddresses = [\"demo@x.test\"]\npassword_hash = \"{h}\"\n[[users]]\nname = \"nopass\"\n",
+            dir.path().display()
+        );
+        let cfg =
+            crate::config::Config::from_str_at(&text, &dir.path().join("z.toml"), false).unwrap();
+        assert_eq!(
+            check_login_blocking(&cfg, "demo", "demo"),
+            Ok("demo".into())
+        );
+        assert_eq!(
+            check_login_blocking(&cfg, "DEMO@x.test", "demo"),
+            Ok("demo".into())
+        );
+        assert_eq!(
+            check_login_blocking(&cfg, "demo", "x"),
+            Err(LoginError::BadPassword)
+        );
+        assert_eq!(
+            check_login_blocking(&cfg, "nopass", ""),
+            Err(LoginError::UnknownUser)
+        );
+        assert_eq!(
+            check_login_blocking(&cfg, "ghost", "x"),
+            Err(LoginError::UnknownUser)
+        );
+        // A database password wins over the config's.
+        let conn = crate::db::open(&cfg.db_path()).unwrap();
+        crate::db::users::set_password(&conn, "demo", Some(&hash_password("new").unwrap()))
+            .unwrap();
+        assert_eq!(check_login_blocking(&cfg, "demo", "new"), Ok("demo".into()));
+    }
+}

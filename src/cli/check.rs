@@ -62,11 +62,15 @@ pub fn run(path: &Path, args: Args) -> anyhow::Result<i32> {
         .iter()
         .flat_map(|(n, v)| v.list().into_iter().map(move |a| format!("{n} {a}")))
         .collect();
+        // Accounts from `fetchmailrc = "…"` count too.
+        let accounts = crate::config::fetchmailrc::load_accounts(&cfg)
+            .map(|(a, _)| a.len())
+            .unwrap_or(cfg.accounts.len());
         println!(
             "{}: ok — {} user(s), {} account(s), data in {}, listening: {}",
             path.display(),
             cfg.users.len(),
-            cfg.accounts.len(),
+            accounts,
             cfg.data_dir.display(),
             if listening.is_empty() {
                 "nothing".to_string()

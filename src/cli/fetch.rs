@@ -31,19 +31,31 @@ pub fn run(path: &Path, args: Args) -> anyhow::Result<i32> {
         }
         return Ok(EX_CONFIG);
     }
+    // zolder.toml's accounts plus those of `fetchmailrc = "PATH"`.
+    let all = match crate::config::fetchmailrc::load_accounts(&cfg) {
+        Ok((all, warnings)) => {
+            for w in warnings {
+                tracing::warn!("{w}");
+            }
+            all
+        }
+        Err(e) => {
+            eprintln!("zolder: {e}");
+            return Ok(EX_CONFIG);
+        }
+    };
     let accounts = if args.accounts.is_empty() {
-        cfg.accounts
-            .iter()
+        all.iter()
             .filter(|a| !a.disabled)
             .cloned()
             .collect::<Vec<_>>()
     } else {
         let mut v = Vec::new();
         for n in &args.accounts {
-            match cfg.accounts.iter().find(|a| &a.name == n) {
+            match all.iter().find(|a| &a.name == n) {
                 Some(a) => v.push(a.clone()),
                 None => {
-                    let known: Vec<&str> = cfg.accounts.iter().map(|a| a.name.as_str()).collect();
+                    let known: Vec<&str> = all.iter().map(|a| a.name.as_str()).collect();
                     eprintln!(
                         "zolder: no account `{n}` in {} (accounts: {})",
                         path.display(),

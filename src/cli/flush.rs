@@ -1,14 +1,95 @@
-//! `zolder flush` (to be built by its issue).
+//! `zolder flush`: send the outgoing queue now, ignoring backoff (what `sendmail -q`,
+//! `postqueue -f` and a dial-up `ip-up` script do). Asks the running daemon through
+//! its control socket and waits for the run to end; without a daemon it takes the
+//! queue's runner lock and runs the relay itself.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{EX_OK, EX_TEMPFAIL, load_config};
+use crate::config::Config;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Arguments (not yet defined).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub rest: Vec<String>,
+    /// Don't wait for the run to finish (only with a running daemon).
+    #[arg(long)]
+    pub no_wait: bool,
 }
 
-pub fn run(_config: &Path, _args: Args) -> anyhow::Result<i32> {
-    anyhow::bail!("`flush` is not built yet")
+pub fn run(path: &Path, args: Args) -> anyhow::Result<i32> {
+    let cfg = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    Ok(flush(&cfg, args.no_wait))
+}
+
+/// Shared with `sendmail -q`. Returns the exit code.
+pub fn flush(cfg: &Config, no_wait: bool) -> i32 {
+    let cmd = if no_wait { "wake" } else { "flush" };
+    match crate::queue::control::request(&cfg.data_dir, cmd, Duration::from_secs(6 * 3600)) {
+        Ok(line) if line.starts_with("ok") => {
+            println!("{}", line.trim_start_matches("ok").trim());
+            return if line.contains("deferred=0") || no_wait {
+                EX_OK
+            } else {
+                EX_TEMPFAIL
+            };
+        }
+        Ok(line) => {
+            eprintln!("zolder flush: daemon says: {line}");
+            return EX_TEMPFAIL;
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) => {}
+        Err(e) => {
+            eprintln!(
+                "zolder flush: {}: {e}",
+                crate::queue::control::socket_path(&cfg.data_dir).display()
+            );
+            return EX_TEMPFAIL;
+        }
+    }
+    // No daemon: run the queue here, under the same lock the daemon holds.
+    let lock = match crate::daemon::runner_lock(&cfg.data_dir) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("zolder flush: {e:#}");
+            return EX_TEMPFAIL;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("zolder flush: {e}");
+            return super::EX_OSERR;
+        }
+    };
+    let cfg = Arc::new(cfg.clone());
+    let res = rt.block_on(async move {
+        let queue = crate::queue::Queue::open(cfg.clone(), crate::queue::system_clock())?;
+        let relay: Option<Arc<dyn crate::message::Deliver>> =
+            crate::relay::Relay::new(&cfg)?.map(|r| Arc::new(r) as _);
+        let mut runner = crate::queue::Runner::new(queue, None, relay)?;
+        runner.recover()?;
+        anyhow::Ok(runner.flush_once().await)
+    });
+    drop(lock);
+    match res {
+        Ok(s) => {
+            println!("{}", s.line());
+            if s.deferred == 0 { EX_OK } else { EX_TEMPFAIL }
+        }
+        Err(e) => {
+            eprintln!("zolder flush: {e:#}");
+            EX_TEMPFAIL
+        }
+    }
 }

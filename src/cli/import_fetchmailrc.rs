@@ -1,14 +1,370 @@
-//! `zolder import-fetchmailrc` (to be built by its issue).
+//! `zolder import-fetchmailrc FILE [--idfile F] [--with-passwords]`: prints the
+//! `[[accounts]]` equivalent of a fetchmailrc (warnings as comments), and imports
+//! fetchmail's seen-UID file into the database so `keep` accounts do not fetch the whole
+//! mailbox again. The parsing is `config::fetchmailrc`; this file renders and reports.
+//!
+//! # Security
+//! Passwords are printed only with `--with-passwords`; otherwise each account gets a
+//! `password_file = "secrets/<account>"` placeholder. A fetchmailrc holding a password
+//! that group or others may read is refused before anything is printed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use super::{EX_CONFIG, EX_NOPERM, EX_OK};
+use crate::config::Config;
+use crate::config::account::AccountConfig;
+use crate::config::fetchmailrc::load::{self, FetchmailrcError};
+use crate::config::fetchmailrc::{Import, ImportedAccount};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Arguments (not yet defined).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub rest: Vec<String>,
+    /// The fetchmailrc to import (~/.fetchmailrc, /etc/fetchmailrc, …).
+    pub file: PathBuf,
+    /// fetchmail's seen-UID file to import into the database of --config (default: the
+    /// file's `set idfile`, else $FETCHMAILHOME/.fetchids, ~/.fetchids and Debian's
+    /// /var/lib/fetchmail places).
+    #[arg(long, value_name = "F")]
+    pub idfile: Option<PathBuf>,
+    /// Print the passwords written in the fetchmailrc instead of password_file
+    /// placeholders (the output then holds secrets: keep it mode 600).
+    #[arg(long)]
+    pub with_passwords: bool,
 }
 
-pub fn run(_config: &Path, _args: Args) -> anyhow::Result<i32> {
-    anyhow::bail!("`import-fetchmailrc` is not built yet")
+pub fn run(config: &Path, args: Args) -> anyhow::Result<i32> {
+    // The config is optional here: it only lends its host name (an smtphost naming this
+    // machine counts as local) and its database (for the seen-UID import).
+    let cfg = config
+        .exists()
+        .then(|| Config::load(config))
+        .transpose()
+        .unwrap_or_else(|e| {
+            eprintln!("zolder: {e} (continuing without it)");
+            None
+        });
+    let import = match load::read_fetchmailrc(&args.file, cfg.as_ref().map(|c| c.hostname.as_str()))
+    {
+        Ok(i) => i,
+        Err(e @ FetchmailrcError::Insecure(_)) => {
+            eprintln!("zolder: {e}");
+            return Ok(EX_NOPERM);
+        }
+        Err(e) => {
+            eprintln!("zolder: {e}");
+            return Ok(EX_CONFIG);
+        }
+    };
+    print!("{}", render(&import, &args.file, args.with_passwords));
+    for w in import.all_warnings() {
+        eprintln!("warning: {w}");
+    }
+
+    // Seen state.
+    let explicit = args.idfile.is_some();
+    let idfile = args
+        .idfile
+        .clone()
+        .or_else(|| import.idfile.clone())
+        .or_else(|| load::idfile_candidates(&args.file).into_iter().next());
+    let Some(idfile) = idfile else {
+        eprintln!("zolder: no .fetchids found; no seen state to import (give --idfile F)");
+        return Ok(EX_OK);
+    };
+    let Some(cfg) = cfg else {
+        eprintln!(
+            "zolder: seen state in {} NOT imported: no config at {} (give --config FILE)",
+            idfile.display(),
+            config.display()
+        );
+        return Ok(if explicit { EX_CONFIG } else { EX_OK });
+    };
+    if !idfile.exists() && !explicit {
+        eprintln!(
+            "zolder: {} (from `set idfile`) does not exist; no seen state to import",
+            idfile.display()
+        );
+        return Ok(EX_OK);
+    }
+    let ids = load::read_fetchids(&idfile)?;
+    let mut conn = crate::db::open(&cfg.db_path())
+        .with_context(|| format!("opening the database of {}", config.display()))?;
+    let report = seed(&mut conn, &import, &ids)?;
+    eprintln!(
+        "zolder: imported seen state from {} into {}:",
+        idfile.display(),
+        cfg.db_path().display()
+    );
+    for line in report {
+        eprintln!("  {line}");
+    }
+    Ok(EX_OK)
+}
+
+/// Stores the seen UIDs of every POP3 account; returns what it did, one line each.
+fn seed(
+    conn: &mut crate::db::Connection,
+    import: &Import,
+    ids: &crate::config::fetchmailrc::FetchIds,
+) -> anyhow::Result<Vec<String>> {
+    let mut report = Vec::new();
+    let now = crate::db::now();
+    let mut matched = vec![false; ids.entries.len()];
+    for ia in &import.accounts {
+        let uids = ids.uids_for(&ia.uid_user, &ia.uid_host);
+        if let Some(i) = ids.entries.iter().position(|e| {
+            e.user.eq_ignore_ascii_case(&ia.uid_user) && e.host.eq_ignore_ascii_case(&ia.uid_host)
+        }) {
+            matched[i] = true;
+        }
+        if uids.is_empty() {
+            continue;
+        }
+        let a = &ia.account;
+        if a.protocol != crate::config::account::Protocol::Pop3 {
+            report.push(format!(
+                "{}: {} UIDs skipped (IMAP: zolder tracks UIDVALIDITY and UIDs itself)",
+                a.name,
+                uids.len()
+            ));
+            continue;
+        }
+        let added = crate::db::fetchids::seed_seen(
+            conn,
+            &a.name,
+            "",
+            uids.iter().map(String::as_str),
+            now,
+        )?;
+        report.push(format!(
+            "{}: {} seen UIDLs ({} new) from {}@{}",
+            a.name,
+            uids.len(),
+            added,
+            ia.uid_user,
+            ia.uid_host
+        ));
+    }
+    for (e, m) in ids.entries.iter().zip(matched) {
+        if !m {
+            report.push(format!(
+                "{}@{}: {} UIDs match no account in the fetchmailrc; not imported",
+                e.user,
+                e.host,
+                e.uids.len()
+            ));
+        }
+    }
+    if ids.skipped_lines > 0 {
+        report.push(format!(
+            "{} lines were not `user@host uid` and were skipped",
+            ids.skipped_lines
+        ));
+    }
+    if report.is_empty() {
+        report.push("nothing to import (the file is empty)".into());
+    }
+    Ok(report)
+}
+
+/// The TOML for an import: a header, the file-level warnings, then one `[[accounts]]`
+/// table per entry, each preceded by its origin and warnings as comments.
+pub fn render(import: &Import, file: &Path, with_passwords: bool) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "# Accounts imported from {} by `zolder import-fetchmailrc`.\n",
+        file.display()
+    ));
+    if !with_passwords {
+        out.push_str(
+            "# Passwords are not copied: put each in its password_file, readable by zolder only:\n\
+             #   (umask 077; mkdir -p secrets; printf '%s\\n' 'PASSWORD' > secrets/ACCOUNT)\n",
+        );
+    }
+    if let Some(p) = &import.postmaster {
+        out.push_str(&format!(
+            "# `set postmaster`: unmatched multidrop mail goes to {p:?} (the top-level `postmaster` key is the default).\n"
+        ));
+    }
+    for w in &import.warnings {
+        out.push_str(&format!("# warning: {w}\n"));
+    }
+    let mut shown = import.warnings.clone();
+    for ia in &import.accounts {
+        out.push('\n');
+        out.push_str(&render_account(ia, file, with_passwords, &mut shown));
+    }
+    out
+}
+
+fn render_account(
+    ia: &ImportedAccount,
+    file: &Path,
+    with_passwords: bool,
+    shown: &mut Vec<crate::config::fetchmailrc::Warning>,
+) -> String {
+    let mut a: AccountConfig = ia.account.clone();
+    let mut s = format!("# from {}:{}\n", file.display(), ia.line);
+    for w in &ia.warnings {
+        // Warnings that come from `defaults` apply to every entry; say them once.
+        if shown.contains(w) {
+            continue;
+        }
+        shown.push(w.clone());
+        s.push_str(&format!(
+            "# warning: {}:{}: `{}`: {}\n",
+            w.file.display(),
+            w.line,
+            w.keyword,
+            w.message
+        ));
+    }
+    let no_secret = a.password_file.is_none() && a.password_command.is_none();
+    if !with_passwords || a.password.is_none() {
+        a.password = None;
+        if no_secret {
+            a.password_file = Some(PathBuf::from(format!("secrets/{}", a.name)));
+        }
+    }
+    let table = match toml::Value::try_from(&a) {
+        Ok(toml::Value::Table(t)) => prune(t),
+        _ => unreachable!("an AccountConfig serializes to a table"),
+    };
+    #[derive(serde::Serialize)]
+    struct Doc {
+        accounts: Vec<toml::Table>,
+    }
+    s.push_str(
+        &toml::to_string(&Doc {
+            accounts: vec![table],
+        })
+        .unwrap_or_default(),
+    );
+    s
+}
+
+/// Drops keys that only repeat the default (false, empty lists and tables, skip 0) so the
+/// output reads like a hand-written config.
+fn prune(t: toml::Table) -> toml::Table {
+    t.into_iter()
+        .filter_map(|(k, v)| {
+            let v = match v {
+                toml::Value::Table(inner) => toml::Value::Table(prune(inner)),
+                other => other,
+            };
+            let default = match &v {
+                toml::Value::Boolean(b) => !b,
+                toml::Value::Array(a) => a.is_empty(),
+                toml::Value::Table(t) => t.is_empty(),
+                toml::Value::Integer(0) => k == "envelope_skip",
+                _ => false,
+            };
+            (!default).then_some((k, v))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::fetchmailrc::{Options, parse};
+
+    fn import(src: &[u8]) -> Import {
+        let opts = Options {
+            invoking_user: "root".into(),
+            base_dir: PathBuf::from("/etc"),
+            hostname: None,
+        };
+        parse(src, Path::new("/etc/fetchmailrc"), &opts).unwrap()
+    }
+
+    /// What the printed TOML reads back as, through the real config loader.
+    fn round_trip(i: &Import, with_passwords: bool) -> Vec<AccountConfig> {
+        let text = render(i, Path::new("/etc/fetchmailrc"), with_passwords);
+        let cfg = Config::from_str_at(&text, Path::new("/z/zolder.toml"), false)
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        cfg.accounts
+    }
+
+    #[test]
+    fn every_example_round_trips_through_the_config_loader() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fetchmailrc");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if !(name.starts_with('e') || name.starts_with('t')) {
+                continue;
+            }
+            let i = import(&std::fs::read(&path).unwrap());
+            for with_passwords in [false, true] {
+                let back = round_trip(&i, with_passwords);
+                assert_eq!(back.len(), i.accounts.len(), "{name}");
+                for (b, ia) in back.iter().zip(&i.accounts) {
+                    let mut want = ia.account.clone();
+                    // Secrets: a placeholder file, or the password with --with-passwords.
+                    if !(with_passwords && want.password.is_some()) {
+                        want.password = None;
+                        if want.password_file.is_none() && want.password_command.is_none() {
+                            want.password_file =
+                                Some(PathBuf::from(format!("/z/secrets/{}", want.name)));
+                        }
+                    }
+                    assert_eq!(b, &want, "{name} with_passwords={with_passwords}");
+                }
+                n += 1;
+            }
+        }
+        assert!(n >= 20, "fixtures found: {n}");
+    }
+
+    #[test]
+    fn output_hides_passwords_and_carries_warnings() {
+        let i = import(b"poll pop.example.net proto pop3 user u password 'hunter2' is bob here mda /bin/mail\n");
+        let text = render(&i, Path::new("/etc/fetchmailrc"), false);
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(
+            text.contains("password_file = \"secrets/u@pop.example.net\""),
+            "{text}"
+        );
+        assert!(text.contains("# from /etc/fetchmailrc:1"), "{text}");
+        assert!(
+            text.contains("# warning: /etc/fetchmailrc:1: `mda`"),
+            "{text}"
+        );
+        let text = render(&i, Path::new("/etc/fetchmailrc"), true);
+        assert!(text.contains("password = \"hunter2\""), "{text}");
+    }
+
+    #[test]
+    fn seeds_pop3_seen_state_by_fetchmail_key() {
+        let i = import(
+            b"poll label via pop.example.net proto pop3 user u password p keep\n\
+              poll imap.example.net proto imap user v password p keep\n",
+        );
+        let ids = crate::config::fetchmailrc::parse_fetchids(
+            b"u@pop.example.net UID1\nU@POP.EXAMPLE.NET UID2\nv@imap.example.net 17\nw@elsewhere X\n",
+        );
+        let mut conn = crate::db::open_memory().unwrap();
+        let report = seed(&mut conn, &i, &ids).unwrap();
+        assert_eq!(
+            crate::db::fetchids::count_seen(&conn, "u@label", "").unwrap(),
+            2
+        );
+        assert!(
+            report
+                .iter()
+                .any(|l| l.starts_with("u@label: 2 seen UIDLs (2 new)")),
+            "{report:?}"
+        );
+        assert!(report.iter().any(|l| l.contains("IMAP")), "{report:?}");
+        assert!(
+            report.iter().any(|l| l.starts_with("w@elsewhere")),
+            "{report:?}"
+        );
+        // Twice: nothing new.
+        let report = seed(&mut conn, &i, &ids).unwrap();
+        assert!(report.iter().any(|l| l.contains("(0 new)")), "{report:?}");
+    }
 }

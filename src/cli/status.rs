@@ -59,7 +59,11 @@ pub fn fetch_section(cfg: &Config, conn: &Connection) -> anyhow::Result<String> 
         out.push_str("  (no accounts configured)\n");
         return Ok(out);
     }
-    let mut names: Vec<String> = cfg.accounts.iter().map(|a| a.name.clone()).collect();
+    // zolder.toml's accounts and the fetchmailrc's (if it reads).
+    let accounts = crate::config::fetchmailrc::load_accounts(cfg)
+        .map(|(a, _)| a)
+        .unwrap_or_else(|_| cfg.accounts.clone());
+    let mut names: Vec<String> = accounts.iter().map(|a| a.name.clone()).collect();
     for r in &rows {
         if !names.contains(&r.account) {
             names.push(r.account.clone());
@@ -67,7 +71,7 @@ pub fn fetch_section(cfg: &Config, conn: &Connection) -> anyhow::Result<String> 
     }
     for n in names {
         let r = rows.iter().find(|r| r.account == n);
-        let acc = cfg.accounts.iter().find(|a| a.name == n);
+        let acc = accounts.iter().find(|a| a.name == n);
         let kind = match acc {
             Some(a) => format!(
                 "{} {}@{}{}{}",

@@ -71,6 +71,10 @@ pub struct MultidropConfig {
     /// Where mail for nobody we know goes; default the postmaster.
     #[serde(default)]
     pub fallback: Option<String>,
+    /// Strip this prefix from the envelope recipient's local part before matching
+    /// (fetchmail `qvirtual`: qmail virtual domains prepend e.g. `mbox-userstr-`).
+    #[serde(default)]
+    pub qvirtual: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,9 +142,21 @@ pub struct AccountConfig {
     pub tls_fingerprint: Option<String>,
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// Lowest TLS version accepted: `"1.0"`, `"1.1"`, `"1.2"` or `"1.3"` (fetchmail
+    /// `sslproto tls1.2+`); absent = the TLS library's default floor.
+    #[serde(default)]
+    pub tls_min_version: Option<String>,
+    /// Seconds without an answer from the ISP before the poll is given up (fetchmail
+    /// `timeout`); absent = the fetcher's default.
+    #[serde(default)]
+    pub timeout: Option<u64>,
     /// Skip this account (fetchmail `skip`).
     #[serde(default)]
     pub disabled: bool,
+    /// The fetchmailrc this account came from (not a key): its inline password is
+    /// guarded by that file's permissions, and logs can name it.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 impl AccountConfig {
@@ -190,24 +206,38 @@ impl AccountConfig {
         if secrets == 0 {
             out.push(
                 Problem::error(
-                    format!("{key}"),
+                    key.to_string(),
                     format!("account `{}` has no credentials", self.name),
                 )
                 .hint("set password_file = \"secrets/NAME\" (mode 600)"),
             );
         } else if secrets > 1 {
             out.push(Problem::error(
-                format!("{key}"),
+                key.to_string(),
                 "give only one of password, password_file, password_command, oauth2",
             ));
         }
         if self.password.is_some() {
-            if let Err(e) = super::check_secret_file(&cfg.path) {
+            let holder = self.source.as_deref().unwrap_or(&cfg.path);
+            if let Err(e) = super::check_secret_file(holder) {
                 out.push(Problem::error(format!("{key}.password"), e));
             }
         }
         if let Some(p) = &self.password_file {
-            if let Err(e) = super::check_secret_file(p) {
+            // A missing secret is a warning: the examples name files that a fresh clone
+            // lacks, and the poll fails (temporarily) until someone creates it.
+            if !p.exists() {
+                out.push(
+                    Problem::warning(
+                        format!("{key}.password_file"),
+                        format!("{} does not exist yet", p.display()),
+                    )
+                    .hint(format!(
+                        "create it: (umask 077; printf '%s\\n' 'PASSWORD' > {})",
+                        p.display()
+                    )),
+                );
+            } else if let Err(e) = super::check_secret_file(p) {
                 out.push(Problem::error(format!("{key}.password_file"), e));
             }
         }
@@ -225,19 +255,18 @@ impl AccountConfig {
                 ));
             }
         }
-        if let Some(s) = &self.schedule {
-            if s != "manual" {
-                if let Err(e) = s.parse::<cron::Schedule>() {
-                    out.push(
-                        Problem::error(format!("{key}.schedule"), format!("`{s}`: {e}"))
-                            .hint("six fields with seconds, e.g. \"0 0 * * * *\" for hourly"),
-                    );
-                }
-            }
+        if let Some(s) = &self.schedule
+            && s != "manual"
+            && let Err(e) = s.parse::<cron::Schedule>()
+        {
+            out.push(
+                Problem::error(format!("{key}.schedule"), format!("`{s}`: {e}"))
+                    .hint("six fields with seconds, e.g. \"0 0 * * * *\" for hourly"),
+            );
         }
         if self.schedule.is_some() && self.interval.is_some() {
             out.push(Problem::error(
-                format!("{key}"),
+                key.to_string(),
                 "give `schedule` or `interval`, not both",
             ));
         }

@@ -19,10 +19,12 @@ use serde::{Deserialize, Serialize};
 
 pub mod account;
 pub mod fetchmailrc;
+pub mod queue;
 pub mod scan;
 pub mod smarthost;
 
 pub use account::AccountConfig;
+pub use queue::{QueueConfig, SubmitConfig};
 pub use scan::ScanConfig;
 pub use smarthost::SmarthostConfig;
 
@@ -64,6 +66,12 @@ pub struct Config {
     pub scan: ScanConfig,
     #[serde(default)]
     pub limits: Limits,
+    /// `[queue]`: retry schedule, lifetime, delay warnings of the outgoing queue.
+    #[serde(default)]
+    pub queue: QueueConfig,
+    /// `[submit]`: the LAN SMTP server's policy.
+    #[serde(default)]
+    pub submit: SubmitConfig,
     /// Allow LOGIN/AUTH in plain text from `lan_networks` (not only over TLS/loopback).
     #[serde(default)]
     pub allow_plaintext_auth: bool,
@@ -409,13 +417,13 @@ impl Config {
                     )),
                 }
             }
-            if let Some(h) = &u.password_hash {
-                if !h.starts_with("$argon2") {
-                    out.push(
-                        Problem::error(format!("{key}.password_hash"), "not an argon2 PHC string")
-                            .hint("make one with `zolder user hash`, or use `zolder user add`"),
-                    );
-                }
+            if let Some(h) = &u.password_hash
+                && !h.starts_with("$argon2")
+            {
+                out.push(
+                    Problem::error(format!("{key}.password_hash"), "not an argon2 PHC string")
+                        .hint("make one with `zolder user hash`, or use `zolder user add`"),
+                );
             }
         }
         for (name, targets) in &self.aliases {
@@ -441,10 +449,12 @@ impl Config {
         for (i, a) in self.accounts.iter().enumerate() {
             out.extend(a.validate(&format!("accounts[{i}]"), self));
         }
+        out.extend(fetchmailrc::load::problems(self));
         if let Some(s) = &self.smarthost {
             out.extend(s.validate("smarthost"));
         }
         out.extend(self.scan.validate("scan"));
+        out.extend(self.queue.validate("queue"));
         if let (Some(_), None) | (None, Some(_)) = (&self.tls.cert, &self.tls.key) {
             out.push(Problem::error(
                 "tls",
@@ -530,13 +540,13 @@ fn figment_error(e: figment::Error, text: &str, path: &Path) -> ConfigError {
         message = format!("{message} (from a ZOLDER_* environment variable)");
     }
     // TOML syntax errors carry their own line/column in the message.
-    if line.is_none() {
-        if let Some(pos) = message.find("line ") {
-            line = message[pos + 5..]
-                .split(|c: char| !c.is_ascii_digit())
-                .next()
-                .and_then(|n| n.parse().ok());
-        }
+    if line.is_none()
+        && let Some(pos) = message.find("line ")
+    {
+        line = message[pos + 5..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|n| n.parse().ok());
     }
     ConfigError {
         file: path.to_path_buf(),

@@ -65,21 +65,21 @@ impl SmarthostConfig {
         if self.host.trim().is_empty() {
             out.push(Problem::error(format!("{key}.host"), "no host"));
         }
-        if self.schedule != "manual" {
-            if let Err(e) = self.schedule.parse::<cron::Schedule>() {
-                out.push(
-                    Problem::error(
-                        format!("{key}.schedule"),
-                        format!("`{}`: {e}", self.schedule),
-                    )
-                    .hint("a cron expression with seconds, or \"manual\""),
-                );
-            }
+        if self.schedule != "manual"
+            && let Err(e) = self.schedule.parse::<cron::Schedule>()
+        {
+            out.push(
+                Problem::error(
+                    format!("{key}.schedule"),
+                    format!("`{}`: {e}", self.schedule),
+                )
+                .hint("a cron expression with seconds, or \"manual\""),
+            );
         }
-        if let Some(p) = &self.password_file {
-            if let Err(e) = super::check_secret_file(p) {
-                out.push(Problem::error(format!("{key}.password_file"), e));
-            }
+        if let Some(p) = &self.password_file
+            && let Err(e) = super::check_secret_file(p)
+        {
+            out.push(Problem::error(format!("{key}.password_file"), e));
         }
         out
     }

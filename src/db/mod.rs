@@ -13,9 +13,13 @@ use std::time::Duration;
 
 pub use rusqlite::Connection;
 pub use rusqlite::Error as SqlError;
-pub use rusqlite::{OptionalExtension, Transaction, params};
+pub use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
 pub mod fetch;
+pub mod fetchids;
+pub mod quarantine;
+pub mod queue;
+pub mod spool;
 pub mod users;
 
 /// Migrations, embedded at build time: (number, name, SQL). `PRAGMA user_version` holds
@@ -27,12 +31,26 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0001_init.sql"),
     ),
     (
+        2,
+        "0002_spool",
+        include_str!("../../migrations/0002_spool.sql"),
+    ),
+    (
         3,
         "0003_fetch",
         include_str!("../../migrations/0003_fetch.sql"),
     ),
-    // (2, "0002_spool", …), (3, "0003_fetch", …), (4, "0004_queue", …),
+    (
+        4,
+        "0004_queue",
+        include_str!("../../migrations/0004_queue.sql"),
+    ),
     // (5, "0005_scan", …), (6, "0006_imapd", …): one per owner, added when needed.
+    (
+        5,
+        "0005_scan",
+        include_str!("../../migrations/0005_scan.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -67,11 +85,11 @@ pub type Result<T> = std::result::Result<T, DbError>;
 
 /// Opens (creating if needed) the database at `path` and brings its schema up to date.
 pub fn open(path: &Path) -> Result<Connection> {
-    if let Some(dir) = path.parent() {
-        if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| DbError::Other(format!("{}: {e}", dir.display())))?;
-        }
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| DbError::Other(format!("{}: {e}", dir.display())))?;
     }
     let ps = path.display().to_string();
     let conn = Connection::open(path).map_err(|e| DbError::Open {

@@ -9,7 +9,8 @@
 //! must match. With `tls_fingerprint` the chain and name checks are replaced by a pin:
 //! the server certificate's SHA-256 (64 hex digits) or MD5 (32, as fetchmail's
 //! `sslfingerprint` writes it) must equal the configured digest, compared after the
-//! handshake and before a single protocol byte is sent. TLS 1.2 is the floor.
+//! handshake and before a single protocol byte is sent. TLS 1.2 is the floor unless
+//! `tls_min_version` says otherwise.
 
 use std::time::Duration;
 
@@ -23,6 +24,15 @@ use crate::net::Stream;
 
 /// How long a connect or TLS handshake may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest wait for the server when the account sets no `timeout` (fetchmail's 300 s).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The account's `timeout`, or [`READ_TIMEOUT`].
+pub fn read_timeout(acc: &AccountConfig) -> Duration {
+    acc.timeout
+        .map(|s| Duration::from_secs(s.max(1)))
+        .unwrap_or(READ_TIMEOUT)
+}
 
 /// TCP connect to the account's host and port.
 pub async fn tcp(acc: &AccountConfig) -> Result<Stream, FetchError> {
@@ -40,7 +50,24 @@ pub async fn tcp(acc: &AccountConfig) -> Result<Stream, FetchError> {
 /// or name checks (the pin is checked in [`upgrade`]).
 pub fn connector(acc: &AccountConfig) -> Result<async_native_tls::TlsConnector, FetchError> {
     let mut b = native_tls::TlsConnector::builder();
-    b.min_protocol_version(Some(native_tls::Protocol::Tlsv12));
+    // TLS 1.2 unless the account asks otherwise (fetchmail `sslproto`).
+    let floor = match acc
+        .tls_min_version
+        .as_deref()
+        .map(|v| v.trim_start_matches("tls"))
+    {
+        None | Some("1.2") => native_tls::Protocol::Tlsv12,
+        Some("1.3") => native_tls::Protocol::Tlsv13,
+        Some("1.1") => native_tls::Protocol::Tlsv11,
+        Some("1.0") => native_tls::Protocol::Tlsv10,
+        Some(v) => {
+            return Err(FetchError::Config(format!(
+                "account {}: tls_min_version `{v}` is not 1.0, 1.1, 1.2 or 1.3",
+                acc.name
+            )));
+        }
+    };
+    b.min_protocol_version(Some(floor));
     if let Some(ca) = &acc.ca_file {
         let pem = std::fs::read(ca)
             .map_err(|e| FetchError::Config(format!("ca_file {}: {e}", ca.display())))?;

@@ -42,8 +42,6 @@ pub const BATCH: usize = 200;
 pub const BATCH_BYTES: u64 = 24 * 1024 * 1024;
 /// Byte budget of a command that fetches no bodies.
 pub const COMMAND_BUDGET: i64 = 16 * 1024 * 1024;
-/// Longest wait for one response.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(300);
 /// IDLE is re-issued this often (RFC 2177 asks for less than 29 minutes).
 pub const IDLE_REFRESH: Duration = Duration::from_secs(25 * 60);
 
@@ -108,6 +106,7 @@ pub struct Session {
     pub uidplus: bool,
     pub idle: bool,
     account: String,
+    timeout: Duration,
 }
 
 /// SASL responder for async-imap: the prepared response first, then empty ones (an
@@ -126,13 +125,14 @@ fn imap_err(acc: &str, what: &str, e: impl fmt::Display) -> FetchError {
 }
 
 async fn timed<T, E: fmt::Display>(
+    to: Duration,
     acc: &str,
     what: &str,
     fut: impl std::future::Future<Output = Result<T, E>>,
 ) -> Result<T, FetchError> {
-    match tokio::time::timeout(READ_TIMEOUT, fut).await {
+    match tokio::time::timeout(to, fut).await {
         Err(_) => Err(FetchError::Io(format!(
-            "{acc}: {what}: no answer for {READ_TIMEOUT:?}"
+            "{acc}: {what}: no answer for {to:?}"
         ))),
         Ok(Err(e)) => Err(imap_err(acc, what, e)),
         Ok(Ok(v)) => Ok(v),
@@ -147,6 +147,7 @@ impl Session {
     /// Connects, does TLS as configured and logs in.
     pub async fn open(f: &Fetcher, acc: &AccountConfig) -> Result<Session, FetchError> {
         let name = acc.name.as_str();
+        let to = conn::read_timeout(acc);
         let budget = Arc::new(AtomicI64::new(COMMAND_BUDGET));
         let mut s = conn::tcp(acc).await?;
         if acc.tls == TlsMode::Implicit {
@@ -156,7 +157,7 @@ impl Session {
             s,
             budget: budget.clone(),
         });
-        match timed(name, "greeting", async {
+        match timed(to, name, "greeting", async {
             client.read_response().await.transpose()
         })
         .await?
@@ -170,6 +171,7 @@ impl Session {
         }
         if acc.tls == TlsMode::Starttls {
             timed(
+                to,
                 name,
                 "STARTTLS",
                 client.run_command_and_check_ok("STARTTLS", None),
@@ -195,9 +197,7 @@ impl Session {
                     acc.effective_port(),
                     &tok,
                 );
-                let r =
-                    tokio::time::timeout(READ_TIMEOUT, client.authenticate(mech, Sasl(Some(resp))))
-                        .await;
+                let r = tokio::time::timeout(to, client.authenticate(mech, Sasl(Some(resp)))).await;
                 match r {
                     Err(_) => {
                         return Err(FetchError::Io(format!("{name}: AUTHENTICATE timed out")));
@@ -225,10 +225,9 @@ impl Session {
                 .is_some_and(|a| a.eq_ignore_ascii_case("plain"))
             {
                 let resp = format!("\0{}\0{}", acc.username, pass).into_bytes();
-                tokio::time::timeout(READ_TIMEOUT, client.authenticate("PLAIN", Sasl(Some(resp))))
-                    .await
+                tokio::time::timeout(to, client.authenticate("PLAIN", Sasl(Some(resp)))).await
             } else {
-                tokio::time::timeout(READ_TIMEOUT, client.login(&acc.username, &pass)).await
+                tokio::time::timeout(to, client.login(&acc.username, &pass)).await
             };
             match r {
                 Err(_) => return Err(FetchError::Io(format!("{name}: login timed out"))),
@@ -242,9 +241,10 @@ impl Session {
             uidplus: false,
             idle: false,
             account: name.to_string(),
+            timeout: to,
         };
         se.budget(COMMAND_BUDGET);
-        let caps = timed(name, "CAPABILITY", se.s.capabilities()).await?;
+        let caps = timed(to, name, "CAPABILITY", se.s.capabilities()).await?;
         se.uidplus = caps.has_str("UIDPLUS");
         se.idle = caps.has_str("IDLE");
         debug!(
@@ -264,7 +264,7 @@ impl Session {
             let st = self.s.uid_fetch(set, "(UID RFC822.SIZE)").await?;
             st.try_collect::<Vec<_>>().await
         };
-        let v = timed(&acc, "UID FETCH sizes", fut).await?;
+        let v = timed(self.timeout, &acc, "UID FETCH sizes", fut).await?;
         let mut out: Vec<(u32, u64)> = v
             .iter()
             .filter_map(|f| f.uid.map(|u| (u, u64::from(f.size.unwrap_or(0)))))
@@ -294,7 +294,7 @@ impl Session {
             }
             Ok::<_, async_imap::error::Error>(out)
         };
-        let out = timed(&acc, "UID FETCH BODY.PEEK[]", fut).await?;
+        let out = timed(self.timeout, &acc, "UID FETCH BODY.PEEK[]", fut).await?;
         if let Some((u, b)) = out.iter().find(|(_, b)| b.len() as u64 > max) {
             return Err(FetchError::Protocol(format!(
                 "{acc}: UID {u} is {} bytes, over limits.message_size (server lied about its size)",
@@ -329,7 +329,7 @@ impl Session {
             }
             Ok::<_, async_imap::error::Error>(())
         };
-        timed(&acc, "STORE/EXPUNGE", fut).await
+        timed(self.timeout, &acc, "STORE/EXPUNGE", fut).await
     }
 
     pub async fn logout(mut self) {
@@ -408,7 +408,13 @@ pub async fn poll_folder(
 ) -> Result<(), FetchError> {
     let name = acc.name.clone();
     se.budget(COMMAND_BUDGET);
-    let mbox = timed(&name, &format!("SELECT {folder}"), se.s.select(folder)).await?;
+    let mbox = timed(
+        se.timeout,
+        &name,
+        &format!("SELECT {folder}"),
+        se.s.select(folder),
+    )
+    .await?;
     let validity = mbox
         .uid_validity
         .ok_or_else(|| FetchError::Protocol(format!("{name}: {folder}: no UIDVALIDITY")))?;
@@ -470,25 +476,25 @@ pub async fn poll_folder(
         }
         todo.push((uid, size));
     }
-    if acc.keep {
-        if let Some(days) = acc.delete_after_days {
-            let (n, fo, before) = (
-                name.clone(),
-                folder.to_string(),
-                db::now() - i64::from(days) * 86_400,
-            );
-            let old =
-                f.db.run(move |c| db::fetch::seen_before(c, &n, &fo, before))
-                    .await?;
-            let on_server: HashSet<u32> = listing.iter().map(|l| l.0).collect();
-            let mut old_uids: Vec<u32> = old
-                .iter()
-                .filter_map(|u| u.strip_prefix(&prefix)?.parse().ok())
-                .filter(|u| on_server.contains(u) || !whole)
-                .collect();
-            old_uids.sort_unstable();
-            delete_now.extend(old_uids);
-        }
+    if acc.keep
+        && let Some(days) = acc.delete_after_days
+    {
+        let (n, fo, before) = (
+            name.clone(),
+            folder.to_string(),
+            db::now() - i64::from(days) * 86_400,
+        );
+        let old =
+            f.db.run(move |c| db::fetch::seen_before(c, &n, &fo, before))
+                .await?;
+        let on_server: HashSet<u32> = listing.iter().map(|l| l.0).collect();
+        let mut old_uids: Vec<u32> = old
+            .iter()
+            .filter_map(|u| u.strip_prefix(&prefix)?.parse().ok())
+            .filter(|u| on_server.contains(u) || !whole)
+            .collect();
+        old_uids.sort_unstable();
+        delete_now.extend(old_uids);
     }
     info!(account = %name, folder, validity, last, on_server = mbox.exists, new = todo.len(),
         delete = delete_now.len(), refetch, "IMAP poll");
@@ -735,22 +741,24 @@ async fn idle_session(f: &Fetcher, acc: &AccountConfig, folder: &str) -> Result<
             uidplus,
             idle,
             account,
+            timeout,
         } = se;
         let mut h = s.idle();
-        timed(&account, "IDLE", h.init()).await?;
+        timed(timeout, &account, "IDLE", h.init()).await?;
         let (wait, stop) = h.wait_with_timeout(IDLE_REFRESH);
         let res = tokio::select! {
             r = wait => Some(r),
             _ = f.shutdown.cancelled() => None,
         };
         drop(stop);
-        let s = timed(&account, "DONE", h.done()).await?;
+        let s = timed(timeout, &account, "DONE", h.done()).await?;
         se = Session {
             s,
             budget,
             uidplus,
             idle,
             account,
+            timeout,
         };
         match res {
             None => {

@@ -194,10 +194,10 @@ impl Fetcher {
             })
             .await;
         let mut out = PollOutcome::default();
-        if let Some(argv) = &acc.preconnect {
-            if let Err(e) = run_hook("preconnect", argv).await {
-                out.error = Some(e);
-            }
+        if let Some(argv) = &acc.preconnect
+            && let Err(e) = run_hook("preconnect", argv).await
+        {
+            out.error = Some(e);
         }
         if out.error.is_none() {
             let fut = async {
@@ -210,10 +210,10 @@ impl Fetcher {
                 out.error = Some(e);
             }
         }
-        if let Some(argv) = &acc.postconnect {
-            if let Err(e) = run_hook("postconnect", argv).await {
-                warn!(account = %acc.name, "{e}");
-            }
+        if let Some(argv) = &acc.postconnect
+            && let Err(e) = run_hook("postconnect", argv).await
+        {
+            warn!(account = %acc.name, "{e}");
         }
         self.progress.finish(&acc.name);
         let status = db::fetch::Status {

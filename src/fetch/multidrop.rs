@@ -46,10 +46,11 @@ pub fn headers(raw: &[u8]) -> Vec<(String, String)> {
             }
             continue;
         }
-        if let Some((name, value)) = text.split_once(':') {
-            if !name.is_empty() && !name.contains(' ') {
-                out.push((name.to_string(), value.trim().to_string()));
-            }
+        if let Some((name, value)) = text.split_once(':')
+            && !name.is_empty()
+            && !name.contains(' ')
+        {
+            out.push((name.to_string(), value.trim().to_string()));
         }
     }
     out
@@ -206,15 +207,20 @@ pub fn route(
             if !is_our_domain(domain, md, host) {
                 continue;
             }
+            // qmail virtual domains prefix the local part (fetchmail `qvirtual`).
+            let local = md
+                .qvirtual
+                .as_deref()
+                .and_then(|q| local.strip_prefix(q))
+                .unwrap_or(local);
             let name = lookup(a)
                 .or_else(|| lookup(local))
                 .or_else(|| (is_local_name(local) || star).then(|| local.to_ascii_lowercase()));
-            if let Some(n) = name {
-                if !recipients.iter().any(|r| r.eq_ignore_ascii_case(&n))
-                    && recipients.len() < MAX_RECIPIENTS
-                {
-                    recipients.push(n);
-                }
+            if let Some(n) = name
+                && !recipients.iter().any(|r| r.eq_ignore_ascii_case(&n))
+                && recipients.len() < MAX_RECIPIENTS
+            {
+                recipients.push(n);
             }
         }
     }
@@ -250,6 +256,7 @@ mod tests {
             .into_iter()
             .collect(),
             fallback: None,
+            qvirtual: None,
         }
     }
     fn known(n: &str) -> bool {
@@ -336,6 +343,14 @@ mod tests {
             route(raw, &m, "h", "pm", &known).recipients,
             vec!["stranger"]
         );
+    }
+
+    #[test]
+    fn qvirtual_prefix_is_stripped() {
+        let mut m = md();
+        m.qvirtual = Some("family-".into());
+        let raw = b"Delivered-To: family-anna@family.nl\n\n";
+        assert_eq!(route(raw, &m, "h", "pm", &known).recipients, vec!["anna"]);
     }
 
     #[test]

@@ -42,12 +42,11 @@ impl TokenCache {
         cfg: &OAuth2Config,
         force: bool,
     ) -> Result<String, FetchError> {
-        if !force {
-            if let Some((t, until)) = self.tokens.lock().unwrap().get(account) {
-                if Instant::now() < *until {
-                    return Ok(t.clone());
-                }
-            }
+        if !force
+            && let Some((t, until)) = self.tokens.lock().unwrap().get(account)
+            && Instant::now() < *until
+        {
+            return Ok(t.clone());
         }
         let (tok, lifetime) = refresh(cfg).await?;
         let until = Instant::now() + lifetime.saturating_sub(EXPIRY_MARGIN);

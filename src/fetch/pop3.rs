@@ -9,7 +9,7 @@
 //! The server is untrusted. Status lines are bounded by [`MAX_LINE`], a dot-stuffed
 //! line that could be the terminator by [`MAX_PENDING`], a message by
 //! `limits.message_size` and a UIDL/LIST listing by [`MAX_LISTING`]; every read has a
-//! [`READ_TIMEOUT`]. After STLS, bytes the server sent before the handshake are an
+//! the account's `timeout` (default 300 s). After STLS, bytes the server sent before the handshake are an
 //! error (no plaintext injection into the TLS session). Passwords are only sent after
 //! TLS when `tls` is `starttls` or `implicit`.
 
@@ -34,8 +34,6 @@ pub const MAX_LINE: usize = 8 * 1024;
 pub const MAX_PENDING: usize = 1024 * 1024;
 /// Largest UIDL or LIST answer.
 pub const MAX_LISTING: usize = 64 * 1024 * 1024;
-/// Longest wait for the server.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(300);
 /// Deletions between two QUITs: bounds what a dropped line makes us fetch again
 /// (fetchmail's `expunge N`), without reconnecting too often.
 pub const COMMIT_EVERY: usize = 1000;
@@ -54,10 +52,8 @@ pub fn parse_status(line: &[u8]) -> Option<Result<String, String>> {
     let text = |rest: &[u8]| String::from_utf8_lossy(rest).trim().to_string();
     if let Some(r) = line.strip_prefix(b"+OK") {
         Some(Ok(text(r)))
-    } else if let Some(r) = line.strip_prefix(b"-ERR") {
-        Some(Err(text(r)))
     } else {
-        None
+        line.strip_prefix(b"-ERR").map(|r| Err(text(r)))
     }
 }
 
@@ -226,6 +222,7 @@ pub struct Session {
     pos: usize,
     caps: Caps,
     account: String,
+    timeout: Duration,
 }
 
 impl Session {
@@ -239,13 +236,13 @@ impl Session {
         }
         let len = self.buf.len();
         self.buf.resize(len + 256 * 1024, 0);
-        let r = tokio::time::timeout(READ_TIMEOUT, self.s.read(&mut self.buf[len..])).await;
+        let r = tokio::time::timeout(self.timeout, self.s.read(&mut self.buf[len..])).await;
         let n = match r {
             Err(_) => {
                 self.buf.truncate(len);
                 return Err(FetchError::Io(format!(
-                    "{}: no answer for {READ_TIMEOUT:?}",
-                    self.account
+                    "{}: no answer for {:?}",
+                    self.account, self.timeout
                 )));
             }
             Ok(Err(e)) => {
@@ -308,7 +305,7 @@ impl Session {
             self.s.write_all(cmd.as_bytes()).await?;
             self.s.flush().await
         };
-        tokio::time::timeout(READ_TIMEOUT, w)
+        tokio::time::timeout(self.timeout, w)
             .await
             .map_err(|_| FetchError::Io(format!("{}: write timed out", self.account)))?
             .map_err(|e| FetchError::Io(format!("{}: {e}", self.account)))
@@ -354,6 +351,7 @@ impl Session {
             pos: 0,
             caps: Caps::default(),
             account: acc.name.clone(),
+            timeout: conn::read_timeout(acc),
         };
         let greeting = match se.status().await? {
             Ok(g) => g,
@@ -376,7 +374,10 @@ impl Session {
                 )));
             }
             let Session {
-                s: plain, account, ..
+                s: plain,
+                account,
+                timeout,
+                ..
             } = se;
             se = Session {
                 s: conn::upgrade(acc, plain).await?,
@@ -384,6 +385,7 @@ impl Session {
                 pos: 0,
                 caps: Caps::default(),
                 account,
+                timeout,
             };
             se.caps = se.capa().await?;
         }

@@ -116,10 +116,10 @@ impl Progress {
 
     /// The poll of `account` ended.
     pub fn finish(&self, account: &str) {
-        if let Some(e) = self.entries.lock().unwrap().remove(account) {
-            if let Some(b) = e.bar {
-                b.finish_and_clear();
-            }
+        if let Some(e) = self.entries.lock().unwrap().remove(account)
+            && let Some(b) = e.bar
+        {
+            b.finish_and_clear();
         }
     }
 

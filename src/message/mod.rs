@@ -182,4 +182,23 @@ pub trait Deliver: Send + Sync {
     }
     /// Reports are in the order of `msgs`.
     async fn deliver_batch(&self, msgs: Vec<Incoming>) -> Vec<DeliveryReport>;
+
+    /// Delivers messages one after another as `source` hands them out, giving each
+    /// outcome back before asking for the next. A transport that keeps one
+    /// connection for a whole run (the smarthost relay) overrides this; the caller
+    /// records each outcome at once, so a crash repeats at most the message in flight.
+    async fn deliver_stream(&self, source: &mut dyn MessageSource) {
+        while let Some(m) = source.next().await {
+            let r = self.deliver(m).await;
+            source.done(r).await;
+        }
+    }
+}
+
+/// The feeding side of [`Deliver::deliver_stream`] (the queue runner): hands out
+/// messages lazily (their bytes are read only when needed) and takes each report.
+#[async_trait::async_trait]
+pub trait MessageSource: Send {
+    async fn next(&mut self) -> Option<Incoming>;
+    async fn done(&mut self, report: DeliveryReport);
 }

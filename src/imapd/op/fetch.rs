@@ -1,0 +1,268 @@
+//! FETCH and UID FETCH (RFC 3501 §6.4.5, CONDSTORE CHANGEDSINCE/MODSEQ RFC 7162).
+//!
+//! # Format
+//! `FETCH 1:* (FLAGS UID RFC822.SIZE INTERNALDATE ENVELOPE BODYSTRUCTURE
+//! BODY.PEEK[HEADER.FIELDS (From)]<0.100>)` → `* 1 FETCH (...)` per message.
+//!
+//! Only items that need the message (ENVELOPE, BODY[STRUCTURE], sections) read it;
+//! flags, sizes and dates come from the index. A non-PEEK body section sets `\Seen`
+//! first (in a read-write mailbox) and reports the new FLAGS.
+
+use std::fmt::Write as _;
+
+use crate::imapd::proto::date::format_date_time;
+use crate::imapd::proto::{FetchAttr, Section, SectionText, SeqSet, StoreMode, mime, response};
+use crate::imapd::session::{Fatal, Reply, Session};
+use crate::imapd::view::{Bytes, Msg, write_flags};
+
+/// Messages read per blocking call (bounds memory of one batch).
+const READ_BATCH: usize = 64;
+
+/// How a section is named in the response: `BODY[1.2.HEADER.FIELDS (From)]`.
+fn section_name(s: &Section) -> String {
+    let mut out: Vec<String> = s.parts.iter().map(u32::to_string).collect();
+    match &s.text {
+        None => {}
+        Some(SectionText::Header) => out.push("HEADER".into()),
+        Some(SectionText::Text) => out.push("TEXT".into()),
+        Some(SectionText::Mime) => out.push("MIME".into()),
+        Some(SectionText::HeaderFields(n)) | Some(SectionText::HeaderFieldsNot(n)) => {
+            let kw = if matches!(s.text, Some(SectionText::HeaderFields(_))) {
+                "HEADER.FIELDS"
+            } else {
+                "HEADER.FIELDS.NOT"
+            };
+            let mut names = Vec::new();
+            for x in n {
+                let mut b = Vec::new();
+                if x.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+                {
+                    b.extend_from_slice(x.as_bytes());
+                } else {
+                    response::string(&mut b, x.as_bytes());
+                }
+                names.push(String::from_utf8_lossy(&b).into_owned());
+            }
+            out.push(format!("{kw} ({})", names.join(" ")));
+        }
+    }
+    out.join(".")
+}
+
+fn needs_bytes(a: &FetchAttr) -> bool {
+    matches!(
+        a,
+        FetchAttr::Envelope
+            | FetchAttr::BodyStructure
+            | FetchAttr::Body
+            | FetchAttr::Section { .. }
+    )
+}
+
+/// Writes one `* n FETCH (...)` response.
+fn write_fetch(
+    out: &mut Vec<u8>,
+    seq: usize,
+    m: &Msg,
+    attrs: &[FetchAttr],
+    bytes: Option<&[u8]>,
+    add_flags: bool,
+) {
+    let _ = write!(Bytes(out), "* {seq} FETCH (");
+    let parsed = bytes.and_then(mime::parse);
+    let mut first = true;
+    let mut sep = |out: &mut Vec<u8>| {
+        if !first {
+            out.push(b' ');
+        }
+        first = false;
+    };
+    let mut flags_done = false;
+    for a in attrs {
+        sep(out);
+        match a {
+            FetchAttr::Uid => {
+                let _ = write!(Bytes(out), "UID {}", m.uid);
+            }
+            FetchAttr::Flags => {
+                out.extend_from_slice(b"FLAGS ");
+                write_flags(out, &m.flags);
+                flags_done = true;
+            }
+            FetchAttr::InternalDate => {
+                let _ = write!(
+                    Bytes(out),
+                    "INTERNALDATE \"{}\"",
+                    format_date_time(m.internal_date)
+                );
+            }
+            FetchAttr::Rfc822Size => {
+                let _ = write!(Bytes(out), "RFC822.SIZE {}", m.size);
+            }
+            FetchAttr::ModSeq => {
+                let _ = write!(Bytes(out), "MODSEQ ({})", m.modseq);
+            }
+            FetchAttr::Envelope => {
+                out.extend_from_slice(b"ENVELOPE ");
+                match &parsed {
+                    Some(p) => mime::envelope(out, p),
+                    None => out.extend_from_slice(b"(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)"),
+                }
+            }
+            FetchAttr::BodyStructure | FetchAttr::Body => {
+                let ext = matches!(a, FetchAttr::BodyStructure);
+                out.extend_from_slice(if ext { b"BODYSTRUCTURE " } else { b"BODY " });
+                match &parsed {
+                    Some(p) => mime::body_structure(out, p, ext),
+                    None => out.extend_from_slice(
+                        b"(\"TEXT\" \"PLAIN\" (\"charset\" \"us-ascii\") NIL NIL \"7BIT\" 0 0)",
+                    ),
+                }
+            }
+            FetchAttr::Section {
+                section,
+                partial,
+                alias,
+                ..
+            } => {
+                let data = bytes.and_then(|b| mime::section(b, section));
+                let data: &[u8] = data.as_deref().unwrap_or(b"");
+                match alias {
+                    Some(name) => out.extend_from_slice(name.as_bytes()),
+                    None => {
+                        let _ = write!(Bytes(out), "BODY[{}]", section_name(section));
+                    }
+                }
+                let slice = match partial {
+                    Some((start, len)) => {
+                        let _ = write!(Bytes(out), "<{start}>");
+                        let s = (*start as usize).min(data.len());
+                        let e = s.saturating_add(*len as usize).min(data.len());
+                        &data[s..e]
+                    }
+                    None => data,
+                };
+                out.push(b' ');
+                response::literal(out, slice);
+            }
+        }
+    }
+    if add_flags && !flags_done {
+        sep(out);
+        out.extend_from_slice(b"FLAGS ");
+        write_flags(out, &m.flags);
+    }
+    out.extend_from_slice(b")\r\n");
+}
+
+impl Session {
+    pub(crate) async fn op_fetch(
+        &mut self,
+        uid: bool,
+        set: SeqSet,
+        mut attrs: Vec<FetchAttr>,
+        changed_since: Option<u64>,
+    ) -> Result<Reply, Fatal> {
+        if changed_since.is_some() {
+            self.condstore = true;
+        }
+        let Some(v) = self.view() else {
+            return Ok(Reply::bad("No mailbox selected"));
+        };
+        if uid && !attrs.contains(&FetchAttr::Uid) {
+            attrs.insert(0, FetchAttr::Uid);
+        }
+        let Ok(mut idx) = v.select(&set, uid) else {
+            return Ok(Reply::bad(
+                "Error in IMAP command FETCH: Invalid messageset",
+            ));
+        };
+        if let Some(cs) = changed_since {
+            idx.retain(|&i| v.msgs[i].modseq > cs);
+        }
+        let read_only = v.read_only;
+        let id = v.name.clone();
+        let user = self.user();
+
+        // 1. Implicit \Seen for non-PEEK body sections.
+        let sets_seen = !read_only
+            && attrs
+                .iter()
+                .any(|a| matches!(a, FetchAttr::Section { peek: false, .. }));
+        let mut seen_now = std::collections::HashSet::new();
+        if sets_seen {
+            let unseen: Vec<u32> = idx
+                .iter()
+                .map(|&i| &v.msgs[i])
+                .filter(|m| !m.has_flag("\\Seen"))
+                .map(|m| m.uid)
+                .collect();
+            if !unseen.is_empty() {
+                let (u2, id2) = (user.clone(), id.clone());
+                let seen = vec!["\\Seen".to_string()];
+                match self
+                    .blocking(move |b| {
+                        b.store_flags(&u2, &id2, &unseen, StoreMode::Add, &seen, None)
+                    })
+                    .await
+                {
+                    Ok(done) => {
+                        if let Some(v) = self.view_mut() {
+                            for m in done.updated {
+                                if let Some(i) = v.index_of(m.uid) {
+                                    v.msgs[i].flags = m.flags.into_boxed_str();
+                                    v.msgs[i].modseq = m.modseq;
+                                    seen_now.insert(m.uid);
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => return Ok(self.store_no(e)),
+                }
+            }
+        }
+
+        // 2. Responses, reading message bytes in batches when needed.
+        let reads = attrs.iter().any(needs_bytes);
+        let mut expunged_meanwhile = false;
+        for chunk in idx.chunks(if reads { READ_BATCH } else { usize::MAX }) {
+            let Some(v) = self.view() else { break };
+            let msgs: Vec<(usize, Msg)> = chunk.iter().map(|&i| (i, v.msgs[i].clone())).collect();
+            let bodies: Vec<Option<Vec<u8>>> = if reads {
+                let uids: Vec<u32> = msgs.iter().map(|(_, m)| m.uid).collect();
+                let (u2, id2) = (user.clone(), id.clone());
+                match self
+                    .blocking(move |b| {
+                        Ok(uids.iter().map(|&u| b.read(&u2, &id2, u).ok()).collect())
+                    })
+                    .await
+                {
+                    Ok(x) => x,
+                    Err(e) => return Ok(self.store_no(e)),
+                }
+            } else {
+                vec![None; msgs.len()]
+            };
+            for ((i, m), body) in msgs.iter().zip(bodies) {
+                if reads && body.is_none() {
+                    // Expunged by another session after we listed it (RFC 2180 §4.1.2:
+                    // answer with what we can and NO at the end).
+                    expunged_meanwhile = true;
+                    continue;
+                }
+                let add_flags = seen_now.contains(&m.uid);
+                let mut out = std::mem::take(&mut self.out);
+                write_fetch(&mut out, i + 1, m, &attrs, body.as_deref(), add_flags);
+                self.out = out;
+                self.maybe_flush().await?;
+            }
+        }
+        if expunged_meanwhile {
+            return Ok(Reply::no(
+                "Some messages were expunged before they could be read",
+            ));
+        }
+        Ok(Reply::ok("Fetch completed"))
+    }
+}

@@ -1,0 +1,77 @@
+//! LOGIN (RFC 3501 §6.2.3), and the password check AUTHENTICATE shares.
+//!
+//! # Security
+//! Passwords are compared with argon2 on a blocking thread; a failure is answered
+//! after a delay that grows per client address, logged with user and address, and
+//! answered with the same text whether the user exists or not.
+
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::imapd::session::{Fatal, Reply, Session, State};
+
+/// Looks up `user`'s password hash (database first, then `password_hash` in the
+/// config) and verifies `password`. Returns the canonical user name on success.
+/// Blocking: argon2 and SQLite.
+pub fn check_password(cfg: &Config, user: &str, password: &str) -> Option<String> {
+    let conf_user = cfg.users.iter().find(|u| u.name.eq_ignore_ascii_case(user));
+    let db_hash = crate::db::open(&cfg.db_path())
+        .ok()
+        .and_then(|c| crate::db::users::password_hash(&c, user).ok().flatten());
+    let name = match conf_user {
+        Some(u) => u.name.clone(),
+        None if db_hash.is_some() => user.to_string(),
+        None => return None,
+    };
+    let hash = db_hash.or_else(|| conf_user.and_then(|u| u.password_hash.clone()))?;
+    crate::auth::verify_password(password, &hash).then_some(name)
+}
+
+impl Session {
+    pub(crate) async fn op_login(
+        &mut self,
+        user: String,
+        password: String,
+    ) -> Result<Reply, Fatal> {
+        if !self.auth_allowed() {
+            return Ok(
+                Reply::no("Plaintext authentication disallowed on non-secure connections")
+                    .code("PRIVACYREQUIRED"),
+            );
+        }
+        self.authenticate_user(user, password).await
+    }
+
+    /// Verifies the credentials and, on success, enters the authenticated state.
+    pub(crate) async fn authenticate_user(
+        &mut self,
+        user: String,
+        password: String,
+    ) -> Result<Reply, Fatal> {
+        let cfg = self.shared.config.clone();
+        let u = user.clone();
+        let ok = tokio::task::spawn_blocking(move || check_password(&cfg, &u, &password))
+            .await
+            .unwrap_or(None);
+        let ip = self.peer.ip();
+        match ok {
+            Some(name) => {
+                self.shared.delays.succeeded(ip);
+                info!(user = %name, "logged in");
+                tracing::Span::current().record("user", name.as_str());
+                self.user = Some(name);
+                self.state = State::Authenticated;
+                let caps = self.capabilities();
+                Ok(Reply::ok("Logged in").code(format!("CAPABILITY {caps}")))
+            }
+            None => {
+                let delay = self.shared.delays.failed(ip);
+                warn!(user = %user, peer = %self.peer, "login failed");
+                tokio::time::sleep(delay.min(Duration::from_secs(30))).await;
+                Ok(Reply::no("Authentication failed.").code("AUTHENTICATIONFAILED"))
+            }
+        }
+    }
+}

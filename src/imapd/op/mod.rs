@@ -1,0 +1,29 @@
+//! One file per command, each an `impl Session` block with the command's handler
+//! (`op_<command>`), as RFC 3501 and the extensions define it. Handlers write untagged
+//! data into the session's output buffer and return the tagged [`Reply`]
+//! (`super::session::Reply`); the session adds other sessions' updates before it.
+
+mod append;
+mod authenticate;
+mod capability;
+mod close;
+mod copy;
+mod create;
+mod delete;
+mod enable;
+mod expunge;
+mod fetch;
+mod id;
+mod idle;
+mod list;
+mod login;
+mod namespace;
+mod rename;
+mod search;
+mod select;
+mod starttls;
+mod status;
+mod store;
+mod subscribe;
+
+pub use login::check_password;

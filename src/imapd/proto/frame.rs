@@ -1,0 +1,278 @@
+//! Framing: cuts the byte stream from a client into complete commands, following
+//! literals (`{n}` synchronising, `{n+}` LITERAL+) so that a command whose argument
+//! spans several lines and packets arrives as one buffer.
+//!
+//! Sans-I/O: the session feeds bytes in with [`Framer::feed`] and asks for the next
+//! frame; the framer says when it needs more, when the client waits for a `+`
+//! continuation, or when a limit was crossed.
+//!
+//! # Security
+//! Everything here is untrusted network input. Every line (outside literals) is
+//! bounded by `max_line`, every literal by `max_literal`; a synchronising literal over
+//! the limit is refused before the client sends it, a non-synchronising one ends the
+//! connection (RFC 7888 §4), since its bytes would otherwise be read as commands.
+
+use memchr::memchr;
+
+/// What the framer has for the session.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// Nothing complete yet: read more bytes.
+    Incomplete,
+    /// The client announced a synchronising literal and waits for `+ ...`.
+    NeedContinuation,
+    /// One complete command, literals inline, final CRLF removed.
+    Command(Vec<u8>),
+    /// A limit was crossed. `tag` is the command's tag when it could be read; when
+    /// `fatal`, the stream can no longer be followed and the connection must end.
+    TooBig { tag: Option<String>, fatal: bool },
+}
+
+/// A line longer than the framer's bound.
+#[derive(Debug, PartialEq, Eq)]
+pub struct LineTooLong;
+
+/// The incremental command framer.
+#[derive(Debug)]
+pub struct Framer {
+    buf: Vec<u8>,
+    /// Where the line being examined starts within `buf`.
+    scan: usize,
+    /// Whether `+` was already requested for the literal at the end of the current line.
+    acked: bool,
+    max_line: usize,
+    max_literal: usize,
+}
+
+impl Framer {
+    pub fn new(max_line: usize, max_literal: usize) -> Framer {
+        Framer {
+            buf: Vec::new(),
+            scan: 0,
+            acked: false,
+            max_line,
+            max_literal,
+        }
+    }
+
+    pub fn feed(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Whether bytes of a next command are already buffered (pipelining).
+    pub fn has_pending(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
+    /// Drops buffered bytes, e.g. the plaintext that followed STARTTLS (RFC 3207-style
+    /// command injection defence).
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.scan = 0;
+        self.acked = false;
+        self.buf.shrink_to(4096);
+    }
+
+    /// Shrinks the buffer after a large command so idle sessions stay small.
+    fn reclaim(&mut self) {
+        if self.buf.capacity() > 64 * 1024 && self.buf.len() < 4096 {
+            self.buf.shrink_to(4096);
+        }
+    }
+
+    /// One raw line (AUTHENTICATE responses, IDLE's DONE), without its CRLF.
+    /// `Err(LineTooLong)` when the line is longer than `max_line`.
+    pub fn take_line(&mut self) -> Result<Option<Vec<u8>>, LineTooLong> {
+        match memchr(b'\n', &self.buf) {
+            Some(i) => {
+                if i > self.max_line {
+                    return Err(LineTooLong);
+                }
+                let mut line: Vec<u8> = self.buf.drain(..=i).collect();
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                self.scan = 0;
+                self.reclaim();
+                Ok(Some(line))
+            }
+            None if self.buf.len() > self.max_line => Err(LineTooLong),
+            None => Ok(None),
+        }
+    }
+
+    /// The next frame from what was fed so far.
+    pub fn next_frame(&mut self) -> Frame {
+        loop {
+            let rest = &self.buf[self.scan..];
+            let Some(nl) = memchr(b'\n', rest) else {
+                if rest.len() > self.max_line {
+                    return Frame::TooBig {
+                        tag: self.tag(),
+                        fatal: true,
+                    };
+                }
+                return Frame::Incomplete;
+            };
+            if nl > self.max_line {
+                return Frame::TooBig {
+                    tag: self.tag(),
+                    fatal: true,
+                };
+            }
+            let line_end = self.scan + nl; // index of '\n'
+            let mut content_end = line_end;
+            if content_end > self.scan && self.buf[content_end - 1] == b'\r' {
+                content_end -= 1;
+            }
+            match literal_marker(&self.buf[self.scan..content_end]) {
+                Some((n, sync)) => {
+                    if n > self.max_literal as u64 {
+                        let tag = self.tag();
+                        if sync {
+                            // The client has not sent the literal: refuse and go on.
+                            self.buf.drain(..=line_end);
+                            self.scan = 0;
+                            self.acked = false;
+                            return Frame::TooBig { tag, fatal: false };
+                        }
+                        return Frame::TooBig { tag, fatal: true };
+                    }
+                    let n = n as usize;
+                    let data_start = line_end + 1;
+                    if self.buf.len() < data_start + n {
+                        if sync && !self.acked {
+                            self.acked = true;
+                            return Frame::NeedContinuation;
+                        }
+                        return Frame::Incomplete;
+                    }
+                    self.scan = data_start + n;
+                    self.acked = false;
+                }
+                None => {
+                    let cmd = self.buf[..content_end].to_vec();
+                    self.buf.drain(..=line_end);
+                    self.scan = 0;
+                    self.acked = false;
+                    self.reclaim();
+                    return Frame::Command(cmd);
+                }
+            }
+        }
+    }
+
+    /// The tag at the start of the buffer, if it looks like one.
+    fn tag(&self) -> Option<String> {
+        let end = self
+            .buf
+            .iter()
+            .position(|&b| b == b' ' || b == b'\r' || b == b'\n')?;
+        let t = &self.buf[..end];
+        (!t.is_empty() && end <= 64 && t.iter().all(|&b| super::parse::is_tag_char(b)))
+            .then(|| String::from_utf8_lossy(t).into_owned())
+    }
+}
+
+/// `{123}` or `{123+}` at the end of a line: (length, synchronising).
+pub(crate) fn literal_marker(line: &[u8]) -> Option<(u64, bool)> {
+    let body = line.strip_suffix(b"}")?;
+    let open = body.iter().rposition(|&b| b == b'{')?;
+    let mut digits = &body[open + 1..];
+    let sync = match digits.strip_suffix(b"+") {
+        Some(d) => {
+            digits = d;
+            false
+        }
+        None => true,
+    };
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits)
+        .ok()?
+        .parse()
+        .ok()
+        .map(|n| (n, sync))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framer() -> Framer {
+        Framer::new(1000, 100)
+    }
+
+    #[test]
+    fn simple_and_pipelined() {
+        let mut f = framer();
+        f.feed(b"a1 NOOP\r\na2 CAPA");
+        assert_eq!(f.next_frame(), Frame::Command(b"a1 NOOP".to_vec()));
+        assert_eq!(f.next_frame(), Frame::Incomplete);
+        f.feed(b"BILITY\r\n");
+        assert_eq!(f.next_frame(), Frame::Command(b"a2 CAPABILITY".to_vec()));
+        assert!(!f.has_pending());
+    }
+
+    #[test]
+    fn sync_literal_split_across_packets() {
+        let mut f = framer();
+        f.feed(b"a LOGIN {4}\r\n");
+        assert_eq!(f.next_frame(), Frame::NeedContinuation);
+        assert_eq!(f.next_frame(), Frame::Incomplete);
+        f.feed(b"jo");
+        assert_eq!(f.next_frame(), Frame::Incomplete);
+        f.feed(b"hn {3+}\r\npw");
+        assert_eq!(f.next_frame(), Frame::Incomplete);
+        f.feed(b"d\r\n");
+        assert_eq!(
+            f.next_frame(),
+            Frame::Command(b"a LOGIN {4}\r\njohn {3+}\r\npwd".to_vec())
+        );
+    }
+
+    #[test]
+    fn literal_may_contain_crlf_and_braces() {
+        let mut f = framer();
+        f.feed(b"a APPEND x {7+}\r\nq {1}\r\n\r\n");
+        assert_eq!(
+            f.next_frame(),
+            Frame::Command(b"a APPEND x {7+}\r\nq {1}\r\n".to_vec())
+        );
+    }
+
+    #[test]
+    fn limits() {
+        let mut f = framer();
+        f.feed(b"t1 APPEND x {101}\r\nt2 NOOP\r\n");
+        assert_eq!(
+            f.next_frame(),
+            Frame::TooBig {
+                tag: Some("t1".into()),
+                fatal: false
+            }
+        );
+        assert_eq!(f.next_frame(), Frame::Command(b"t2 NOOP".to_vec()));
+        f.feed(b"t3 APPEND x {101+}\r\n");
+        assert_eq!(
+            f.next_frame(),
+            Frame::TooBig {
+                tag: Some("t3".into()),
+                fatal: true
+            }
+        );
+        let mut f = framer();
+        f.feed(&[b'x'; 1200]);
+        assert!(matches!(f.next_frame(), Frame::TooBig { fatal: true, .. }));
+    }
+
+    #[test]
+    fn lines() {
+        let mut f = framer();
+        f.feed(b"DONE\r\nrest");
+        assert_eq!(f.take_line(), Ok(Some(b"DONE".to_vec())));
+        assert_eq!(f.take_line(), Ok(None));
+    }
+}

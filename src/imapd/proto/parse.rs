@@ -1,0 +1,1226 @@
+//! The command grammar (RFC 3501 §9 and the extensions zolder advertises): turns one
+//! complete frame from [`super::frame::Framer`] into a [`Request`], or a `BAD` reason.
+//!
+//! Hand-written recursive descent over the frame's bytes; literals appear inline as
+//! `{n}\r\n` followed by n bytes, exactly as they came from the client.
+//!
+//! # Security
+//! Input is untrusted; frames are already bounded by the framer. Nesting (search key
+//! parentheses, NOT chains) is bounded by [`MAX_DEPTH`] so a hostile command cannot
+//! exhaust the stack.
+
+use super::date::{parse_date, parse_date_time};
+use super::frame::literal_marker;
+use super::seq::SeqSet;
+use super::types::*;
+
+/// Deepest nesting of search-key parentheses/NOT/OR accepted.
+pub const MAX_DEPTH: usize = 32;
+
+/// Why a frame is not a command; answered `BAD` (tagged when the tag was read).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParseError {
+    pub tag: Option<String>,
+    pub reason: String,
+}
+
+/// Parses one complete command.
+pub fn parse_command(frame: &[u8]) -> Result<Request, ParseError> {
+    let mut p = Cursor { s: frame, i: 0 };
+    let tag = p.tag().map_err(|reason| ParseError { tag: None, reason })?;
+    let command = p.command().map_err(|reason| ParseError {
+        tag: Some(tag.clone()),
+        reason,
+    })?;
+    Ok(Request { tag, command })
+}
+
+/// `tag = 1*<any ASTRING-CHAR except "+">`
+pub fn is_tag_char(b: u8) -> bool {
+    is_atom_char(b) && b != b'+' || b == b']'
+}
+
+fn is_atom_char(b: u8) -> bool {
+    b > 0x20
+        && b < 0x7f
+        && !matches!(
+            b,
+            b'(' | b')' | b'{' | b' ' | b'%' | b'*' | b'"' | b'\\' | b']'
+        )
+}
+
+type R<T> = Result<T, String>;
+
+struct Cursor<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+    fn at_end(&self) -> bool {
+        self.i >= self.s.len()
+    }
+    fn eat(&mut self, b: u8) -> bool {
+        if self.peek() == Some(b) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+    fn expect(&mut self, b: u8) -> R<()> {
+        if self.eat(b) {
+            Ok(())
+        } else {
+            Err(format!("expected '{}'", b as char))
+        }
+    }
+    fn sp(&mut self) -> R<()> {
+        self.expect(b' ')
+    }
+    fn end(&self) -> R<()> {
+        if self.at_end() {
+            Ok(())
+        } else {
+            Err("unexpected text after command".into())
+        }
+    }
+
+    fn tag(&mut self) -> R<String> {
+        let start = self.i;
+        while self.peek().is_some_and(is_tag_char) {
+            self.i += 1;
+        }
+        if self.i == start {
+            return Err("missing tag".into());
+        }
+        let t = String::from_utf8_lossy(&self.s[start..self.i]).into_owned();
+        self.sp().map_err(|_| "missing command".to_string())?;
+        Ok(t)
+    }
+
+    /// Bytes while `ok` holds.
+    fn take_while(&mut self, ok: impl Fn(u8) -> bool) -> &'a [u8] {
+        let start = self.i;
+        while self.peek().is_some_and(&ok) {
+            self.i += 1;
+        }
+        &self.s[start..self.i]
+    }
+
+    fn atom(&mut self) -> R<String> {
+        let a = self.take_while(is_atom_char);
+        if a.is_empty() {
+            return Err("expected an atom".into());
+        }
+        Ok(String::from_utf8_lossy(a).into_owned())
+    }
+
+    /// A keyword compared case-insensitively (upper-cased).
+    fn word(&mut self) -> R<String> {
+        Ok(self.atom()?.to_ascii_uppercase())
+    }
+
+    fn number(&mut self) -> R<u32> {
+        let d = self.take_while(|b| b.is_ascii_digit());
+        std::str::from_utf8(d)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| "expected a number".to_string())
+    }
+
+    fn number64(&mut self) -> R<u64> {
+        let d = self.take_while(|b| b.is_ascii_digit());
+        std::str::from_utf8(d)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| "expected a number".to_string())
+    }
+
+    fn quoted(&mut self) -> R<Vec<u8>> {
+        self.expect(b'"')?;
+        let mut out = Vec::new();
+        loop {
+            match self.peek() {
+                None | Some(b'\r') | Some(b'\n') => return Err("unterminated string".into()),
+                Some(b'"') => {
+                    self.i += 1;
+                    return Ok(out);
+                }
+                Some(b'\\') => {
+                    self.i += 1;
+                    match self.peek() {
+                        Some(c @ (b'\\' | b'"')) => {
+                            out.push(c);
+                            self.i += 1;
+                        }
+                        _ => return Err("bad escape in quoted string".into()),
+                    }
+                }
+                Some(c) => {
+                    out.push(c);
+                    self.i += 1;
+                }
+            }
+        }
+    }
+
+    fn literal(&mut self) -> R<Vec<u8>> {
+        // `{n}` or `{n+}` then CRLF then n bytes.
+        let close = self.s[self.i..]
+            .iter()
+            .position(|&b| b == b'}')
+            .ok_or("bad literal")?;
+        let (n, _) = literal_marker(&self.s[self.i..self.i + close + 1]).ok_or("bad literal")?;
+        self.i += close + 1;
+        if !self.eat(b'\r') {
+            // Bare LF after a literal marker is tolerated.
+        }
+        self.expect(b'\n')?;
+        let n = n as usize;
+        if self.s.len() < self.i + n {
+            return Err("literal shorter than announced".into());
+        }
+        let v = self.s[self.i..self.i + n].to_vec();
+        self.i += n;
+        Ok(v)
+    }
+
+    fn string(&mut self) -> R<Vec<u8>> {
+        match self.peek() {
+            Some(b'"') => self.quoted(),
+            Some(b'{') => self.literal(),
+            _ => Err("expected a string".into()),
+        }
+    }
+
+    fn astring_bytes(&mut self) -> R<Vec<u8>> {
+        match self.peek() {
+            Some(b'"') | Some(b'{') => self.string(),
+            _ => {
+                let a = self.take_while(|b| is_atom_char(b) || b == b']');
+                if a.is_empty() {
+                    return Err("expected an atom or string".into());
+                }
+                Ok(a.to_vec())
+            }
+        }
+    }
+
+    fn astring(&mut self) -> R<String> {
+        let b = self.astring_bytes()?;
+        String::from_utf8(b).map_err(|_| "invalid UTF-8".to_string())
+    }
+
+    fn nstring(&mut self) -> R<Option<String>> {
+        if self.peek_word_is("NIL") {
+            self.i += 3;
+            return Ok(None);
+        }
+        let b = self.string()?;
+        Ok(Some(String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    fn peek_word_is(&self, w: &str) -> bool {
+        let end = self.i + w.len();
+        self.s.len() >= end
+            && self.s[self.i..end].eq_ignore_ascii_case(w.as_bytes())
+            && self.s.get(end).is_none_or(|&b| !is_atom_char(b))
+    }
+
+    /// A mailbox name (modified UTF-7 on the wire, UTF-8 here); `INBOX` in any case
+    /// means INBOX.
+    fn mailbox(&mut self) -> R<String> {
+        let m = self.astring()?;
+        let m = super::utf7::decode(&m).unwrap_or(m);
+        Ok(normalise_inbox(m))
+    }
+
+    /// `list-mailbox`: like astring but `%` and `*` allowed unquoted.
+    fn list_mailbox(&mut self) -> R<String> {
+        match self.peek() {
+            Some(b'"') | Some(b'{') => {
+                let b = self.string()?;
+                String::from_utf8(b).map_err(|_| "invalid UTF-8".to_string())
+            }
+            _ => {
+                let a = self.take_while(|b| is_atom_char(b) || matches!(b, b'%' | b'*' | b']'));
+                if a.is_empty() {
+                    return Err("expected a mailbox pattern".into());
+                }
+                Ok(String::from_utf8_lossy(a).into_owned())
+            }
+        }
+        .map(|p| super::utf7::decode(&p).unwrap_or(p))
+    }
+
+    fn seq_set(&mut self) -> R<SeqSet> {
+        let s = self.take_while(|b| b.is_ascii_digit() || matches!(b, b':' | b',' | b'*'));
+        std::str::from_utf8(s)
+            .ok()
+            .and_then(SeqSet::parse)
+            .ok_or_else(|| "bad sequence set".to_string())
+    }
+
+    /// `flag-list = "(" [flag *(SP flag)] ")"`
+    fn flag_list(&mut self) -> R<Vec<String>> {
+        self.expect(b'(')?;
+        let mut out = Vec::new();
+        while !self.eat(b')') {
+            if !out.is_empty() {
+                self.sp()?;
+            }
+            out.push(self.flag()?);
+        }
+        Ok(out)
+    }
+
+    /// `\Seen`, `$Label`, `keyword`; system flags are returned in canonical case.
+    fn flag(&mut self) -> R<String> {
+        let bs = self.eat(b'\\');
+        let a = if bs && self.eat(b'*') {
+            "*".to_string()
+        } else {
+            self.atom()?
+        };
+        if !bs {
+            return Ok(a);
+        }
+        let canon = match a.to_ascii_lowercase().as_str() {
+            "seen" => "\\Seen",
+            "answered" => "\\Answered",
+            "flagged" => "\\Flagged",
+            "deleted" => "\\Deleted",
+            "draft" => "\\Draft",
+            "recent" => "\\Recent",
+            _ => return Ok(format!("\\{a}")),
+        };
+        Ok(canon.to_string())
+    }
+
+    fn command(&mut self) -> R<Command> {
+        let name = self.word()?;
+        let cmd = match name.as_str() {
+            "CAPABILITY" => Command::Capability,
+            "NOOP" => Command::Noop,
+            "LOGOUT" => Command::Logout,
+            "STARTTLS" => Command::StartTls,
+            "CHECK" => Command::Check,
+            "CLOSE" => Command::Close,
+            "UNSELECT" => Command::Unselect,
+            "IDLE" => Command::Idle,
+            "NAMESPACE" => Command::Namespace,
+            "EXPUNGE" => Command::Expunge { uids: None },
+            "AUTHENTICATE" => {
+                self.sp()?;
+                let mechanism = self.word()?;
+                let initial = if self.eat(b' ') {
+                    let t = self.take_while(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b));
+                    if t.is_empty() {
+                        return Err("bad initial response".into());
+                    }
+                    Some(String::from_utf8_lossy(t).into_owned())
+                } else {
+                    None
+                };
+                Command::Authenticate { mechanism, initial }
+            }
+            "LOGIN" => {
+                self.sp()?;
+                let user = self.astring()?;
+                self.sp()?;
+                let password = self.astring()?;
+                Command::Login { user, password }
+            }
+            "SELECT" | "EXAMINE" => {
+                self.sp()?;
+                let mailbox = self.mailbox()?;
+                let mut condstore = false;
+                if self.eat(b' ') {
+                    self.expect(b'(')?;
+                    while !self.eat(b')') {
+                        self.eat(b' ');
+                        match self.word()?.as_str() {
+                            "CONDSTORE" => condstore = true,
+                            o => return Err(format!("unsupported select parameter {o}")),
+                        }
+                    }
+                }
+                Command::Select {
+                    mailbox,
+                    read_only: name == "EXAMINE",
+                    condstore,
+                }
+            }
+            "CREATE" => {
+                self.sp()?;
+                let mailbox = self.mailbox()?;
+                let mut special_use = Vec::new();
+                if self.eat(b' ') {
+                    // RFC 6154 §3: CREATE name (USE (\Sent))
+                    self.expect(b'(')?;
+                    if self.word()? != "USE" {
+                        return Err("unknown CREATE parameter".into());
+                    }
+                    self.sp()?;
+                    special_use = self.flag_list()?;
+                    self.expect(b')')?;
+                }
+                Command::Create {
+                    mailbox,
+                    special_use,
+                }
+            }
+            "DELETE" => {
+                self.sp()?;
+                Command::Delete(self.mailbox()?)
+            }
+            "RENAME" => {
+                self.sp()?;
+                let from = self.mailbox()?;
+                self.sp()?;
+                let to = self.mailbox()?;
+                Command::Rename { from, to }
+            }
+            "SUBSCRIBE" => {
+                self.sp()?;
+                Command::Subscribe(self.mailbox()?)
+            }
+            "UNSUBSCRIBE" => {
+                self.sp()?;
+                Command::Unsubscribe(self.mailbox()?)
+            }
+            "LIST" => Command::List(self.list_args()?),
+            "LSUB" => {
+                self.sp()?;
+                let reference = self.astring()?;
+                self.sp()?;
+                let pattern = self.list_mailbox()?;
+                Command::Lsub { reference, pattern }
+            }
+            "STATUS" => {
+                self.sp()?;
+                let mailbox = self.mailbox()?;
+                self.sp()?;
+                let items = self.status_items()?;
+                Command::Status { mailbox, items }
+            }
+            "APPEND" => {
+                self.sp()?;
+                let mailbox = self.mailbox()?;
+                self.sp()?;
+                let mut flags = Vec::new();
+                let mut date = None;
+                if self.peek() == Some(b'(') {
+                    flags = self.flag_list()?;
+                    self.sp()?;
+                }
+                if self.peek() == Some(b'"') {
+                    let d = self.quoted()?;
+                    date =
+                        Some(parse_date_time(&String::from_utf8_lossy(&d)).ok_or("bad date-time")?);
+                    self.sp()?;
+                }
+                let message = self.literal()?;
+                Command::Append {
+                    mailbox,
+                    flags,
+                    date,
+                    message,
+                }
+            }
+            "SEARCH" => self.search(false)?,
+            "FETCH" => self.fetch(false)?,
+            "STORE" => self.store(false)?,
+            "COPY" => self.copy_move(false, false)?,
+            "MOVE" => self.copy_move(false, true)?,
+            "UID" => {
+                self.sp()?;
+                let sub = self.word()?;
+                match sub.as_str() {
+                    "SEARCH" => self.search(true)?,
+                    "FETCH" => self.fetch(true)?,
+                    "STORE" => self.store(true)?,
+                    "COPY" => self.copy_move(true, false)?,
+                    "MOVE" => self.copy_move(true, true)?,
+                    "EXPUNGE" => {
+                        self.sp()?;
+                        Command::Expunge {
+                            uids: Some(self.seq_set()?),
+                        }
+                    }
+                    _ => return Err(format!("unknown UID command {sub}")),
+                }
+            }
+            "ENABLE" => {
+                let mut caps = Vec::new();
+                while self.eat(b' ') {
+                    caps.push(self.word()?);
+                }
+                if caps.is_empty() {
+                    return Err("ENABLE needs a capability".into());
+                }
+                Command::Enable(caps)
+            }
+            "ID" => {
+                self.sp()?;
+                let mut fields = Vec::new();
+                if self.peek_word_is("NIL") {
+                    self.i += 3;
+                } else {
+                    self.expect(b'(')?;
+                    while !self.eat(b')') {
+                        self.eat(b' ');
+                        let k = self.string()?;
+                        self.sp()?;
+                        let v = self.nstring()?;
+                        if fields.len() < 30 {
+                            fields.push((String::from_utf8_lossy(&k).into_owned(), v));
+                        }
+                    }
+                }
+                Command::Id(fields)
+            }
+            _ => return Err(format!("unknown command {name}")),
+        };
+        self.end()?;
+        Ok(cmd)
+    }
+
+    fn status_items(&mut self) -> R<Vec<StatusItem>> {
+        self.expect(b'(')?;
+        let mut items = Vec::new();
+        while !self.eat(b')') {
+            if !items.is_empty() {
+                self.sp()?;
+            }
+            items.push(match self.word()?.as_str() {
+                "MESSAGES" => StatusItem::Messages,
+                "RECENT" => StatusItem::Recent,
+                "UIDNEXT" => StatusItem::UidNext,
+                "UIDVALIDITY" => StatusItem::UidValidity,
+                "UNSEEN" => StatusItem::Unseen,
+                "HIGHESTMODSEQ" => StatusItem::HighestModSeq,
+                o => return Err(format!("unknown status item {o}")),
+            });
+        }
+        Ok(items)
+    }
+
+    fn list_args(&mut self) -> R<ListArgs> {
+        let mut a = ListArgs::default();
+        self.sp()?;
+        if self.eat(b'(') {
+            a.extended = true;
+            while !self.eat(b')') {
+                self.eat(b' ');
+                match self.word()?.as_str() {
+                    "SUBSCRIBED" => a.subscribed = true,
+                    "SPECIAL-USE" => a.special_use_only = true,
+                    "RECURSIVEMATCH" => a.recursive_match = true,
+                    "REMOTE" => {}
+                    o => return Err(format!("unknown LIST selection option {o}")),
+                }
+            }
+            self.sp()?;
+        }
+        a.reference = self.astring()?;
+        self.sp()?;
+        if self.eat(b'(') {
+            a.extended = true;
+            while !self.eat(b')') {
+                self.eat(b' ');
+                a.patterns.push(self.list_mailbox()?);
+            }
+        } else {
+            a.patterns.push(self.list_mailbox()?);
+        }
+        if self.eat(b' ') {
+            if self.word()? != "RETURN" {
+                return Err("expected RETURN".into());
+            }
+            a.extended = true;
+            self.sp()?;
+            self.expect(b'(')?;
+            while !self.eat(b')') {
+                self.eat(b' ');
+                match self.word()?.as_str() {
+                    "SUBSCRIBED" => a.return_subscribed = true,
+                    "CHILDREN" => a.return_children = true,
+                    "SPECIAL-USE" => a.return_special_use = true,
+                    "STATUS" => {
+                        self.sp()?;
+                        a.return_status = Some(self.status_items()?);
+                    }
+                    o => return Err(format!("unknown LIST return option {o}")),
+                }
+            }
+        }
+        if a.recursive_match && !a.subscribed {
+            return Err("RECURSIVEMATCH needs another selection option".into());
+        }
+        Ok(a)
+    }
+
+    fn copy_move(&mut self, uid: bool, is_move: bool) -> R<Command> {
+        self.sp()?;
+        let set = self.seq_set()?;
+        self.sp()?;
+        let mailbox = self.mailbox()?;
+        Ok(if is_move {
+            Command::Move { uid, set, mailbox }
+        } else {
+            Command::Copy { uid, set, mailbox }
+        })
+    }
+
+    fn store(&mut self, uid: bool) -> R<Command> {
+        self.sp()?;
+        let set = self.seq_set()?;
+        self.sp()?;
+        let mut unchanged_since = None;
+        if self.eat(b'(') {
+            if self.word()? != "UNCHANGEDSINCE" {
+                return Err("unknown STORE modifier".into());
+            }
+            self.sp()?;
+            unchanged_since = Some(self.number64()?);
+            self.expect(b')')?;
+            self.sp()?;
+        }
+        let item = self.take_while(is_atom_char);
+        let item = String::from_utf8_lossy(item).to_ascii_uppercase();
+        let (mode, rest) = match item.as_bytes().first() {
+            Some(b'+') => (StoreMode::Add, &item[1..]),
+            Some(b'-') => (StoreMode::Remove, &item[1..]),
+            _ => (StoreMode::Replace, &item[..]),
+        };
+        let silent = match rest {
+            "FLAGS" => false,
+            "FLAGS.SILENT" => true,
+            _ => return Err("expected FLAGS, +FLAGS or -FLAGS".into()),
+        };
+        self.sp()?;
+        let flags = if self.peek() == Some(b'(') {
+            self.flag_list()?
+        } else {
+            let mut v = vec![self.flag()?];
+            while self.eat(b' ') {
+                v.push(self.flag()?);
+            }
+            v
+        };
+        Ok(Command::Store {
+            uid,
+            set,
+            mode,
+            silent,
+            flags,
+            unchanged_since,
+        })
+    }
+
+    fn fetch(&mut self, uid: bool) -> R<Command> {
+        self.sp()?;
+        let set = self.seq_set()?;
+        self.sp()?;
+        let mut attrs = Vec::new();
+        if self.eat(b'(') {
+            while !self.eat(b')') {
+                if !attrs.is_empty() {
+                    self.sp()?;
+                }
+                attrs.push(self.fetch_att()?);
+            }
+        } else if self.peek_word_is("ALL") {
+            self.i += 3;
+            attrs = vec![
+                FetchAttr::Flags,
+                FetchAttr::InternalDate,
+                FetchAttr::Rfc822Size,
+                FetchAttr::Envelope,
+            ];
+        } else if self.peek_word_is("FAST") {
+            self.i += 4;
+            attrs = vec![
+                FetchAttr::Flags,
+                FetchAttr::InternalDate,
+                FetchAttr::Rfc822Size,
+            ];
+        } else if self.peek_word_is("FULL") {
+            self.i += 4;
+            attrs = vec![
+                FetchAttr::Flags,
+                FetchAttr::InternalDate,
+                FetchAttr::Rfc822Size,
+                FetchAttr::Envelope,
+                FetchAttr::Body,
+            ];
+        } else {
+            attrs.push(self.fetch_att()?);
+        }
+        let mut changed_since = None;
+        if self.eat(b' ') {
+            // RFC 7162: FETCH ... (CHANGEDSINCE n)
+            self.expect(b'(')?;
+            while !self.eat(b')') {
+                self.eat(b' ');
+                match self.word()?.as_str() {
+                    "CHANGEDSINCE" => {
+                        self.sp()?;
+                        changed_since = Some(self.number64()?);
+                    }
+                    o => return Err(format!("unknown FETCH modifier {o}")),
+                }
+            }
+        }
+        if changed_since.is_some() && !attrs.contains(&FetchAttr::ModSeq) {
+            attrs.push(FetchAttr::ModSeq);
+        }
+        Ok(Command::Fetch {
+            uid,
+            set,
+            attrs,
+            changed_since,
+        })
+    }
+
+    fn fetch_att(&mut self) -> R<FetchAttr> {
+        let name = self.take_while(|b| is_atom_char(b) && b != b'[');
+        let name = String::from_utf8_lossy(name).to_ascii_uppercase();
+        Ok(match name.as_str() {
+            "UID" => FetchAttr::Uid,
+            "FLAGS" => FetchAttr::Flags,
+            "INTERNALDATE" => FetchAttr::InternalDate,
+            "RFC822.SIZE" => FetchAttr::Rfc822Size,
+            "ENVELOPE" => FetchAttr::Envelope,
+            "BODYSTRUCTURE" => FetchAttr::BodyStructure,
+            "MODSEQ" => FetchAttr::ModSeq,
+            "RFC822" => FetchAttr::Section {
+                section: Section::default(),
+                partial: None,
+                peek: false,
+                alias: Some("RFC822"),
+            },
+            "RFC822.HEADER" => FetchAttr::Section {
+                section: Section {
+                    parts: vec![],
+                    text: Some(SectionText::Header),
+                },
+                partial: None,
+                peek: true,
+                alias: Some("RFC822.HEADER"),
+            },
+            "RFC822.TEXT" => FetchAttr::Section {
+                section: Section {
+                    parts: vec![],
+                    text: Some(SectionText::Text),
+                },
+                partial: None,
+                peek: false,
+                alias: Some("RFC822.TEXT"),
+            },
+            "BODY" | "BODY.PEEK" => {
+                if self.peek() != Some(b'[') {
+                    if name == "BODY" {
+                        return Ok(FetchAttr::Body);
+                    }
+                    return Err("BODY.PEEK needs a section".into());
+                }
+                let section = self.section()?;
+                let partial = self.partial()?;
+                FetchAttr::Section {
+                    section,
+                    partial,
+                    peek: name == "BODY.PEEK",
+                    alias: None,
+                }
+            }
+            _ => return Err(format!("unknown FETCH item {name}")),
+        })
+    }
+
+    /// `"[" [section-spec] "]"`
+    fn section(&mut self) -> R<Section> {
+        self.expect(b'[')?;
+        let mut sec = Section::default();
+        loop {
+            if self.peek().is_some_and(|b| b.is_ascii_digit()) {
+                let n = self.number()?;
+                if n == 0 {
+                    return Err("part numbers start at 1".into());
+                }
+                sec.parts.push(n);
+                if self.eat(b'.') {
+                    continue;
+                }
+                break;
+            }
+            let w = self.take_while(|b| b.is_ascii_alphanumeric() || b == b'.');
+            let w = String::from_utf8_lossy(w).to_ascii_uppercase();
+            sec.text = Some(match w.as_str() {
+                "HEADER" => SectionText::Header,
+                "TEXT" => SectionText::Text,
+                "MIME" if !sec.parts.is_empty() => SectionText::Mime,
+                "HEADER.FIELDS" | "HEADER.FIELDS.NOT" => {
+                    self.sp()?;
+                    self.expect(b'(')?;
+                    let mut names = Vec::new();
+                    while !self.eat(b')') {
+                        if !names.is_empty() {
+                            self.sp()?;
+                        }
+                        names.push(self.astring()?);
+                    }
+                    if names.is_empty() {
+                        return Err("empty header list".into());
+                    }
+                    if w == "HEADER.FIELDS" {
+                        SectionText::HeaderFields(names)
+                    } else {
+                        SectionText::HeaderFieldsNot(names)
+                    }
+                }
+                "" => break,
+                _ => return Err(format!("bad section {w}")),
+            });
+            break;
+        }
+        self.expect(b']')?;
+        Ok(sec)
+    }
+
+    fn partial(&mut self) -> R<Option<(u32, u32)>> {
+        if !self.eat(b'<') {
+            return Ok(None);
+        }
+        let start = self.number()?;
+        self.expect(b'.')?;
+        let len = self.number()?;
+        if len == 0 {
+            return Err("partial length must be positive".into());
+        }
+        self.expect(b'>')?;
+        Ok(Some((start, len)))
+    }
+
+    fn search(&mut self, uid: bool) -> R<Command> {
+        let mut ret = None;
+        let mut keys = Vec::new();
+        while self.eat(b' ') {
+            if keys.is_empty() && ret.is_none() && self.peek_word_is("RETURN") {
+                self.i += 6;
+                self.sp()?;
+                self.expect(b'(')?;
+                let mut r = Vec::new();
+                while !self.eat(b')') {
+                    self.eat(b' ');
+                    r.push(match self.word()?.as_str() {
+                        "MIN" => SearchReturn::Min,
+                        "MAX" => SearchReturn::Max,
+                        "ALL" => SearchReturn::All,
+                        "COUNT" => SearchReturn::Count,
+                        o => return Err(format!("unknown RETURN option {o}")),
+                    });
+                }
+                if r.is_empty() {
+                    r.push(SearchReturn::All);
+                }
+                ret = Some(r);
+                continue;
+            }
+            if keys.is_empty() && self.peek_word_is("CHARSET") {
+                self.i += 7;
+                self.sp()?;
+                let cs = self.astring()?.to_ascii_uppercase();
+                if cs != "UTF-8" && cs != "US-ASCII" {
+                    return Err("[BADCHARSET (UTF-8 US-ASCII)] charset not supported".into());
+                }
+                continue;
+            }
+            keys.push(self.search_key(0)?);
+        }
+        if keys.is_empty() {
+            return Err("SEARCH needs a criterion".into());
+        }
+        let key = if keys.len() == 1 {
+            keys.pop().unwrap_or(SearchKey::All)
+        } else {
+            SearchKey::And(keys)
+        };
+        Ok(Command::Search { uid, ret, key })
+    }
+
+    fn search_string(&mut self) -> R<String> {
+        self.sp()?;
+        let b = self.astring_bytes()?;
+        Ok(String::from_utf8_lossy(&b).into_owned())
+    }
+
+    fn search_date(&mut self) -> R<i64> {
+        self.sp()?;
+        let b = if self.peek() == Some(b'"') {
+            self.quoted()?
+        } else {
+            self.take_while(|b| b.is_ascii_alphanumeric() || b == b'-')
+                .to_vec()
+        };
+        parse_date(&String::from_utf8_lossy(&b)).ok_or_else(|| "bad date".to_string())
+    }
+
+    fn search_key(&mut self, depth: usize) -> R<SearchKey> {
+        if depth > MAX_DEPTH {
+            return Err("search criteria nested too deeply".into());
+        }
+        if self.eat(b'(') {
+            let mut keys = vec![self.search_key(depth + 1)?];
+            while self.eat(b' ') {
+                keys.push(self.search_key(depth + 1)?);
+            }
+            self.expect(b')')?;
+            return Ok(if keys.len() == 1 {
+                keys.pop().unwrap_or(SearchKey::All)
+            } else {
+                SearchKey::And(keys)
+            });
+        }
+        if self.peek().is_some_and(|b| b.is_ascii_digit() || b == b'*') {
+            return Ok(SearchKey::Seq(self.seq_set()?));
+        }
+        let w = self.word()?;
+        let flag = |f: &str| Ok(SearchKey::Flag(f.to_string()));
+        let not_flag = |f: &str| Ok(SearchKey::NotFlag(f.to_string()));
+        match w.as_str() {
+            "ALL" => Ok(SearchKey::All),
+            "ANSWERED" => flag("\\Answered"),
+            "DELETED" => flag("\\Deleted"),
+            "DRAFT" => flag("\\Draft"),
+            "FLAGGED" => flag("\\Flagged"),
+            "SEEN" => flag("\\Seen"),
+            "UNANSWERED" => not_flag("\\Answered"),
+            "UNDELETED" => not_flag("\\Deleted"),
+            "UNDRAFT" => not_flag("\\Draft"),
+            "UNFLAGGED" => not_flag("\\Flagged"),
+            "UNSEEN" => not_flag("\\Seen"),
+            "KEYWORD" => {
+                self.sp()?;
+                Ok(SearchKey::Flag(self.flag()?))
+            }
+            "UNKEYWORD" => {
+                self.sp()?;
+                Ok(SearchKey::NotFlag(self.flag()?))
+            }
+            "NEW" => Ok(SearchKey::New),
+            "OLD" => Ok(SearchKey::Old),
+            "RECENT" => Ok(SearchKey::Recent),
+            "BEFORE" => Ok(SearchKey::Before(self.search_date()?)),
+            "ON" => Ok(SearchKey::On(self.search_date()?)),
+            "SINCE" => Ok(SearchKey::Since(self.search_date()?)),
+            "SENTBEFORE" => Ok(SearchKey::SentBefore(self.search_date()?)),
+            "SENTON" => Ok(SearchKey::SentOn(self.search_date()?)),
+            "SENTSINCE" => Ok(SearchKey::SentSince(self.search_date()?)),
+            "LARGER" => {
+                self.sp()?;
+                Ok(SearchKey::Larger(self.number64()?))
+            }
+            "SMALLER" => {
+                self.sp()?;
+                Ok(SearchKey::Smaller(self.number64()?))
+            }
+            "FROM" | "TO" | "CC" | "BCC" | "SUBJECT" => {
+                let name = match w.as_str() {
+                    "FROM" => "From",
+                    "TO" => "To",
+                    "CC" => "Cc",
+                    "BCC" => "Bcc",
+                    _ => "Subject",
+                };
+                Ok(SearchKey::Header(name.into(), self.search_string()?))
+            }
+            "HEADER" => {
+                let name = self.search_string()?;
+                let value = self.search_string()?;
+                Ok(SearchKey::Header(name, value))
+            }
+            "BODY" => Ok(SearchKey::Body(self.search_string()?)),
+            "TEXT" => Ok(SearchKey::Text(self.search_string()?)),
+            "UID" => {
+                self.sp()?;
+                Ok(SearchKey::Uid(self.seq_set()?))
+            }
+            "NOT" => {
+                self.sp()?;
+                Ok(SearchKey::Not(Box::new(self.search_key(depth + 1)?)))
+            }
+            "OR" => {
+                self.sp()?;
+                let a = self.search_key(depth + 1)?;
+                self.sp()?;
+                let b = self.search_key(depth + 1)?;
+                Ok(SearchKey::Or(Box::new(a), Box::new(b)))
+            }
+            "MODSEQ" => {
+                self.sp()?;
+                // Optional entry-name and entry-type-req (RFC 7162 §3.1.5): skipped.
+                if self.peek() == Some(b'"') {
+                    self.quoted()?;
+                    self.sp()?;
+                    self.word()?;
+                    self.sp()?;
+                }
+                Ok(SearchKey::ModSeq(self.number64()?))
+            }
+            _ => Err(format!("unknown search key {w}")),
+        }
+    }
+}
+
+/// `inbox` in any case is INBOX (RFC 3501 §5.1); other names are case-sensitive.
+pub fn normalise_inbox(m: String) -> String {
+    if m.eq_ignore_ascii_case("INBOX") {
+        return "INBOX".into();
+    }
+    if m.len() > 6 && m[..6].eq_ignore_ascii_case("INBOX.") && !m.starts_with("INBOX.") {
+        return format!("INBOX.{}", &m[6..]);
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(s: &str) -> Command {
+        parse_command(s.as_bytes())
+            .unwrap_or_else(|e| panic!("{s}: {e:?}"))
+            .command
+    }
+
+    #[test]
+    fn simple_commands() {
+        assert_eq!(cmd("a1 noop"), Command::Noop);
+        assert_eq!(
+            parse_command(b"A.b-1 CAPABILITY").unwrap().tag,
+            "A.b-1".to_string()
+        );
+        assert_eq!(
+            cmd("a login \"jo\\\"e\" {3}\r\np w"),
+            Command::Login {
+                user: "jo\"e".into(),
+                password: "p w".into()
+            }
+        );
+        assert_eq!(
+            cmd("a select inbox"),
+            Command::Select {
+                mailbox: "INBOX".into(),
+                read_only: false,
+                condstore: false
+            }
+        );
+        assert_eq!(
+            cmd("a EXAMINE \"Sent\" (CONDSTORE)"),
+            Command::Select {
+                mailbox: "Sent".into(),
+                read_only: true,
+                condstore: true
+            }
+        );
+    }
+
+    #[test]
+    fn bad_commands_carry_the_tag() {
+        let e = parse_command(b"x17 FROB").unwrap_err();
+        assert_eq!(e.tag.as_deref(), Some("x17"));
+        let e = parse_command(b"x18 FETCH 1:* (FLAGS").unwrap_err();
+        assert_eq!(e.tag.as_deref(), Some("x18"));
+        assert!(parse_command(b"").unwrap_err().tag.is_none());
+        assert!(parse_command(b"a NOOP extra").is_err());
+        assert!(parse_command(b"a FETCH 0 FLAGS").is_err());
+    }
+
+    #[test]
+    fn fetch_items() {
+        let Command::Fetch {
+            uid, set, attrs, ..
+        } = cmd(
+            "a UID FETCH 1:* (UID FLAGS BODY.PEEK[HEADER.FIELDS (From Subject)]<0.512> BODY[1.2.MIME] BODY[] RFC822.SIZE)",
+        )
+        else {
+            panic!()
+        };
+        assert!(uid);
+        assert!(set.has_star());
+        assert_eq!(attrs.len(), 6);
+        assert_eq!(
+            attrs[2],
+            FetchAttr::Section {
+                section: Section {
+                    parts: vec![],
+                    text: Some(SectionText::HeaderFields(vec![
+                        "From".into(),
+                        "Subject".into()
+                    ]))
+                },
+                partial: Some((0, 512)),
+                peek: true,
+                alias: None
+            }
+        );
+        assert_eq!(
+            attrs[3],
+            FetchAttr::Section {
+                section: Section {
+                    parts: vec![1, 2],
+                    text: Some(SectionText::Mime)
+                },
+                partial: None,
+                peek: false,
+                alias: None
+            }
+        );
+        let Command::Fetch { attrs, .. } = cmd("a FETCH 1 FAST") else {
+            panic!()
+        };
+        assert_eq!(attrs.len(), 3);
+        let Command::Fetch {
+            attrs,
+            changed_since,
+            ..
+        } = cmd("a FETCH 1:5 (FLAGS) (CHANGEDSINCE 12)")
+        else {
+            panic!()
+        };
+        assert_eq!(changed_since, Some(12));
+        assert!(attrs.contains(&FetchAttr::ModSeq));
+        assert!(parse_command(b"a FETCH 1 BODY[MIME]").is_err());
+        assert!(parse_command(b"a FETCH 1 BINARY.PEEK[1]").is_err());
+    }
+
+    #[test]
+    fn store_and_append() {
+        assert_eq!(
+            cmd("a UID STORE 4:6 +FLAGS.SILENT (\\seen $Junk)"),
+            Command::Store {
+                uid: true,
+                set: SeqSet::parse("4:6").unwrap(),
+                mode: StoreMode::Add,
+                silent: true,
+                flags: vec!["\\Seen".into(), "$Junk".into()],
+                unchanged_since: None
+            }
+        );
+        assert!(matches!(
+            cmd("a STORE 1 FLAGS \\Deleted"),
+            Command::Store {
+                mode: StoreMode::Replace,
+                ..
+            }
+        ));
+        let Command::Append {
+            mailbox,
+            flags,
+            date,
+            message,
+        } = cmd("a APPEND Sent (\\Seen) \"05-Mar-2024 10:00:00 +0100\" {5+}\r\nhi\r\n!")
+        else {
+            panic!()
+        };
+        assert_eq!(mailbox, "Sent");
+        assert_eq!(flags, vec!["\\Seen".to_string()]);
+        assert_eq!(date, Some(1709629200));
+        assert_eq!(message, b"hi\r\n!");
+    }
+
+    #[test]
+    fn search_keys() {
+        let Command::Search { key, .. } = cmd(
+            "a SEARCH CHARSET UTF-8 OR FROM alice (SUBJECT \"x y\" UNSEEN) NOT 1:3 SINCE 1-Feb-2024",
+        ) else {
+            panic!()
+        };
+        let SearchKey::And(keys) = key else { panic!() };
+        assert_eq!(keys.len(), 3);
+        assert!(matches!(keys[0], SearchKey::Or(..)));
+        assert_eq!(
+            keys[1],
+            SearchKey::Not(Box::new(SearchKey::Seq(SeqSet::parse("1:3").unwrap())))
+        );
+        assert_eq!(keys[2], SearchKey::Since(1706745600));
+        let Command::Search { uid, ret, .. } = cmd("a UID SEARCH RETURN (MIN COUNT) UNDELETED")
+        else {
+            panic!()
+        };
+        assert!(uid);
+        assert_eq!(ret, Some(vec![SearchReturn::Min, SearchReturn::Count]));
+        assert!(parse_command(b"a SEARCH CHARSET KOI8-R ALL").is_err());
+        let deep = format!("a SEARCH {}ALL{}", "(".repeat(40), ")".repeat(40));
+        assert!(parse_command(deep.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn list_forms() {
+        let Command::List(a) = cmd("a LIST \"\" %") else {
+            panic!()
+        };
+        assert_eq!(a.patterns, vec!["%".to_string()]);
+        assert!(!a.extended);
+        let Command::List(a) = cmd(
+            "a LIST (SUBSCRIBED) \"\" (INBOX* \"Sent\") RETURN (CHILDREN STATUS (MESSAGES UNSEEN))",
+        ) else {
+            panic!()
+        };
+        assert!(a.subscribed && a.return_children);
+        assert_eq!(a.patterns.len(), 2);
+        assert_eq!(
+            a.return_status,
+            Some(vec![StatusItem::Messages, StatusItem::Unseen])
+        );
+    }
+
+    #[test]
+    fn misc() {
+        assert_eq!(
+            cmd("a ID (\"name\" \"Thunderbird\" \"version\" NIL)"),
+            Command::Id(vec![
+                ("name".into(), Some("Thunderbird".into())),
+                ("version".into(), None)
+            ])
+        );
+        assert_eq!(cmd("a ID NIL"), Command::Id(vec![]));
+        assert_eq!(
+            cmd("a AUTHENTICATE PLAIN AGpvAHB3"),
+            Command::Authenticate {
+                mechanism: "PLAIN".into(),
+                initial: Some("AGpvAHB3".into())
+            }
+        );
+        assert_eq!(
+            cmd("a ENABLE condstore qresync"),
+            Command::Enable(vec!["CONDSTORE".into(), "QRESYNC".into()])
+        );
+        assert_eq!(
+            cmd("a CREATE Archief (USE (\\Archive))"),
+            Command::Create {
+                mailbox: "Archief".into(),
+                special_use: vec!["\\Archive".into()]
+            }
+        );
+        assert_eq!(
+            cmd("a UID EXPUNGE 3:5"),
+            Command::Expunge {
+                uids: SeqSet::parse("3:5")
+            }
+        );
+        assert_eq!(
+            cmd("a rename inbox.a INBOX.b"),
+            Command::Rename {
+                from: "INBOX.a".into(),
+                to: "INBOX.b".into()
+            }
+        );
+    }
+}

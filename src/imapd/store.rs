@@ -1,0 +1,218 @@
+//! [`Backend`] over the real mail store (`crate::spool::Spool`): translates names,
+//! flag forms and errors, and serves messages with CRLF line ends (the spool keeps
+//! bytes as delivered; IMAP's RFC822.SIZE and sections count CRLF).
+
+use std::time::Duration;
+
+use super::backend::{
+    Backend, ChangeSignal, FlagChange, MailboxInfo, MailboxState, Meta, StatusData, StoreError,
+    StoreResult,
+};
+use super::proto::StoreMode;
+use crate::spool::{ChangeWatcher, FlagOp, Flags, MsgMeta, Spool, SpoolError};
+
+/// The spool as imapd's store.
+#[derive(Clone)]
+pub struct SpoolBackend {
+    spool: Spool,
+}
+
+impl SpoolBackend {
+    pub fn new(spool: Spool) -> SpoolBackend {
+        SpoolBackend { spool }
+    }
+}
+
+fn err(e: SpoolError) -> StoreError {
+    match e {
+        SpoolError::NoMailbox { .. } => StoreError::NoMailbox,
+        SpoolError::MailboxExists { .. } => StoreError::Exists,
+        SpoolError::BadName { name, why } => {
+            StoreError::Refused(format!("Invalid mailbox name {name}: {why}"))
+        }
+        SpoolError::Protected(name) => StoreError::Refused(format!("{name} can't be removed")),
+        SpoolError::UnknownUser(u) => {
+            StoreError::Refused(format!("{u} has no mailboxes on this server"))
+        }
+        e => StoreError::Internal(e.to_string()),
+    }
+}
+
+fn meta(m: MsgMeta) -> Meta {
+    Meta {
+        uid: m.uid,
+        modseq: m.modseq,
+        flags: m.flags.to_db(),
+        size: m.size,
+        internal_date: m.internal_date,
+    }
+}
+
+struct Watcher(ChangeWatcher);
+
+#[async_trait::async_trait]
+impl ChangeSignal for Watcher {
+    async fn changed(&mut self) {
+        self.0.changed().await;
+    }
+}
+
+impl Backend for SpoolBackend {
+    fn list(&self, user: &str) -> StoreResult<Vec<MailboxInfo>> {
+        Ok(self
+            .spool
+            .mailboxes(user)
+            .map_err(err)?
+            .into_iter()
+            .map(|m| MailboxInfo {
+                name: m.name,
+                special_use: m.special_use,
+                subscribed: m.subscribed,
+            })
+            .collect())
+    }
+
+    fn create(&self, user: &str, name: &str, special_use: Option<&str>) -> StoreResult<()> {
+        if special_use.is_some() {
+            return Err(StoreError::Refused(
+                "[USEATTR] Setting a special use is not supported".into(),
+            ));
+        }
+        self.spool.create_mailbox(user, name).map_err(err)
+    }
+
+    fn delete(&self, user: &str, name: &str) -> StoreResult<()> {
+        self.spool.delete_mailbox(user, name).map_err(err)
+    }
+
+    fn rename(&self, user: &str, from: &str, to: &str) -> StoreResult<()> {
+        self.spool.rename_mailbox(user, from, to).map_err(err)
+    }
+
+    fn set_subscribed(&self, user: &str, name: &str, on: bool) -> StoreResult<()> {
+        self.spool.subscribe(user, name, on).map_err(err)
+    }
+
+    fn open(&self, user: &str, name: &str) -> StoreResult<(MailboxState, Vec<Meta>)> {
+        let s = self.spool.select(user, name).map_err(err)?;
+        Ok((
+            MailboxState {
+                uidvalidity: s.uidvalidity,
+                uidnext: s.uidnext,
+                highestmodseq: s.highestmodseq,
+            },
+            s.messages.into_iter().map(meta).collect(),
+        ))
+    }
+
+    fn state(&self, user: &str, name: &str) -> StoreResult<MailboxState> {
+        let (uidvalidity, uidnext, highestmodseq) = self.spool.counters(user, name).map_err(err)?;
+        Ok(MailboxState {
+            uidvalidity,
+            uidnext,
+            highestmodseq,
+        })
+    }
+
+    fn changes(
+        &self,
+        user: &str,
+        name: &str,
+        since: u64,
+    ) -> StoreResult<(MailboxState, Vec<Meta>, Vec<u32>)> {
+        let c = self.spool.changes_since(user, name, since).map_err(err)?;
+        Ok((
+            MailboxState {
+                uidvalidity: c.uidvalidity,
+                uidnext: c.uidnext,
+                highestmodseq: c.highestmodseq,
+            },
+            c.changed.into_iter().map(meta).collect(),
+            c.vanished,
+        ))
+    }
+
+    fn status(&self, user: &str, name: &str) -> StoreResult<StatusData> {
+        let m = self.spool.status(user, name).map_err(err)?;
+        Ok(StatusData {
+            state: MailboxState {
+                uidvalidity: m.uidvalidity,
+                uidnext: m.uidnext,
+                highestmodseq: m.highestmodseq,
+            },
+            messages: m.messages,
+            unseen: m.unseen,
+        })
+    }
+
+    fn read(&self, user: &str, name: &str, uid: u32) -> StoreResult<Vec<u8>> {
+        let b = self.spool.read_message(user, name, uid).map_err(err)?;
+        Ok(match crate::spool::to_crlf(&b) {
+            std::borrow::Cow::Borrowed(_) => b,
+            std::borrow::Cow::Owned(o) => o,
+        })
+    }
+
+    fn append(
+        &self,
+        user: &str,
+        name: &str,
+        bytes: Vec<u8>,
+        flags: &str,
+        date: Option<i64>,
+    ) -> StoreResult<(u32, u32)> {
+        let a = self
+            .spool
+            .append(user, name, bytes, &Flags::parse(flags), date)
+            .map_err(err)?;
+        Ok((a.uidvalidity, a.uid))
+    }
+
+    fn store_flags(
+        &self,
+        user: &str,
+        name: &str,
+        uids: &[u32],
+        mode: StoreMode,
+        flags: &[String],
+        unchanged_since: Option<u64>,
+    ) -> StoreResult<FlagChange> {
+        let op = match mode {
+            StoreMode::Replace => FlagOp::Set,
+            StoreMode::Add => FlagOp::Add,
+            StoreMode::Remove => FlagOp::Remove,
+        };
+        let mut f = Flags::new();
+        for x in flags {
+            f.insert(x);
+        }
+        let r = self
+            .spool
+            .store_flags(user, name, uids, op, &f, unchanged_since)
+            .map_err(err)?;
+        Ok(FlagChange {
+            updated: r.updated.into_iter().map(meta).collect(),
+            failed: r.failed,
+        })
+    }
+
+    fn copy(
+        &self,
+        user: &str,
+        name: &str,
+        uids: &[u32],
+        dest: &str,
+    ) -> StoreResult<(u32, Vec<(u32, u32)>)> {
+        let r = self.spool.copy(user, name, uids, dest).map_err(err)?;
+        Ok((r.uidvalidity, r.uids))
+    }
+
+    fn expunge(&self, user: &str, name: &str, uids: &[u32]) -> StoreResult<Vec<u32>> {
+        self.spool.expunge(user, name, uids).map_err(err)
+    }
+
+    fn watch(&self, user: &str) -> StoreResult<Box<dyn ChangeSignal>> {
+        let w = self.spool.watch(user).map_err(err)?;
+        Ok(Box::new(Watcher(w.poll_every(Duration::from_secs(1)))))
+    }
+}

@@ -1,0 +1,291 @@
+//! The selected mailbox as one session sees it: the message list in sequence order
+//! (sequence number = index + 1) with UID, flags, MODSEQ, size and INTERNALDATE, and
+//! the diffing that turns the store's changes into untagged EXISTS / FETCH / EXPUNGE
+//! at the moments RFC 3501 allows.
+//!
+//! Pure data: no I/O. Several sessions on one mailbox each hold a view and learn of
+//! each other's changes through [`View::apply`].
+
+use std::fmt::Write as _;
+
+use super::backend::{MailboxState, Meta};
+use super::proto::response;
+
+/// One message in the view. 40 bytes, so a 50 000-message mailbox costs ~2 MB.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Msg {
+    pub uid: u32,
+    pub size: u32,
+    pub modseq: u64,
+    pub internal_date: i64,
+    /// Space-separated flags, as stored.
+    pub flags: Box<str>,
+}
+
+impl Msg {
+    pub fn from_meta(m: Meta) -> Msg {
+        Msg {
+            uid: m.uid,
+            size: m.size.min(u32::MAX as u64) as u32,
+            modseq: m.modseq,
+            internal_date: m.internal_date,
+            flags: m.flags.into_boxed_str(),
+        }
+    }
+
+    pub fn has_flag(&self, flag: &str) -> bool {
+        has_flag(&self.flags, flag)
+    }
+}
+
+/// Whether a space-separated flag string contains `flag` (case-insensitive, as
+/// flags and keywords compare in IMAP).
+pub fn has_flag(flags: &str, flag: &str) -> bool {
+    flags.split(' ').any(|f| f.eq_ignore_ascii_case(flag))
+}
+
+/// Flags as a parenthesised list for a FETCH response.
+pub fn write_flags(out: &mut Vec<u8>, flags: &str) {
+    let v: Vec<&str> = flags.split(' ').filter(|f| !f.is_empty()).collect();
+    response::flag_list(out, &v);
+}
+
+/// The selected mailbox.
+#[derive(Debug)]
+pub struct View {
+    pub name: String,
+    pub state: MailboxState,
+    pub read_only: bool,
+    pub msgs: Vec<Msg>,
+    /// UIDs the store has expunged that this session has not been told of yet
+    /// (held back during commands that use sequence numbers).
+    pub pending_expunge: Vec<u32>,
+}
+
+impl View {
+    pub fn new(name: String, state: MailboxState, metas: Vec<Meta>, read_only: bool) -> View {
+        let mut msgs: Vec<Msg> = metas.into_iter().map(Msg::from_meta).collect();
+        msgs.sort_by_key(|m| m.uid);
+        View {
+            name,
+            state,
+            read_only,
+            msgs,
+            pending_expunge: Vec::new(),
+        }
+    }
+
+    /// Index (sequence number − 1) of `uid`.
+    pub fn index_of(&self, uid: u32) -> Option<usize> {
+        self.msgs.binary_search_by_key(&uid, |m| m.uid).ok()
+    }
+
+    pub fn max_uid(&self) -> u32 {
+        self.msgs.last().map_or(0, |m| m.uid)
+    }
+
+    pub fn exists(&self) -> usize {
+        self.msgs.len()
+    }
+
+    /// Applies what the store reports since `self.state.highestmodseq` and writes the
+    /// untagged responses into `out`. Expunges are written only when
+    /// `allow_expunge` (RFC 3501 §7.4.1); otherwise they wait in `pending_expunge`.
+    pub fn apply(
+        &mut self,
+        state: MailboxState,
+        changed: Vec<Meta>,
+        expunged: Vec<u32>,
+        allow_expunge: bool,
+        with_modseq: bool,
+        out: &mut Vec<u8>,
+    ) {
+        let mut new = 0usize;
+        for m in changed {
+            match self.index_of(m.uid) {
+                Some(i) => {
+                    let cur = &mut self.msgs[i];
+                    let flags_changed = *cur.flags != *m.flags;
+                    cur.modseq = cur.modseq.max(m.modseq);
+                    if flags_changed {
+                        cur.flags = m.flags.into_boxed_str();
+                        let _ = write!(Bytes(out), "* {} FETCH (UID {} FLAGS ", i + 1, cur.uid);
+                        write_flags(out, &cur.flags);
+                        if with_modseq {
+                            let _ = write!(Bytes(out), " MODSEQ ({})", cur.modseq);
+                        }
+                        out.extend_from_slice(b")\r\n");
+                    }
+                }
+                None if m.uid > self.max_uid() && !self.pending_expunge.contains(&m.uid) => {
+                    self.msgs.push(Msg::from_meta(m));
+                    new += 1;
+                }
+                None => {}
+            }
+        }
+        self.pending_expunge.extend(expunged);
+        if allow_expunge {
+            self.flush_expunges(out);
+        }
+        if new > 0 {
+            let _ = write!(Bytes(out), "* {} EXISTS\r\n", self.msgs.len());
+        }
+        self.state = MailboxState {
+            highestmodseq: state.highestmodseq.max(self.state.highestmodseq),
+            ..state
+        };
+    }
+
+    /// Removes pending expunged messages from the view, writing `* n EXPUNGE` from
+    /// the highest sequence number down (so each number is valid when sent).
+    pub fn flush_expunges(&mut self, out: &mut Vec<u8>) {
+        if self.pending_expunge.is_empty() {
+            return;
+        }
+        let mut idx: Vec<usize> = self
+            .pending_expunge
+            .iter()
+            .filter_map(|&u| self.index_of(u))
+            .collect();
+        idx.sort_unstable();
+        idx.dedup();
+        for &i in idx.iter().rev() {
+            let _ = write!(Bytes(out), "* {} EXPUNGE\r\n", i + 1);
+        }
+        let gone: std::collections::HashSet<u32> = self.pending_expunge.drain(..).collect();
+        self.msgs.retain(|m| !gone.contains(&m.uid));
+    }
+}
+
+/// `fmt::Write` over a byte buffer.
+pub struct Bytes<'a>(pub &'a mut Vec<u8>);
+
+impl std::fmt::Write for Bytes<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// A sequence number beyond the mailbox (RFC 3501 §9: invalid message set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidSet;
+
+impl View {
+    /// The indices a sequence set names: by UID, or by sequence number. `Err` when a
+    /// sequence number is beyond the mailbox (RFC 3501 §9: invalid message set).
+    pub fn select(&self, set: &super::proto::SeqSet, uid: bool) -> Result<Vec<usize>, InvalidSet> {
+        if uid {
+            let max = self.max_uid();
+            let mut out = Vec::new();
+            for (a, b) in set.ranges(max) {
+                // Binary search the first UID >= a, then walk.
+                let start = self.msgs.partition_point(|m| m.uid < a);
+                for (i, m) in self.msgs[start..].iter().enumerate() {
+                    if m.uid > b {
+                        break;
+                    }
+                    out.push(start + i);
+                }
+            }
+            out.sort_unstable();
+            out.dedup();
+            return Ok(out);
+        }
+        let n = self.msgs.len() as u32;
+        let mut out = Vec::new();
+        for (a, b) in set.ranges(n) {
+            if b > n || a == 0 {
+                return Err(InvalidSet);
+            }
+            out.extend((a - 1..b).map(|i| i as usize));
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(uid: u32, modseq: u64, flags: &str) -> Meta {
+        Meta {
+            uid,
+            modseq,
+            flags: flags.into(),
+            size: 10,
+            internal_date: 0,
+        }
+    }
+
+    fn st(modseq: u64) -> MailboxState {
+        MailboxState {
+            uidvalidity: 7,
+            uidnext: 10,
+            highestmodseq: modseq,
+        }
+    }
+
+    #[test]
+    fn new_flags_and_expunges() {
+        let mut v = View::new(
+            "INBOX".into(),
+            st(5),
+            vec![meta(1, 1, ""), meta(2, 2, "\\Seen"), meta(4, 3, "")],
+            false,
+        );
+        let mut out = Vec::new();
+        // Another session flags 2, a message arrives, 1 is expunged — during FETCH by
+        // sequence number: no EXPUNGE yet.
+        v.apply(
+            st(8),
+            vec![meta(2, 6, "\\Seen \\Flagged"), meta(5, 7, "")],
+            vec![1],
+            false,
+            false,
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "* 2 FETCH (UID 2 FLAGS (\\Seen \\Flagged))\r\n* 4 EXISTS\r\n"
+        );
+        assert_eq!(v.exists(), 4);
+        out.clear();
+        v.apply(st(8), vec![], vec![], true, true, &mut out);
+        assert_eq!(String::from_utf8_lossy(&out), "* 1 EXPUNGE\r\n");
+        assert_eq!(v.exists(), 3);
+        assert_eq!(v.index_of(5), Some(2));
+        // Own change already applied: no echo.
+        out.clear();
+        v.apply(
+            st(9),
+            vec![meta(2, 9, "\\Seen \\Flagged")],
+            vec![],
+            true,
+            true,
+            &mut out,
+        );
+        assert!(out.is_empty());
+        assert_eq!(v.state.highestmodseq, 9);
+    }
+
+    #[test]
+    fn expunges_descend() {
+        let mut v = View::new(
+            "INBOX".into(),
+            st(5),
+            (1..=5).map(|u| meta(u, 1, "")).collect(),
+            false,
+        );
+        let mut out = Vec::new();
+        v.apply(st(6), vec![], vec![2, 3, 5], true, false, &mut out);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "* 5 EXPUNGE\r\n* 3 EXPUNGE\r\n* 2 EXPUNGE\r\n"
+        );
+        assert_eq!(v.msgs.iter().map(|m| m.uid).collect::<Vec<_>>(), vec![1, 4]);
+    }
+}

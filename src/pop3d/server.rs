@@ -1,0 +1,79 @@
+//! The POP3 listeners: `[listen] pop3` (plain, STLS offered) and `pop3s` (implicit TLS).
+//! Binds every address first, then runs one accept loop per address on the daemon's
+//! task tracker; on shutdown, open sessions are dropped between commands (nothing is
+//! deleted, since deletion happens only at QUIT).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio_util::task::TaskTracker;
+use tracing::warn;
+
+use super::session::{self, MaildropStore, Shared};
+use crate::daemon::Context;
+use crate::net::{Listener, ListenerLimits, Stream};
+
+/// Binds and starts the configured POP3 listeners; records their addresses under
+/// "pop3" and "pop3s".
+pub async fn start(
+    ctx: &Context,
+    store: Arc<dyn MaildropStore>,
+    tasks: &TaskTracker,
+    addrs: &mut BTreeMap<&'static str, Vec<SocketAddr>>,
+) -> std::io::Result<()> {
+    let cfg = &ctx.config;
+    let plain = cfg.listen.pop3.list();
+    let implicit = cfg.listen.pop3s.list();
+    if plain.is_empty() && implicit.is_empty() {
+        return Ok(());
+    }
+    let tls = match crate::net::tls::acceptor(cfg) {
+        Ok(t) => Some(t),
+        Err(e) if implicit.is_empty() => {
+            warn!(error = %e, "pop3: no TLS certificate; STLS not offered");
+            None
+        }
+        Err(e) => return Err(std::io::Error::other(format!("pop3s: {e}"))),
+    };
+    let shared = Arc::new(Shared {
+        config: cfg.clone(),
+        store,
+        tls,
+        delays: Default::default(),
+    });
+    let limits = ListenerLimits {
+        max_connections: cfg.limits.max_connections,
+        max_per_ip: cfg.limits.max_connections_per_ip,
+    };
+    for (name, list, implicit_tls) in [("pop3", plain, false), ("pop3s", implicit, true)] {
+        for a in list {
+            let l = Listener::bind(name, &a).await?;
+            addrs.entry(name).or_default().push(l.local_addr());
+            let shared = shared.clone();
+            let shutdown = ctx.shutdown.clone();
+            tasks.spawn(l.run(limits, ctx.shutdown.clone(), move |sock, peer| {
+                let shared = shared.clone();
+                let shutdown = shutdown.clone();
+                async move {
+                    let mut stream = Stream::Plain(sock);
+                    if implicit_tls {
+                        let acc = shared.tls.clone().expect("pop3s has a certificate");
+                        stream = match stream.accept_tls(&acc).await {
+                            Ok(s) => s,
+                            Err(e) => {
+                                tracing::debug!(error = %e, "TLS handshake failed");
+                                return;
+                            }
+                        };
+                    }
+                    tokio::select! {
+                        _ = session::run(shared, stream, peer) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                }
+            }));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,254 @@
+//! imapd against real client programs: Python's imaplib exercising every command,
+//! mbsync (isync) syncing a Maildir both ways and then finding nothing to do, and
+//! mutt reading and moving a message in batch mode. Each test prints
+//! "skipped: <prog> not installed" and returns when its program is missing.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use zolder::config::Config;
+use zolder::daemon::{self, Running};
+
+const PASSWORD: &str = "geheim";
+
+fn have(prog: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {prog}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+struct Server {
+    dir: tempfile::TempDir,
+    running: Running,
+    addr: SocketAddr,
+}
+
+async fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = zolder::auth::hash_password(PASSWORD).unwrap();
+    let text = format!(
+        "hostname = \"zolder.test\"\ndata_dir = \"data\"\n\
+         [listen]\nimap = \"127.0.0.1:0\"\n\
+         [[users]]\nname = \"bouke\"\npassword_hash = \"{hash}\"\n"
+    );
+    let path = dir.path().join("zolder.toml");
+    std::fs::write(&path, text).unwrap();
+    let cfg = Config::load(&path).unwrap();
+    let running = daemon::start(cfg, path).await.unwrap();
+    let addr = running.addr("imap");
+    Server { dir, running, addr }
+}
+
+async fn run(mut cmd: Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || cmd.output().expect("program runs"))
+        .await
+        .unwrap()
+}
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop")
+        .join(name)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_imaplib_every_command() {
+    if !have("python3") {
+        println!("skipped: python3 not installed");
+        return;
+    }
+    let srv = start().await;
+    let mut cmd = Command::new("python3");
+    cmd.arg(script("imap_imaplib.py"))
+        .arg("127.0.0.1")
+        .arg(srv.addr.port().to_string())
+        .arg("bouke")
+        .arg(PASSWORD);
+    let out = run(cmd).await;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "imaplib: {text}");
+    assert!(text.contains("all commands OK"), "{text}");
+    srv.running.shutdown().await;
+}
+
+fn write_maildir_message(dir: &Path, name: &str, subject: &str) {
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    let msg = format!(
+        "From: Oma <oma@example.nl>\nTo: bouke@zolder.test\nSubject: {subject}\n\
+         Message-ID: <{name}@example.nl>\nDate: Mon, 4 Mar 2024 12:00:00 +0100\n\nHallo\n"
+    );
+    std::fs::write(dir.join("cur").join(format!("{name}:2,S")), msg).unwrap();
+}
+
+fn count_files(dir: &Path) -> usize {
+    ["cur", "new"]
+        .iter()
+        .map(|s| {
+            std::fs::read_dir(dir.join(s))
+                .map(|d| d.count())
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mbsync_two_way_then_nothing_to_do() {
+    if !have("mbsync") {
+        println!("skipped: mbsync not installed");
+        return;
+    }
+    let srv = start().await;
+    let local = srv.dir.path().join("local");
+    std::fs::create_dir_all(&local).unwrap();
+    let inbox = local.join("INBOX");
+    write_maildir_message(&inbox, "1700000000.l1.host", "lokaal een");
+    write_maildir_message(&inbox, "1700000001.l2.host", "lokaal twee");
+    let rc = srv.dir.path().join("mbsyncrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "IMAPAccount zolder\nHost 127.0.0.1\nPort {}\nUser bouke\nPass {PASSWORD}\n\
+             SSLType None\nAuthMechs LOGIN\n\n\
+             IMAPStore zolder-remote\nAccount zolder\n\n\
+             MaildirStore local\nPath {}/\nInbox {}\nSubFolders Verbatim\n\n\
+             Channel c\nFar :zolder-remote:\nNear :local:\nPatterns INBOX\n\
+             Create Both\nSync All\nExpunge Both\nSyncState *\n",
+            srv.addr.port(),
+            local.display(),
+            inbox.display()
+        ),
+    )
+    .unwrap();
+    let mbsync = |verbose: bool| {
+        let mut c = Command::new("mbsync");
+        c.arg("-c").arg(&rc);
+        if verbose {
+            c.arg("-V");
+        }
+        c.arg("-a");
+        c
+    };
+    // First run: the two local messages go up.
+    let out = run(mbsync(false)).await;
+    assert!(
+        out.status.success(),
+        "mbsync 1: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A message appears on the server side (another client's APPEND).
+    let cfg = Config::load(&srv.dir.path().join("zolder.toml")).unwrap();
+    let spool = zolder::spool::Spool::open(&cfg).unwrap();
+    let s2 = spool.clone();
+    tokio::task::spawn_blocking(move || {
+        s2.append(
+            "bouke",
+            "INBOX",
+            b"Subject: van de server\r\n\r\nhoi\r\n".to_vec(),
+            &zolder::spool::Flags::new(),
+            None,
+        )
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    let out = run(mbsync(false)).await;
+    assert!(out.status.success(), "mbsync 2 failed");
+    assert_eq!(count_files(&inbox), 3, "server message came down");
+    let st = tokio::task::spawn_blocking(move || spool.select("bouke", "INBOX").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(st.messages.len(), 3, "local messages went up");
+    // Third run: nothing changed on either side, so nothing is transferred.
+    let out = run(mbsync(true)).await;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "mbsync 3: {text}");
+    assert_eq!(count_files(&inbox), 3, "{text}");
+    for verb in [
+        "uploading",
+        "downloading",
+        "expunging",
+        "adding",
+        "propagating",
+    ] {
+        assert!(
+            !text.to_lowercase().contains(&format!("{verb} message")),
+            "third run did work ({verb}): {text}"
+        );
+    }
+    srv.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mutt_reads_and_moves_a_message() {
+    if !have("mutt") || !have("script") {
+        println!("skipped: mutt (or script) not installed");
+        return;
+    }
+    let srv = start().await;
+    let cfg = Config::load(&srv.dir.path().join("zolder.toml")).unwrap();
+    let spool = zolder::spool::Spool::open(&cfg).unwrap();
+    let s2 = spool.clone();
+    tokio::task::spawn_blocking(move || {
+        s2.append(
+            "bouke",
+            "INBOX",
+            b"From: oma@example.nl\r\nSubject: voor mutt\r\n\r\nLees mij.\r\n".to_vec(),
+            &zolder::spool::Flags::new(),
+            None,
+        )
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    let url = format!("imap://bouke:{PASSWORD}@127.0.0.1:{}/", srv.addr.port());
+    let rc = srv.dir.path().join("muttrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "set folder=\"{url}\"\nset spoolfile=\"+INBOX\"\nset ssl_starttls=no\n\
+             set ssl_force_tls=no\nset confirmappend=no\nset confirmcreate=no\nset move=no\n\
+             set delete=yes\nset quit=yes\nset pager_stop=yes\nset wait_key=no\n\
+             set header_cache=\"\"\nset message_cachedir=\"\"\n"
+        ),
+    )
+    .unwrap();
+    // mutt wants a terminal; `script` gives it one. The keys: open the message (it
+    // becomes \Seen), leave the pager, save it to Trash, sync (expunge), quit.
+    let mut cmd = Command::new("script");
+    cmd.arg("-qec")
+        .arg(format!(
+            "mutt -n -F {} -f {url}INBOX -e 'push <display-message><exit><save-message>=Trash<enter><sync-mailbox><quit>'",
+            rc.display()
+        ))
+        .arg("/dev/null")
+        .env("TERM", "vt100");
+    let out = run(cmd).await;
+    assert!(out.status.success(), "mutt failed");
+    let st = tokio::task::spawn_blocking(move || {
+        (
+            spool.select("bouke", "INBOX").unwrap(),
+            spool.select("bouke", "Trash").unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(st.0.messages.len(), 0, "moved out of INBOX");
+    assert_eq!(st.1.messages.len(), 1, "into Trash");
+    assert!(st.1.messages[0].flags.contains("\\Seen"), "read by mutt");
+    srv.running.shutdown().await;
+}
