@@ -86,10 +86,47 @@ impl crate::message::Deliver for EnqueueGenerated {
     }
 }
 
-/// The local delivery pipeline, once `deliver` provides one; until then local
-/// recipients wait in the queue (and `zolder queue` shows them waiting).
+/// The local delivery pipeline the queue hands local recipients to.
 fn local_pipeline(ctx: &Context) -> Option<Arc<dyn crate::message::Deliver>> {
-    Some(ctx.local_delivery.clone())
+    Some(ctx.local_delivery.clone() as Arc<dyn crate::message::Deliver>)
+}
+
+/// The SMTP server's content check: the scanners answer before `250` when a verdict
+/// can refuse there (an action is `reject`, or a command hook may say so). Otherwise
+/// scanning happens once, in local delivery, and nothing is asked at DATA time.
+struct ScanDataCheck(crate::deliver::scan::Scanner);
+
+#[async_trait::async_trait]
+impl crate::submit::DataCheck for ScanDataCheck {
+    async fn check(
+        &self,
+        message: &[u8],
+        envelope: &crate::message::Envelope,
+    ) -> crate::submit::DataVerdict {
+        // The session adds the enhanced status code itself.
+        let bare = |t: String| match t.split_once(' ') {
+            Some((code, rest)) if code.split('.').count() == 3 => rest.to_string(),
+            _ => t,
+        };
+        match self.0.verdict(message, envelope).await.smtp_reply() {
+            Some((451, text)) => crate::submit::DataVerdict::TempFail(bare(text)),
+            Some((code, text)) => crate::submit::DataVerdict::Reject(code, bare(text)),
+            None => crate::submit::DataVerdict::Accept,
+        }
+    }
+}
+
+fn scan_data_check(cfg: &Config) -> anyhow::Result<Option<Arc<dyn crate::submit::DataCheck>>> {
+    let a = &cfg.scan.actions;
+    let can_reject = [&a.infected, &a.banned, &a.spam]
+        .iter()
+        .any(|x| *x == "reject")
+        || cfg.scan.command.is_some();
+    if !cfg.scan.any() || !can_reject {
+        return Ok(None);
+    }
+    let scanner = crate::deliver::scan::Scanner::from_config(cfg)?;
+    Ok(Some(Arc::new(ScanDataCheck(scanner))))
 }
 
 /// Takes `queue/runner.lock` for as long as the returned guard lives: one queue
@@ -150,10 +187,11 @@ pub async fn start_with(
     drop(crate::db::open(&cfg.db_path())?);
     let config = Arc::new(cfg);
     let spool = crate::spool::Spool::open(&config)?;
-    let local_delivery = Arc::new(crate::deliver::LocalDelivery::new(
-        config.clone(),
-        spool.clone(),
-    ));
+    // The scan stage and Sieve plug into the pipeline's seams ([scan], data_dir/sieve).
+    let local_delivery = Arc::new(crate::deliver::scan::stage::wire(
+        &config,
+        crate::deliver::LocalDelivery::new(config.clone(), spool.clone()),
+    )?);
     let ctx = Context {
         config,
         config_path,
@@ -186,6 +224,9 @@ pub async fn start_with(
         addrs.insert(name, bound);
     }
 
+    // The status page: `[listen] status`.
+    crate::status::http::start(&ctx, &tasks, &mut addrs).await?;
+
     // pop3d: `[listen] pop3` (STLS) and `pop3s`, serving each user's INBOX.
     crate::pop3d::server::start(&ctx, Arc::new(spool.clone()), &tasks, &mut addrs).await?;
 
@@ -214,9 +255,6 @@ pub async fn start_with(
                     queue: queue.clone(),
                 }) as Arc<dyn crate::message::Deliver>
             });
-        if local.is_none() {
-            warn!("no local delivery pipeline yet: local recipients wait in the queue");
-        }
         let mut runner = crate::queue::Runner::new(queue.clone(), local, relay)?;
         runner.recover()?;
         let sd = ctx.shutdown.clone();
@@ -252,7 +290,8 @@ pub async fn start_with(
                 queue: queue.clone(),
                 tls,
                 delays: Arc::new(crate::auth::FailureDelays::new()),
-                check: hooks.data_check.clone(),
+                check: hooks.data_check.clone().or(scan_data_check(&ctx.config)?),
+                shutdown: ctx.shutdown.clone(),
             };
             for (service, l) in listeners {
                 addrs.entry(service).or_default().push(l.local_addr());
@@ -294,6 +333,15 @@ pub async fn start_with(
             f.shutdown = ctx.shutdown.child_token();
             tasks.spawn(crate::fetch::scheduler::run(f, accounts));
         }
+    }
+
+    // Spam training from the family's Junk moves (the IMAP server fills the queue).
+    if ctx.config.scan.bogofilter {
+        let (cfg, spool, sd) = (ctx.config.clone(), ctx.spool.clone(), ctx.shutdown.clone());
+        tasks.spawn(async move {
+            crate::deliver::scan::bogofilter::run_trainer(&cfg, spool, sd, Duration::from_secs(60))
+                .await
+        });
     }
 
     info!(data_dir = %ctx.config.data_dir.display(), "zolder running");

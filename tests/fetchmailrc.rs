@@ -174,6 +174,20 @@ fn idfile_seen_state_lands_in_the_config_database() {
         "u@pop.example.net 0001abc\nu@pop.example.net 0002def\nother@elsewhere.example 9\n",
         0o600,
     );
+    // The live path (`fetchmailrc = "rc"` in the config) finds the same state.
+    let c = zolder::config::Config::load(&cfg).unwrap();
+    let (idfile, plan) = zolder::config::fetchmailrc::load::live_seen_state(&c)
+        .unwrap()
+        .expect("set idfile");
+    assert_eq!(idfile, dir.path().join("ids"));
+    assert_eq!(
+        plan.pop3,
+        [(
+            "u@isp".to_string(),
+            vec!["0001abc".to_string(), "0002def".to_string()]
+        )]
+    );
+    assert_eq!(plan.unmatched, [("other@elsewhere.example".to_string(), 1)]);
     // `set idfile` is found without --idfile.
     let (code, _, err) = run(&[
         "--config".as_ref(),

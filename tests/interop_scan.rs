@@ -559,3 +559,244 @@ async fn bogofilter_learns_from_the_training_queue_and_classifies() {
     let stats = train_pending(&conn, &bogo, 100, load).await.unwrap();
     assert_eq!(stats.failed, 1);
 }
+
+// ---------------------------------------------------------------------------------
+// Through the delivery pipeline (deliver::LocalDelivery with the scan and Sieve hooks)
+// ---------------------------------------------------------------------------------
+
+use zolder::config::Config;
+use zolder::deliver::LocalDelivery;
+use zolder::message::{Deliver, RcptOutcome};
+use zolder::spool::Spool;
+
+struct Site {
+    dir: tempfile::TempDir,
+    cfg: Config,
+    spool: Spool,
+    pipeline: LocalDelivery,
+}
+
+fn site(scan: &str) -> Site {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "hostname = \"zolder.thuis\"\ndata_dir = \"{}\"\nlocal_domains = [\"zolder.thuis\"]\n\
+         postmaster = \"sjoerd\"\n\
+         [[users]]\nname = \"bouke\"\naddresses = [\"bouke@zolder.thuis\"]\n\
+         [[users]]\nname = \"sjoerd\"\naddresses = [\"sjoerd@zolder.thuis\"]\n{scan}\n",
+        dir.path().join("data").display()
+    );
+    let cfg = Config::from_str_at(&text, &dir.path().join("zolder.toml"), false).unwrap();
+    std::fs::create_dir_all(&cfg.data_dir).unwrap();
+    drop(db::open(&cfg.db_path()).unwrap());
+    let spool = Spool::open(&cfg).unwrap();
+    let pipeline = zolder::deliver::scan::stage::wire(
+        &cfg,
+        LocalDelivery::new(Arc::new(cfg.clone()), spool.clone()),
+    )
+    .unwrap();
+    Site {
+        dir,
+        cfg,
+        spool,
+        pipeline,
+    }
+}
+
+impl Site {
+    fn count(&self, user: &str, mailbox: &str) -> usize {
+        self.spool
+            .select(user, mailbox)
+            .map(|s| s.messages.len())
+            .unwrap_or(0)
+    }
+    fn first(&self, user: &str, mailbox: &str) -> Vec<u8> {
+        let st = self.spool.select(user, mailbox).unwrap();
+        self.spool
+            .read_message(user, mailbox, st.messages[0].uid)
+            .unwrap()
+    }
+    fn sieve(&self, rel: &str, text: &str) {
+        let p = self.cfg.data_dir.join("sieve").join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    async fn deliver(&self, from: &str, msg: &[u8]) -> zolder::message::DeliveryReport {
+        let mut e = env();
+        e.sender = Some(from.into());
+        self.pipeline
+            .deliver(Incoming {
+                envelope: e,
+                message: RawMessage::new(msg.to_vec()),
+            })
+            .await
+    }
+}
+
+fn plain_mail(from: &str, subject: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: {from}\r\nTo: Bouke <bouke@zolder.thuis>\r\nSubject: {subject}\r\n\
+         Date: Mon, 3 Jun 2024 09:00:00 +0000\r\nMessage-ID: <{}@example.org>\r\n\r\n{body}\r\n",
+        rand_id()
+    )
+    .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_quarantines_eicar_and_banned_release_delivers() {
+    let Some(clamd) = ClamdGuard::start() else {
+        return;
+    };
+    let s = site(&format!(
+        "[scan]\nbanned = true\nclamd = \"{}\"\n",
+        clamd.unix()
+    ));
+    let zipped = with_attachment(
+        "zip",
+        "docs.zip",
+        "application/zip",
+        &zip_of("readme.txt", &eicar()),
+    );
+    let banned = with_attachment("double", "invoice.pdf.exe", "application/pdf", b"x");
+    for msg in [&zipped, &banned] {
+        let r = s.deliver("sender@example.org", msg).await;
+        assert_eq!(r.outcomes[0].1, RcptOutcome::Delivered, "{r:?}");
+        assert_eq!(r.generated.len(), 1);
+        assert_eq!(r.generated[0].reason, "quarantine-notice");
+        assert_eq!(r.generated[0].recipients, ["sjoerd"]);
+    }
+    assert_eq!(
+        s.count("bouke", "INBOX"),
+        0,
+        "nothing infected or banned reached the inbox"
+    );
+    let conn = db::open(&s.cfg.db_path()).unwrap();
+    let held = qdb::list(&conn, false).unwrap();
+    assert_eq!(held.len(), 2);
+    assert_eq!(
+        (held[0].scanner.as_str(), held[1].scanner.as_str()),
+        ("clamd", "banned")
+    );
+
+    // Release the banned one: delivered (banned skipped; clamd still finds it clean).
+    let q = Quarantine::new(&s.cfg.data_dir);
+    let (row, inc) = q.release_incoming(&conn, held[1].id).unwrap();
+    let r = zolder::deliver::scan::stage::redeliver(&s.cfg, &row.scanner, inc)
+        .await
+        .unwrap();
+    assert!(r.all_delivered(), "{r:?}");
+    q.finish_release(&conn, &row).unwrap();
+    assert_eq!(s.count("bouke", "INBOX"), 1);
+    let stored = s.first("bouke", "INBOX");
+    assert!(
+        stored.ends_with(&banned),
+        "delivered byte for byte after our headers"
+    );
+    assert_eq!(qdb::list(&conn, false).unwrap().len(), 1);
+    drop(s.dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_clamd_down_defers_then_delivers() {
+    let Some(clamd) = ClamdGuard::start() else {
+        return;
+    };
+    let s = site(&format!(
+        "[scan]\nclamd = \"{}\"\ntimeout = 5\n",
+        clamd.tcp()
+    ));
+    let msg = plain_mail("oma@family.example", "hello", "Lunch on sunday?");
+    clamd.stop();
+    let r = s.deliver("oma@family.example", &msg).await;
+    assert!(r.outcomes[0].1.is_temporary(), "{r:?}");
+    assert!(!r.is_final(), "the fetcher keeps it at the ISP");
+    assert_eq!(s.count("bouke", "INBOX"), 0);
+    clamd.run_start();
+    // The retry (same delivery key, as a re-fetch would have) gets through once.
+    let r = s.deliver("oma@family.example", &msg).await;
+    assert!(r.all_delivered(), "{r:?}");
+    assert_eq!(s.count("bouke", "INBOX"), 1);
+    let stored = s.first("bouke", "INBOX");
+    let text = String::from_utf8_lossy(&stored);
+    assert!(text.contains("X-Virus-Status: Clean"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_gtube_to_junk_with_headers() {
+    let Some(spamd) = SpamdGuard::start().await else {
+        return;
+    };
+    let s = site(&format!("[scan]\nspamd = \"127.0.0.1:{}\"\n", spamd.port));
+    let gtube = plain_mail(
+        "spammer@example.net",
+        "cheap offer",
+        "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X",
+    );
+    let r = s.deliver("spammer@example.net", &gtube).await;
+    assert!(r.all_delivered(), "{r:?}");
+    assert_eq!(s.count("bouke", "INBOX"), 0);
+    assert_eq!(s.count("bouke", "Junk"), 1);
+    let text = String::from_utf8_lossy(&s.first("bouke", "Junk")).into_owned();
+    assert!(text.contains("X-Spam-Flag: YES"), "{text}");
+    assert!(text.contains("X-Spam-Status: Yes, score="), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_sieve_whitelist_vacation_and_broken_script() {
+    // Sieve needs no outside program.
+    let s = site("");
+    s.sieve(
+        "bouke.sieve",
+        "require [\"fileinto\", \"extlists\", \"envelope\", \"vacation\"];\n\
+         if envelope :list \"from\" \"whitelist\" { fileinto \"Trusted\"; stop; }\n\
+         vacation :days 7 :subject \"Away\" \"Back on monday.\";\n",
+    );
+    s.sieve("lists/bouke/whitelist", "oma@family.example\n");
+    let r = s
+        .deliver(
+            "oma@family.example",
+            &plain_mail("oma@family.example", "hi", "x"),
+        )
+        .await;
+    assert!(r.all_delivered(), "{r:?}");
+    assert_eq!(s.count("bouke", "Trusted"), 1);
+    assert!(r.generated.is_empty(), "whitelisted: stop before vacation");
+
+    for i in 0..3 {
+        let r = s
+            .deliver(
+                "stranger@example.net",
+                &plain_mail("stranger@example.net", &format!("question {i}"), "x"),
+            )
+            .await;
+        assert!(r.all_delivered(), "{r:?}");
+        let replies: Vec<_> = r
+            .generated
+            .iter()
+            .filter(|g| g.reason == "vacation")
+            .collect();
+        assert_eq!(
+            replies.len(),
+            usize::from(i == 0),
+            "message {i}: one reply per sender per period"
+        );
+        if i == 0 {
+            assert_eq!(replies[0].recipients, ["stranger@example.net"]);
+            assert_eq!(replies[0].sender, None);
+        }
+    }
+    assert_eq!(s.count("bouke", "INBOX"), 3);
+
+    // A syntax error: everything lands in INBOX.
+    s.sieve(
+        "bouke.sieve",
+        "require \"fileinto\";\nif header :contains { fileinto \"X\" }\n",
+    );
+    let r = s
+        .deliver(
+            "oma@family.example",
+            &plain_mail("oma@family.example", "still here", "x"),
+        )
+        .await;
+    assert!(r.all_delivered(), "{r:?}");
+    assert_eq!(s.count("bouke", "INBOX"), 4);
+}

@@ -118,7 +118,9 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<i32> {
         envelope,
         message: RawMessage::new(body),
     };
-    let pipeline = LocalDelivery::new(Arc::new(cfg), spool);
+    let cfg = Arc::new(cfg);
+    // The scanners and Sieve, as in the daemon ([scan], data_dir/sieve).
+    let pipeline = crate::deliver::scan::stage::wire(&cfg, LocalDelivery::new(cfg.clone(), spool))?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -108,53 +108,30 @@ fn seed(
     import: &Import,
     ids: &crate::config::fetchmailrc::FetchIds,
 ) -> anyhow::Result<Vec<String>> {
+    let plan = crate::config::fetchmailrc::fetchids::plan(import, ids);
     let mut report = Vec::new();
     let now = crate::db::now();
-    let mut matched = vec![false; ids.entries.len()];
-    for ia in &import.accounts {
-        let uids = ids.uids_for(&ia.uid_user, &ia.uid_host);
-        if let Some(i) = ids.entries.iter().position(|e| {
-            e.user.eq_ignore_ascii_case(&ia.uid_user) && e.host.eq_ignore_ascii_case(&ia.uid_host)
-        }) {
-            matched[i] = true;
-        }
-        if uids.is_empty() {
-            continue;
-        }
-        let a = &ia.account;
-        if a.protocol != crate::config::account::Protocol::Pop3 {
-            report.push(format!(
-                "{}: {} UIDs skipped (IMAP: zolder tracks UIDVALIDITY and UIDs itself)",
-                a.name,
-                uids.len()
-            ));
-            continue;
-        }
-        let added = crate::db::fetchids::seed_seen(
-            conn,
-            &a.name,
-            "",
-            uids.iter().map(String::as_str),
-            now,
-        )?;
+    for (name, uids) in &plan.pop3 {
+        let added =
+            crate::db::fetchids::seed_seen(conn, name, "", uids.iter().map(String::as_str), now)?;
+        let ia = import.accounts.iter().find(|a| &a.account.name == name);
+        let key = ia
+            .map(|a| format!("{}@{}", a.uid_user, a.uid_host))
+            .unwrap_or_default();
         report.push(format!(
-            "{}: {} seen UIDLs ({} new) from {}@{}",
-            a.name,
-            uids.len(),
-            added,
-            ia.uid_user,
-            ia.uid_host
+            "{name}: {} seen UIDLs ({added} new) from {key}",
+            uids.len()
         ));
     }
-    for (e, m) in ids.entries.iter().zip(matched) {
-        if !m {
-            report.push(format!(
-                "{}@{}: {} UIDs match no account in the fetchmailrc; not imported",
-                e.user,
-                e.host,
-                e.uids.len()
-            ));
-        }
+    for (name, n) in &plan.imap_skipped {
+        report.push(format!(
+            "{name}: {n} UIDs skipped (IMAP: zolder tracks UIDVALIDITY and UIDs itself)"
+        ));
+    }
+    for (key, n) in &plan.unmatched {
+        report.push(format!(
+            "{key}: {n} UIDs match no account in the fetchmailrc; not imported"
+        ));
     }
     if ids.skipped_lines > 0 {
         report.push(format!(

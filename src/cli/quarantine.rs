@@ -7,10 +7,12 @@ use std::path::Path;
 
 use clap::Subcommand;
 
-use super::{EX_NOUSER, EX_OK, load_config};
+use super::{EX_NOUSER, EX_OK, EX_TEMPFAIL, load_config};
+use crate::config::Config;
 use crate::db;
 use crate::db::quarantine as qdb;
 use crate::deliver::quarantine::{Quarantine, QuarantineError};
+use crate::message::{DeliveryReport, Incoming};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -141,11 +143,20 @@ pub fn run(path: &Path, args: Args) -> anyhow::Result<i32> {
                 }
                 Err(e) => return Err(e.into()),
             };
-            // Wired to the delivery pipeline once it lands (deliver::Pipeline).
-            let _ = (row, incoming);
-            anyhow::bail!(
-                "`quarantine release` needs the delivery pipeline, which is not built yet"
-            )
+            drop(conn);
+            let report = deliver_released(&cfg, &row.scanner, incoming)?;
+            for (rcpt, outcome) in &report.outcomes {
+                println!("{rcpt}: {outcome:?}");
+            }
+            let conn = db::open(&cfg.db_path())?;
+            if report.is_final() {
+                q.finish_release(&conn, &row)?;
+                println!("released {id}");
+                Ok(EX_OK)
+            } else {
+                eprintln!("zolder: {id} stays in the quarantine; try again later");
+                Ok(EX_TEMPFAIL)
+            }
         }
         QuarantineCommand::Delete { id } => match q.delete(&conn, id) {
             Ok(()) => {
@@ -159,4 +170,27 @@ pub fn run(path: &Path, args: Args) -> anyhow::Result<i32> {
             Err(e) => Err(e.into()),
         },
     }
+}
+
+/// Runs local delivery for a released message with every scanner but `skip`, and
+/// queues the mail that delivery generates (vacation replies, notices).
+pub fn deliver_released(cfg: &Config, skip: &str, msg: Incoming) -> anyhow::Result<DeliveryReport> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut report = rt.block_on(crate::deliver::scan::stage::redeliver(cfg, skip, msg))?;
+    for g in std::mem::take(&mut report.generated) {
+        let what = format!("{} for {}", g.reason, g.recipients.join(", "));
+        let m = crate::queue::NewMessage::new(
+            g.sender,
+            g.recipients,
+            g.bytes,
+            &format!("generated:{}", g.reason),
+        );
+        match crate::queue::enqueue_direct(cfg, m, db::now()) {
+            Ok(qid) => println!("queued {what} as {qid}"),
+            Err(e) => eprintln!("zolder: could not queue {what}: {e}"),
+        }
+    }
+    Ok(report)
 }

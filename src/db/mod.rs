@@ -20,6 +20,7 @@ pub mod fetchids;
 pub mod quarantine;
 pub mod queue;
 pub mod spool;
+pub mod status;
 pub mod users;
 
 /// Migrations, embedded at build time: (number, name, SQL). `PRAGMA user_version` holds

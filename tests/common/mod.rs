@@ -159,16 +159,24 @@ impl Isp {
     /// Starts Dovecot, or prints why not and returns None (no Dovecot, not root, no
     /// interop scripts). `tls`: (cert PEM, key PEM) for STARTTLS and implicit TLS.
     pub fn start(tls: Option<(&str, &str)>) -> Option<Isp> {
+        // Under tests/interop/run.sh (ZOLDER_INTEROP=1) a missing peer is a failure.
+        let skip = |why: &str| {
+            assert!(
+                std::env::var_os("ZOLDER_INTEROP").is_none(),
+                "ZOLDER_INTEROP is set but {why}"
+            );
+            println!("skipped: {why}");
+        };
         if !Path::new("/usr/sbin/dovecot").exists() {
-            println!("skipped: dovecot not installed");
+            skip("dovecot not installed");
             return None;
         }
         if !nix::unistd::geteuid().is_root() {
-            println!("skipped: interop tests need root (dovecot as the ISP)");
+            skip("interop tests need root (dovecot as the ISP)");
             return None;
         }
         let Some(scripts) = interop_dir() else {
-            println!("skipped: ../shared/interop not found (set ZOLDER_INTEROP_DIR)");
+            skip("../shared/interop not found (set ZOLDER_INTEROP_DIR)");
             return None;
         };
         let keep = tempfile::Builder::new()

@@ -786,11 +786,30 @@ fn account(
             "ignored: zolder delivers locally instead of writing batched SMTP",
         );
     }
-    for (kw, v) in [("smtpaddress", &u.smtpaddress), ("smtpname", &u.smtpname)] {
-        if let Some((_, l)) = v {
+    if let Some((_, l)) = &u.smtpaddress {
+        cx.warn(
+            *l,
+            "smtpaddress",
+            "ignored: zolder delivers to local user names, no SMTP envelope is built",
+        );
+    }
+    if let Some((name, l)) = &u.smtpname {
+        // `smtpname` is the whole RCPT TO: in a single-drop entry, its local part is
+        // the recipient.
+        let local = name.split('@').next().unwrap_or("").to_string();
+        if !multidrop_mode && !local.is_empty() && u.mda.is_none() {
+            if deliver_to != [local.clone()] {
+                cx.warn(
+                    *l,
+                    "smtpname",
+                    format!("delivering to `{local}`, the local part of the smtpname"),
+                );
+            }
+            deliver_to = vec![local];
+        } else {
             cx.warn(
                 *l,
-                kw,
+                "smtpname",
                 "ignored: zolder delivers to local user names, no SMTP envelope is built",
             );
         }

@@ -600,6 +600,9 @@ fn more_quirks() {
     );
     assert_eq!(i.accounts[0].account.deliver_to, ["bob"]);
     assert!(!has_warning(&i, "mda", ""));
+    // smtpname names the recipient of a single-drop entry.
+    let i = import(b"poll h proto pop3 user u pass p is bob here smtpname carol@zolder.thuis");
+    assert_eq!(i.accounts[0].account.deliver_to, ["carol"]);
     // An smtphost naming this machine is local; fetchmail 6.6's suffixes are accepted.
     let i = import(
         b"poll h proto pop3 user u pass p smtphost zolder.thuis/tls,127.0.0.1/25,/var/run/lmtp",

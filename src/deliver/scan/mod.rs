@@ -39,6 +39,7 @@ pub mod clamd;
 pub mod command;
 pub mod rspamd;
 pub mod spamd;
+pub mod stage;
 
 /// The scanners whose verdicts are about spam (skipped for big messages).
 pub const SPAM_SCANNERS: &[&str] = &["spamd", "rspamd", "bogofilter"];
