@@ -15,6 +15,7 @@ pub use rusqlite::Connection;
 pub use rusqlite::Error as SqlError;
 pub use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
+pub mod fetch;
 pub mod fetchids;
 pub mod quarantine;
 pub mod queue;
