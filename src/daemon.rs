@@ -224,6 +224,9 @@ pub async fn start_with(
         addrs.insert(name, bound);
     }
 
+    // The status page: `[listen] status`.
+    crate::status::http::start(&ctx, &tasks, &mut addrs).await?;
+
     // pop3d: `[listen] pop3` (STLS) and `pop3s`, serving each user's INBOX.
     crate::pop3d::server::start(&ctx, Arc::new(spool.clone()), &tasks, &mut addrs).await?;
 
@@ -303,6 +306,35 @@ pub async fn start_with(
         queue
     };
 
+    // Fetch: the scheduler polls every account (zolder.toml and the fetchmailrc) and
+    // hands the mail to the local pipeline; mail a delivery generates is queued.
+    {
+        let (accounts, warnings) = match crate::config::fetchmailrc::load_accounts(&ctx.config) {
+            Ok(v) => v,
+            Err(e) => {
+                error!("fetchmailrc: {e}; polling the zolder.toml accounts only");
+                (ctx.config.accounts.clone(), Vec::new())
+            }
+        };
+        for w in warnings {
+            warn!("{w}");
+        }
+        if !accounts.is_empty() {
+            let deliver: Arc<dyn crate::message::Deliver> = Arc::new(EnqueueGenerated {
+                inner: hooks
+                    .local
+                    .clone()
+                    .unwrap_or_else(|| ctx.local_delivery.clone()),
+                queue: queue.clone(),
+            });
+            let db = crate::fetch::FetchDb::open(&ctx.config.db_path())?;
+            let mut f = crate::fetch::Fetcher::new(ctx.config.clone(), db, deliver);
+            f.progress = crate::fetch::progress::Progress::quiet();
+            f.shutdown = ctx.shutdown.child_token();
+            tasks.spawn(crate::fetch::scheduler::run(f, accounts));
+        }
+    }
+
     // Spam training from the family's Junk moves (the IMAP server fills the queue).
     if ctx.config.scan.bogofilter {
         let (cfg, spool, sd) = (ctx.config.clone(), ctx.spool.clone(), ctx.shutdown.clone());
@@ -319,6 +351,15 @@ pub async fn start_with(
         queue: Some(queue),
         tasks,
     })
+}
+
+/// The local delivery pipeline for a process without the daemon (`zolder fetch`):
+/// the spool, the pipeline, and the queue for the mail a delivery generates.
+pub fn local_deliver(cfg: &Arc<Config>) -> anyhow::Result<Arc<dyn crate::message::Deliver>> {
+    let spool = crate::spool::Spool::open(cfg)?;
+    let inner = Arc::new(crate::deliver::LocalDelivery::new(cfg.clone(), spool));
+    let queue = crate::queue::Queue::open(cfg.clone(), crate::queue::system_clock())?;
+    Ok(Arc::new(EnqueueGenerated { inner, queue }))
 }
 
 /// `zolder serve`: start, then wait for signals.

@@ -31,6 +31,10 @@ pub struct Args {
     /// placeholders (the output then holds secrets: keep it mode 600).
     #[arg(long)]
     pub with_passwords: bool,
+    /// For entries with `proto auto` (or none), ask the server which protocol it
+    /// speaks, as fetchmail did at every poll: IMAP first, then POP3 (5 s per try).
+    #[arg(long)]
+    pub probe: bool,
 }
 
 pub fn run(config: &Path, args: Args) -> anyhow::Result<i32> {
@@ -44,18 +48,34 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<i32> {
             eprintln!("zolder: {e} (continuing without it)");
             None
         });
-    let import = match load::read_fetchmailrc(&args.file, cfg.as_ref().map(|c| c.hostname.as_str()))
-    {
-        Ok(i) => i,
-        Err(e @ FetchmailrcError::Insecure(_)) => {
-            eprintln!("zolder: {e}");
-            return Ok(EX_NOPERM);
+    let mut import =
+        match load::read_fetchmailrc(&args.file, cfg.as_ref().map(|c| c.hostname.as_str())) {
+            Ok(i) => i,
+            Err(e @ FetchmailrcError::Insecure(_)) => {
+                eprintln!("zolder: {e}");
+                return Ok(EX_NOPERM);
+            }
+            Err(e) => {
+                eprintln!("zolder: {e}");
+                return Ok(EX_CONFIG);
+            }
+        };
+    if args.probe {
+        for ia in import.accounts.iter_mut().filter(|ia| ia.protocol_guessed) {
+            let a = &mut ia.account;
+            match probe(&a.host, a.port, a.tls, PROBE_TIMEOUT) {
+                Some((proto, port)) => {
+                    eprintln!("zolder: {}: {}:{port} answers {proto:?}", a.name, a.host);
+                    a.protocol = proto;
+                    ia.warnings.retain(|w| w.keyword != "proto auto");
+                }
+                None => eprintln!(
+                    "zolder: {}: {} gave no answer that names its protocol; kept {:?}",
+                    a.name, a.host, a.protocol
+                ),
+            }
         }
-        Err(e) => {
-            eprintln!("zolder: {e}");
-            return Ok(EX_CONFIG);
-        }
-    };
+    }
     print!("{}", render(&import, &args.file, args.with_passwords));
     for w in import.all_warnings() {
         eprintln!("warning: {w}");
@@ -69,7 +89,17 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<i32> {
         .or_else(|| import.idfile.clone())
         .or_else(|| load::idfile_candidates(&args.file).into_iter().next());
     let Some(idfile) = idfile else {
-        eprintln!("zolder: no .fetchids found; no seen state to import (give --idfile F)");
+        let kept_pop3 = import.accounts.iter().any(|ia| {
+            ia.account.keep && ia.account.protocol == crate::config::account::Protocol::Pop3
+        });
+        eprintln!(
+            "zolder: no .fetchids found; no seen state to import (give --idfile F){}",
+            if kept_pop3 {
+                ": the POP3 `keep` accounts will fetch every message on the server once"
+            } else {
+                ""
+            }
+        );
         return Ok(EX_OK);
     };
     let Some(cfg) = cfg else {
@@ -100,6 +130,56 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<i32> {
         eprintln!("  {line}");
     }
     Ok(EX_OK)
+}
+
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What fetchmail's `proto auto` did at every poll, done once: IMAP first, then POP3.
+/// On plain ports the greeting decides (`* OK` / `+OK`); on implicit-TLS ports without
+/// an explicit port, a port that accepts a connection does. Returns the protocol and the
+/// port that answered.
+fn probe(
+    host: &str,
+    port: Option<u16>,
+    tls: crate::config::account::TlsMode,
+    timeout: std::time::Duration,
+) -> Option<(crate::config::account::Protocol, u16)> {
+    use crate::config::account::{Protocol, TlsMode};
+    use std::io::Read;
+    use std::net::{TcpStream, ToSocketAddrs};
+    let connect = |port: u16| -> Option<TcpStream> {
+        let addrs = (host, port).to_socket_addrs().ok()?;
+        addrs
+            .into_iter()
+            .find_map(|a| TcpStream::connect_timeout(&a, timeout).ok())
+    };
+    let greeting = |port: u16| -> Option<Protocol> {
+        let mut s = connect(port)?;
+        s.set_read_timeout(Some(timeout)).ok()?;
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).ok()?;
+        let g = &buf[..n];
+        if g.starts_with(b"* OK") || g.starts_with(b"* PREAUTH") {
+            Some(Protocol::Imap)
+        } else if g.starts_with(b"+OK") {
+            Some(Protocol::Pop3)
+        } else {
+            None
+        }
+    };
+    match (port, tls) {
+        (Some(p), TlsMode::Implicit) => {
+            let _ = p;
+            None // a TLS port on a custom number: only a handshake would tell
+        }
+        (Some(p), _) => greeting(p).map(|proto| (proto, p)),
+        (None, TlsMode::Implicit) => [(Protocol::Imap, 993), (Protocol::Pop3, 995)]
+            .into_iter()
+            .find(|(_, p)| connect(*p).is_some()),
+        (None, _) => [143, 110]
+            .into_iter()
+            .find_map(|p| greeting(p).map(|proto| (proto, p))),
+    }
 }
 
 /// Stores the seen UIDs of every POP3 account; returns what it did, one line each.
@@ -196,6 +276,12 @@ fn render_account(
             w.keyword,
             w.message
         ));
+    }
+    if a.keep && a.protocol == crate::config::account::Protocol::Imap && !a.disabled {
+        s.push_str(
+            "# note: fetchmail picked new IMAP mail by the \\Seen flag and kept no record; zolder\n\
+             #   tracks UIDs, so its first poll fetches every message still in the folder once.\n",
+        );
     }
     let no_secret = a.password_file.is_none() && a.password_command.is_none();
     if !with_passwords || a.password.is_none() {
@@ -312,6 +398,30 @@ mod tests {
         );
         let text = render(&i, Path::new("/etc/fetchmailrc"), true);
         assert!(text.contains("password = \"hunter2\""), "{text}");
+    }
+
+    #[test]
+    fn probe_reads_the_greeting() {
+        use crate::config::account::{Protocol, TlsMode};
+        use std::io::Write;
+        for (greeting, want) in [
+            (&b"+OK POP3 ready\r\n"[..], Some(Protocol::Pop3)),
+            (
+                &b"* OK [CAPABILITY IMAP4rev1] ready\r\n"[..],
+                Some(Protocol::Imap),
+            ),
+            (&b"220 smtp here\r\n"[..], None),
+        ] {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = l.local_addr().unwrap().port();
+            let t = std::thread::spawn(move || {
+                let (mut s, _) = l.accept().unwrap();
+                s.write_all(greeting).unwrap();
+            });
+            let got = probe("127.0.0.1", Some(port), TlsMode::Starttls, PROBE_TIMEOUT);
+            assert_eq!(got.map(|g| g.0), want);
+            t.join().unwrap();
+        }
     }
 
     #[test]

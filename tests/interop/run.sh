@@ -25,7 +25,7 @@ export ZOLDER_INTEROP=1
 tests=$(ls tests/interop_*.rs 2>/dev/null | xargs -rn1 basename | sed 's/\.rs$//')
 for t in $tests; do
   echo "--- cargo test --test $t"
-  cargo test --test "$t" -- --test-threads=2
+  cargo test --features interop --test "$t" -- --test-threads=2
 done
 # Crash tests: short form unless FULL=1.
 for s in tests/crash/*.sh; do

@@ -335,7 +335,7 @@ fn account(
                 proto_line,
                 "proto auto",
                 format!(
-                    "zolder does not probe: chose {} because {why}; write `protocol = \"pop3\"` if that is wrong",
+                    "zolder cannot ask the server from here: chose {} because {why} (`zolder import-fetchmailrc --probe` asks it)",
                     if p == Protocol::Pop3 { "pop3" } else { "imap" }
                 ),
             );
@@ -1056,6 +1056,7 @@ fn account(
         account,
         line,
         pollname: rec.pollname.clone(),
+        protocol_guessed: proto_kind == ProtoKind::Auto,
         uid_user: remote,
         uid_host: host,
         warnings: Vec::new(),

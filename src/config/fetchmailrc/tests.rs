@@ -118,7 +118,7 @@ fn e02_defaults_carry_the_user_and_skip_is_disabled() {
     assert_eq!(b.host, "pop3.netaxs.com");
     assert_eq!(b.password.as_deref(), Some("my_netaxs.password"));
     // proto auto (not given): said, and a choice made.
-    assert!(has_warning(&i, "proto auto", "does not probe"));
+    assert!(has_warning(&i, "proto auto", "--probe"));
     // fetchmail's own warning: multidrop without envelope.
     assert!(has_warning(&i, "envelope", "multidrop without `envelope`"));
 }
