@@ -71,7 +71,18 @@ fn write_fetch(
     add_flags: bool,
 ) {
     let _ = write!(Bytes(out), "* {seq} FETCH (");
-    let parsed = bytes.and_then(mime::parse);
+    // Parse only for the items that need the MIME structure.
+    let needs_parse = attrs.iter().any(|a| {
+        matches!(
+            a,
+            FetchAttr::Envelope | FetchAttr::BodyStructure | FetchAttr::Body
+        )
+    });
+    let parsed = if needs_parse {
+        bytes.and_then(mime::parse)
+    } else {
+        None
+    };
     let mut first = true;
     let mut sep = |out: &mut Vec<u8>| {
         if !first {
