@@ -125,6 +125,27 @@ impl Maildir {
         Ok(target)
     }
 
+    /// Like [`publish`](Self::publish) for a name that may already exist (a keyed
+    /// delivery repeated): `tmp/<tmp>` is hard-linked to `new/<name>` (or `cur/`), which
+    /// never replaces an existing file, then removed. `None` when the target was
+    /// already there.
+    pub fn publish_link(
+        &self,
+        tmp: &str,
+        name: &str,
+        info: Option<&str>,
+    ) -> io::Result<Option<PathBuf>> {
+        let target = self.target(name, info);
+        let from = self.tmp_dir().join(tmp);
+        let res = fs::hard_link(&from, &target);
+        let _ = fs::remove_file(&from);
+        match res {
+            Ok(()) => Ok(Some(target)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Where [`publish`](Self::publish) puts `name`.
     pub fn target(&self, name: &str, info: Option<&str>) -> PathBuf {
         match info {

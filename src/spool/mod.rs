@@ -426,8 +426,9 @@ struct Job {
     user: String,
     mb: MailboxRow,
     store: Store,
-    /// Maildir: the base name and the path it was published at.
+    /// Maildir: the base name, the name in tmp/, and the path it was published at.
     name: String,
+    tmp: String,
     path: Option<PathBuf>,
     /// Maildir keyed delivery found its file already in place (crash leftover).
     existing: bool,
@@ -624,7 +625,7 @@ impl Spool {
             }
         }
         if !missing.is_empty() {
-            let tx = conn.transaction()?;
+            let tx = write_tx(&mut conn)?;
             for (name, special) in &missing {
                 if dbs::mailbox(&tx, &u.name, name)?.is_none() {
                     dbs::create_mailbox(&tx, &u.name, name, *special)?;
@@ -717,7 +718,7 @@ impl Spool {
             maildir::fsync_dir(&self.maildir_root(&u.name))
                 .map_err(|e| SpoolError::io(self.maildir_root(&u.name), e))?;
         }
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut *conn)?;
         let m = match dbs::mailbox(&tx, &u.name, name)? {
             Some(m) => m,
             None => dbs::create_mailbox(&tx, &u.name, name, None)?,
@@ -751,7 +752,7 @@ impl Spool {
             Err(e) if e.kind() == io::ErrorKind::NotFound => false,
             Err(e) => return Err(SpoolError::io(md.root(), e)),
         };
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         dbs::delete_mailbox(&tx, m.id)?;
         dbs::bump_changes(&tx, &u.name)?;
         tx.commit()?;
@@ -821,7 +822,7 @@ impl Spool {
             }
         }
         maildir::fsync_dir(&root).map_err(|e| SpoolError::io(&root, e))?;
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         for (id, _, new) in &renames {
             dbs::rename_mailbox(&tx, *id, new)?;
         }
@@ -969,7 +970,7 @@ impl Spool {
         let store = self.store_of(&u, &name);
         let mut conn = self.conn()?;
         let m = self.mailbox_row(&conn, &u, &name)?;
-        let tx = conn.transaction_with_behavior(db::TransactionBehavior::Immediate)?;
+        let tx = write_tx(&mut conn)?;
         let mut out = FlagsResult::default();
         let mut renamed = false;
         for &uid in uids {
@@ -1070,7 +1071,7 @@ impl Spool {
                 for sub in [Sub::New, Sub::Cur] {
                     maildir::fsync_dir(&md.dir(sub)).map_err(|e| SpoolError::io(md.dir(sub), e))?;
                 }
-                let tx = conn.transaction_with_behavior(db::TransactionBehavior::Immediate)?;
+                let tx = write_tx(&mut conn)?;
                 let gone = dbs::expunge(&tx, m.id, uids)?;
                 dbs::bump_changes(&tx, &u.name)?;
                 tx.commit()?;
@@ -1090,7 +1091,7 @@ impl Spool {
                     .collect();
                 let new_offsets =
                     mbox::rewrite(&lock, &spans).map_err(|e| SpoolError::io(&path, e))?;
-                let tx = conn.transaction_with_behavior(db::TransactionBehavior::Immediate)?;
+                let tx = write_tx(&mut conn)?;
                 let gone = dbs::expunge(&tx, m.id, uids)?;
                 for (r, off) in keep.iter().zip(new_offsets) {
                     if r.offset != Some(off) {
@@ -1273,6 +1274,7 @@ impl Spool {
                     store: self.store_of(&u, &name),
                     mb,
                     name: String::new(),
+                    tmp: String::new(),
                     path: None,
                     existing: false,
                     offset: 0,
@@ -1318,8 +1320,15 @@ impl Spool {
                     j.path = Some(p);
                     return Ok(());
                 }
-                md.write_tmp(&j.name, &r.bytes, r.internal_date)
-                    .map_err(|e| SpoolError::io(md.tmp_dir().join(&j.name), e))?;
+                // A keyed name is not unique by itself (a killed attempt may have
+                // left it in tmp/): write under a unique name, link into place.
+                j.tmp = if r.key.is_some() {
+                    maildir::unique_name(&self.inner.hostname, r.bytes.len() as u64, j.size)
+                } else {
+                    j.name.clone()
+                };
+                md.write_tmp(&j.tmp, &r.bytes, r.internal_date)
+                    .map_err(|e| SpoolError::io(md.tmp_dir().join(&j.tmp), e))?;
                 Ok(())
             })();
             if let Err(e) = res {
@@ -1338,15 +1347,25 @@ impl Spool {
             let r = &reqs[j.idx];
             let info = r.flags.maildir_part();
             let info = (!info.is_empty()).then(|| info.maildir_info());
-            match md.publish(&j.name, info.as_deref()) {
-                Ok(p) => {
+            let published = if r.key.is_some() {
+                md.publish_link(&j.tmp, &j.name, info.as_deref())
+            } else {
+                md.publish(&j.name, info.as_deref()).map(Some)
+            };
+            match published {
+                Ok(None) => {
+                    // A racing attempt with the same key put it there first.
+                    j.existing = true;
+                    j.path = Some(md.target(&j.name, info.as_deref()));
+                }
+                Ok(Some(p)) => {
                     dirs.entry(p.parent().map(Path::to_path_buf).unwrap_or_default())
                         .or_default()
                         .push(ji);
                     j.path = Some(p);
                 }
                 Err(e) => {
-                    let _ = std::fs::remove_file(md.tmp_dir().join(&j.name));
+                    let _ = std::fs::remove_file(md.tmp_dir().join(&j.tmp));
                     j.failed = true;
                     results[j.idx] = Some(Err(SpoolError::io(md.root(), e)));
                 }
@@ -1401,7 +1420,7 @@ impl Spool {
 
         // 4. One transaction indexes everything and records the keys.
         let committed = (|| -> Result<Vec<(usize, StoreOutcome)>> {
-            let tx = conn.transaction_with_behavior(db::TransactionBehavior::Immediate)?;
+            let tx = write_tx(&mut conn)?;
             let mut done = Vec::new();
             let mut users = HashSet::new();
             for j in jobs.iter().filter(|j| !j.failed) {
@@ -1552,7 +1571,7 @@ impl Spool {
             buf.extend_from_slice(&c.bytes);
             tail = b"\n\n".to_vec();
         }
-        let tx = conn.transaction_with_behavior(db::TransactionBehavior::Immediate)?;
+        let tx = write_tx(&mut *conn)?;
         for (p, &ji) in pend.iter().zip(&todo) {
             jobs[ji].pending = Some(dbs::add_pending(&tx, p)?);
         }
@@ -1566,7 +1585,7 @@ impl Spool {
             // Never leave half a message: cut the file back and forget the appends.
             let _ = lock.file.set_len(start);
             let _ = lock.file.sync_all();
-            let tx = conn.transaction()?;
+            let tx = write_tx(&mut *conn)?;
             for &ji in &todo {
                 if let Some(p) = jobs[ji].pending {
                     dbs::delete_pending(&tx, p)?;
@@ -1594,7 +1613,7 @@ impl Spool {
         let mut changed = false;
         let pending = dbs::pending(conn, mb.id)?;
         if !pending.is_empty() {
-            let tx = conn.transaction_with_behavior(db::TransactionBehavior::Immediate)?;
+            let tx = write_tx(&mut *conn)?;
             for p in &pending {
                 let complete = len >= p.start + p.total && {
                     let mut buf = vec![0u8; p.total as usize];
@@ -1654,7 +1673,7 @@ impl Spool {
         if !intact || len > from + 2 {
             let spans = mbox::scan(&lock.file, from).map_err(ioerr)?;
             if !intact || !spans.is_empty() {
-                let tx = conn.transaction_with_behavior(db::TransactionBehavior::Immediate)?;
+                let tx = write_tx(&mut *conn)?;
                 if !intact {
                     dbs::reset_mailbox(&tx, mb.id)?;
                 }
@@ -1747,7 +1766,7 @@ impl Spool {
             return Ok(false);
         }
         fresh.sort_by(|a, b| (a.0, &a.1.base).cmp(&(b.0, &b.1.base)));
-        let tx = conn.transaction_with_behavior(db::TransactionBehavior::Immediate)?;
+        let tx = write_tx(&mut *conn)?;
         dbs::expunge(&tx, mb.id, &missing)?;
         for (mtime, e) in &fresh {
             let p = md.dir(e.sub).join(e.file_name());
@@ -1788,6 +1807,13 @@ impl Spool {
         }
         Ok(true)
     }
+}
+
+/// Every write transaction is IMMEDIATE: it takes SQLite's write lock at BEGIN, where
+/// the busy timeout applies. A deferred transaction that reads first and writes later
+/// fails at once with "database is locked" when another process committed meanwhile.
+fn write_tx(conn: &mut Connection) -> Result<db::Transaction<'_>> {
+    Ok(conn.transaction_with_behavior(db::TransactionBehavior::Immediate)?)
 }
 
 fn meta(r: MessageRow) -> MsgMeta {
