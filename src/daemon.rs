@@ -86,10 +86,9 @@ impl crate::message::Deliver for EnqueueGenerated {
     }
 }
 
-/// The local delivery pipeline, once `deliver` provides one; until then local
-/// recipients wait in the queue (and `zolder queue` shows them waiting).
+/// The local delivery pipeline the queue hands local recipients to.
 fn local_pipeline(ctx: &Context) -> Option<Arc<dyn crate::message::Deliver>> {
-    Some(ctx.local_delivery.clone())
+    Some(ctx.local_delivery.clone() as Arc<dyn crate::message::Deliver>)
 }
 
 /// The SMTP server's content check: the scanners answer before `250` when a verdict
@@ -213,7 +212,12 @@ pub async fn start_with(
 
     // imapd: `[listen] imap` (STARTTLS) and `imaps`.
     let imap_backend: Arc<dyn crate::imapd::backend::Backend> =
-        Arc::new(crate::imapd::store::SpoolBackend::new(spool.clone()));
+        Arc::new(if ctx.config.scan.bogofilter {
+            crate::imapd::store::SpoolBackend::new(spool.clone())
+                .with_training(ctx.config.db_path())
+        } else {
+            crate::imapd::store::SpoolBackend::new(spool.clone())
+        });
     for (name, bound) in crate::imapd::server::start(
         ctx.config.clone(),
         imap_backend,
@@ -224,6 +228,9 @@ pub async fn start_with(
     {
         addrs.insert(name, bound);
     }
+
+    // The status page: `[listen] status`.
+    crate::status::http::start(&ctx, &tasks, &mut addrs).await?;
 
     // pop3d: `[listen] pop3` (STLS) and `pop3s`, serving each user's INBOX.
     crate::pop3d::server::start(&ctx, Arc::new(spool.clone()), &tasks, &mut addrs).await?;
@@ -253,9 +260,6 @@ pub async fn start_with(
                     queue: queue.clone(),
                 }) as Arc<dyn crate::message::Deliver>
             });
-        if local.is_none() {
-            warn!("no local delivery pipeline yet: local recipients wait in the queue");
-        }
         let mut runner = crate::queue::Runner::new(queue.clone(), local, relay)?;
         runner.recover()?;
         let sd = ctx.shutdown.clone();
@@ -292,6 +296,7 @@ pub async fn start_with(
                 tls,
                 delays: Arc::new(crate::auth::FailureDelays::new()),
                 check: hooks.data_check.clone().or(scan_data_check(&ctx.config)?),
+                shutdown: ctx.shutdown.clone(),
             };
             for (service, l) in listeners {
                 addrs.entry(service).or_default().push(l.local_addr());
@@ -305,6 +310,35 @@ pub async fn start_with(
         }
         queue
     };
+
+    // Fetch: the scheduler polls every account (zolder.toml and the fetchmailrc) and
+    // hands the mail to the local pipeline; mail a delivery generates is queued.
+    {
+        let (accounts, warnings) = match crate::config::fetchmailrc::load_accounts(&ctx.config) {
+            Ok(v) => v,
+            Err(e) => {
+                error!("fetchmailrc: {e}; polling the zolder.toml accounts only");
+                (ctx.config.accounts.clone(), Vec::new())
+            }
+        };
+        for w in warnings {
+            warn!("{w}");
+        }
+        if !accounts.is_empty() {
+            let deliver: Arc<dyn crate::message::Deliver> = Arc::new(EnqueueGenerated {
+                inner: hooks
+                    .local
+                    .clone()
+                    .unwrap_or_else(|| ctx.local_delivery.clone()),
+                queue: queue.clone(),
+            });
+            let db = crate::fetch::FetchDb::open(&ctx.config.db_path())?;
+            let mut f = crate::fetch::Fetcher::new(ctx.config.clone(), db, deliver);
+            f.progress = crate::fetch::progress::Progress::quiet();
+            f.shutdown = ctx.shutdown.child_token();
+            tasks.spawn(crate::fetch::scheduler::run(f, accounts));
+        }
+    }
 
     // Spam training from the family's Junk moves (the IMAP server fills the queue).
     if ctx.config.scan.bogofilter {
@@ -322,6 +356,15 @@ pub async fn start_with(
         queue: Some(queue),
         tasks,
     })
+}
+
+/// The local delivery pipeline for a process without the daemon (`zolder fetch`):
+/// the spool, the pipeline, and the queue for the mail a delivery generates.
+pub fn local_deliver(cfg: &Arc<Config>) -> anyhow::Result<Arc<dyn crate::message::Deliver>> {
+    let spool = crate::spool::Spool::open(cfg)?;
+    let inner = Arc::new(crate::deliver::LocalDelivery::new(cfg.clone(), spool));
+    let queue = crate::queue::Queue::open(cfg.clone(), crate::queue::system_clock())?;
+    Ok(Arc::new(EnqueueGenerated { inner, queue }))
 }
 
 /// `zolder serve`: start, then wait for signals.

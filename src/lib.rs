@@ -34,4 +34,5 @@ pub mod pop3d;
 pub mod queue;
 pub mod relay;
 pub mod spool;
+pub mod status;
 pub mod submit;

@@ -174,6 +174,20 @@ fn idfile_seen_state_lands_in_the_config_database() {
         "u@pop.example.net 0001abc\nu@pop.example.net 0002def\nother@elsewhere.example 9\n",
         0o600,
     );
+    // The live path (`fetchmailrc = "rc"` in the config) finds the same state.
+    let c = zolder::config::Config::load(&cfg).unwrap();
+    let (idfile, plan) = zolder::config::fetchmailrc::load::live_seen_state(&c)
+        .unwrap()
+        .expect("set idfile");
+    assert_eq!(idfile, dir.path().join("ids"));
+    assert_eq!(
+        plan.pop3,
+        [(
+            "u@isp".to_string(),
+            vec!["0001abc".to_string(), "0002def".to_string()]
+        )]
+    );
+    assert_eq!(plan.unmatched, [("other@elsewhere.example".to_string(), 1)]);
     // `set idfile` is found without --idfile.
     let (code, _, err) = run(&[
         "--config".as_ref(),
@@ -256,4 +270,28 @@ fn missing_passwords_come_from_netrc_when_it_is_private() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("password = \"fromnetrc\""));
+}
+
+#[test]
+fn stdin_is_read_like_fetchmail_f_dash() {
+    use std::io::Write;
+    let mut child = zolder()
+        .args(["import-fetchmailrc", "-"])
+        .env("HOME", "/nonexistent")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"poll pop.example.net proto pop3 user u password p is bob here keep\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("name = \"u@pop.example.net\""), "{text}");
+    assert!(text.contains("deliver_to = [\"bob\"]"), "{text}");
 }

@@ -24,11 +24,16 @@ struct Server {
 }
 
 async fn start() -> Server {
+    start_with("").await
+}
+
+/// Starts the daemon with `imap` on 127.0.0.1:0 plus `extra_listen` lines.
+async fn start_with(extra_listen: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let hash = zolder::auth::hash_password(PASSWORD).unwrap();
     let text = format!(
         "hostname = \"zolder.test\"\ndata_dir = \"data\"\n\
-         [listen]\nimap = \"127.0.0.1:0\"\n\
+         [listen]\nimap = \"127.0.0.1:0\"\n{extra_listen}\n\
          [[users]]\nname = \"bouke\"\npassword_hash = \"{hash}\"\n"
     );
     let path = dir.path().join("zolder.toml");
@@ -588,4 +593,138 @@ async fn plaintext_login_refused_off_loopback_rules() {
     let r = c.cmd("y", "SELECT INBOX").await;
     assert!(last(&r).starts_with("y BAD"), "{r:?}");
     srv.running.shutdown().await;
+}
+
+/// A TLS client that accepts the server's self-signed certificate (the family member
+/// compares the fingerprint once; a test has nobody to ask).
+fn tls_connector() -> async_native_tls::TlsConnector {
+    async_native_tls::TlsConnector::new()
+        .danger_accept_invalid_certs(true)
+        .danger_accept_invalid_hostnames(true)
+}
+
+async fn tls_lines<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    s: &mut BufReader<S>,
+    tag: &str,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    loop {
+        let mut l = String::new();
+        tokio::time::timeout(Duration::from_secs(20), s.read_line(&mut l))
+            .await
+            .unwrap()
+            .unwrap();
+        let l = l.trim_end().to_string();
+        let done = l.starts_with(&format!("{tag} "));
+        out.push(l);
+        if done {
+            return out;
+        }
+    }
+}
+
+#[tokio::test]
+async fn starttls_and_implicit_tls() {
+    let srv = start_with("imaps = \"127.0.0.1:0\"").await;
+    // STARTTLS on the plain port.
+    let (mut c, greeting) = Raw::connect(srv.addr).await;
+    assert!(greeting.contains("STARTTLS"), "{greeting}");
+    // A command pipelined after STARTTLS in plain text is dropped, not run after
+    // the handshake (command injection).
+    c.send("t1 STARTTLS\r\nt9 NOOP\r\n").await;
+    let r = c.until("t1").await;
+    assert_eq!(last(&r), "t1 OK Begin TLS negotiation now");
+    let Raw { r, w } = c;
+    let tcp = r.into_inner().reunite(w).unwrap();
+    let tls = tls_connector().connect("localhost", tcp).await.unwrap();
+    let mut s = BufReader::new(tls);
+    s.get_mut().write_all(b"t2 CAPABILITY\r\n").await.unwrap();
+    let r = tls_lines(&mut s, "t2").await;
+    assert!(
+        !r[0].contains("STARTTLS") && r[0].contains("AUTH=PLAIN"),
+        "{r:?}"
+    );
+    assert!(!r.iter().any(|l| l.starts_with("t9")), "{r:?}");
+    s.get_mut()
+        .write_all(format!("t3 LOGIN bouke {PASSWORD}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let r = tls_lines(&mut s, "t3").await;
+    assert!(r.last().unwrap().starts_with("t3 OK"), "{r:?}");
+    let r = {
+        s.get_mut().write_all(b"t4 STARTTLS\r\n").await.unwrap();
+        tls_lines(&mut s, "t4").await
+    };
+    assert!(r.last().unwrap().starts_with("t4 BAD"), "{r:?}");
+
+    // Implicit TLS on imaps.
+    let tcp = TcpStream::connect(srv.running.addr("imaps")).await.unwrap();
+    let tls = tls_connector().connect("localhost", tcp).await.unwrap();
+    let mut s = BufReader::new(tls);
+    let mut greeting = String::new();
+    s.read_line(&mut greeting).await.unwrap();
+    assert!(
+        greeting.starts_with("* OK [CAPABILITY IMAP4rev1"),
+        "{greeting}"
+    );
+    assert!(!greeting.contains("STARTTLS"), "{greeting}");
+    s.get_mut()
+        .write_all(format!("i1 LOGIN bouke {PASSWORD}\r\ni2 SELECT INBOX\r\n").as_bytes())
+        .await
+        .unwrap();
+    tls_lines(&mut s, "i1").await;
+    let r = tls_lines(&mut s, "i2").await;
+    assert!(r.last().unwrap().starts_with("i2 OK [READ-WRITE]"), "{r:?}");
+    srv.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn junk_moves_queue_spam_and_ham_training() {
+    use zolder::imapd::backend::Backend;
+    use zolder::imapd::store::SpoolBackend;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = zolder::spool::Spool::open_with(
+        dir.path(),
+        "zolder.test",
+        vec![("bouke".into(), zolder::config::SpoolKind::Maildir)],
+    )
+    .unwrap();
+    let db = dir.path().join("zolder.db");
+    let b = SpoolBackend::new(spool).with_training(db.clone());
+    b.list("bouke").unwrap();
+    let (_, uid) = b
+        .append(
+            "bouke",
+            "INBOX",
+            message("spam", "buy").into_bytes(),
+            "",
+            None,
+        )
+        .unwrap();
+    let (_, pairs) = b.copy("bouke", "INBOX", &[uid], "Junk").unwrap();
+    b.create("bouke", "Archief", None).unwrap();
+    let (_, back) = b.copy("bouke", "Junk", &[pairs[0].1], "Archief").unwrap();
+    b.copy("bouke", "Junk", &[pairs[0].1], "Trash").unwrap();
+    let conn = zolder::db::open(&db).unwrap();
+    let rows = zolder::db::quarantine::pending_training(&conn, 10).unwrap();
+    let got: Vec<(String, u32, zolder::db::quarantine::TrainKind)> = rows
+        .into_iter()
+        .map(|r| (r.mailbox, r.uid, r.kind))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                "Junk".to_string(),
+                pairs[0].1,
+                zolder::db::quarantine::TrainKind::Spam
+            ),
+            (
+                "Archief".to_string(),
+                back[0].1,
+                zolder::db::quarantine::TrainKind::Ham
+            ),
+        ],
+        "into Junk = spam, out of Junk = ham, into Trash = nothing"
+    );
 }

@@ -77,7 +77,16 @@ pub fn flush(cfg: &Config, no_wait: bool) -> i32 {
         let queue = crate::queue::Queue::open(cfg.clone(), crate::queue::system_clock())?;
         let relay: Option<Arc<dyn crate::message::Deliver>> =
             crate::relay::Relay::new(&cfg)?.map(|r| Arc::new(r) as _);
-        let mut runner = crate::queue::Runner::new(queue, None, relay)?;
+        // Local recipients go through the same pipeline the daemon uses; mail it
+        // generates is queued (and relayed in this same run when remote).
+        let spool = crate::spool::Spool::open(&cfg)?;
+        let pipeline: Arc<dyn crate::message::Deliver> =
+            Arc::new(crate::deliver::LocalDelivery::new(cfg.clone(), spool));
+        let local: Arc<dyn crate::message::Deliver> = Arc::new(crate::daemon::EnqueueGenerated {
+            inner: pipeline,
+            queue: queue.clone(),
+        });
+        let mut runner = crate::queue::Runner::new(queue, Some(local), relay)?;
         runner.recover()?;
         anyhow::Ok(runner.flush_once().await)
     });

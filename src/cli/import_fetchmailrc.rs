@@ -20,7 +20,7 @@ use crate::config::fetchmailrc::{Import, ImportedAccount};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The fetchmailrc to import (~/.fetchmailrc, /etc/fetchmailrc, …).
+    /// The fetchmailrc to import (~/.fetchmailrc, /etc/fetchmailrc, …; `-` = stdin).
     pub file: PathBuf,
     /// fetchmail's seen-UID file to import into the database of --config (default: the
     /// file's `set idfile`, else $FETCHMAILHOME/.fetchids, ~/.fetchids and Debian's
@@ -31,6 +31,10 @@ pub struct Args {
     /// placeholders (the output then holds secrets: keep it mode 600).
     #[arg(long)]
     pub with_passwords: bool,
+    /// For entries with `proto auto` (or none), ask the server which protocol it
+    /// speaks, as fetchmail did at every poll: IMAP first, then POP3 (5 s per try).
+    #[arg(long)]
+    pub probe: bool,
 }
 
 pub fn run(config: &Path, args: Args) -> anyhow::Result<i32> {
@@ -44,8 +48,13 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<i32> {
             eprintln!("zolder: {e} (continuing without it)");
             None
         });
-    let import = match load::read_fetchmailrc(&args.file, cfg.as_ref().map(|c| c.hostname.as_str()))
-    {
+    let hostname = cfg.as_ref().map(|c| c.hostname.as_str());
+    let loaded = if args.file.as_os_str() == "-" {
+        read_stdin(hostname)
+    } else {
+        load::read_fetchmailrc(&args.file, hostname)
+    };
+    let mut import = match loaded {
         Ok(i) => i,
         Err(e @ FetchmailrcError::Insecure(_)) => {
             eprintln!("zolder: {e}");
@@ -56,6 +65,22 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<i32> {
             return Ok(EX_CONFIG);
         }
     };
+    if args.probe {
+        for ia in import.accounts.iter_mut().filter(|ia| ia.protocol_guessed) {
+            let a = &mut ia.account;
+            match probe(&a.host, a.port, a.tls, PROBE_TIMEOUT) {
+                Some((proto, port)) => {
+                    eprintln!("zolder: {}: {}:{port} answers {proto:?}", a.name, a.host);
+                    a.protocol = proto;
+                    ia.warnings.retain(|w| w.keyword != "proto auto");
+                }
+                None => eprintln!(
+                    "zolder: {}: {} gave no answer that names its protocol; kept {:?}",
+                    a.name, a.host, a.protocol
+                ),
+            }
+        }
+    }
     print!("{}", render(&import, &args.file, args.with_passwords));
     for w in import.all_warnings() {
         eprintln!("warning: {w}");
@@ -69,7 +94,17 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<i32> {
         .or_else(|| import.idfile.clone())
         .or_else(|| load::idfile_candidates(&args.file).into_iter().next());
     let Some(idfile) = idfile else {
-        eprintln!("zolder: no .fetchids found; no seen state to import (give --idfile F)");
+        let kept_pop3 = import.accounts.iter().any(|ia| {
+            ia.account.keep && ia.account.protocol == crate::config::account::Protocol::Pop3
+        });
+        eprintln!(
+            "zolder: no .fetchids found; no seen state to import (give --idfile F){}",
+            if kept_pop3 {
+                ": the POP3 `keep` accounts will fetch every message on the server once"
+            } else {
+                ""
+            }
+        );
         return Ok(EX_OK);
     };
     let Some(cfg) = cfg else {
@@ -102,59 +137,119 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<i32> {
     Ok(EX_OK)
 }
 
+/// `-`: the fetchmailrc on standard input (fetchmail's `-f -`; no permission check, as
+/// in fetchmail). The invoking user is whoever runs this; relative paths resolve
+/// against the current folder.
+fn read_stdin(hostname: Option<&str>) -> Result<Import, FetchmailrcError> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .take(load::MAX_RC_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| FetchmailrcError::Read {
+            file: PathBuf::from("-"),
+            source: e,
+        })?;
+    if bytes.len() as u64 > load::MAX_RC_BYTES {
+        return Err(FetchmailrcError::TooLarge(PathBuf::from("-")));
+    }
+    let me = nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| "root".into());
+    let opts = crate::config::fetchmailrc::Options {
+        invoking_user: me,
+        base_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+        hostname: hostname.map(str::to_string),
+    };
+    Ok(crate::config::fetchmailrc::parse(
+        &bytes,
+        Path::new("(stdin)"),
+        &opts,
+    )?)
+}
+
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What fetchmail's `proto auto` did at every poll, done once: IMAP first, then POP3.
+/// On plain ports the greeting decides (`* OK` / `+OK`); on implicit-TLS ports without
+/// an explicit port, a port that accepts a connection does. Returns the protocol and the
+/// port that answered.
+fn probe(
+    host: &str,
+    port: Option<u16>,
+    tls: crate::config::account::TlsMode,
+    timeout: std::time::Duration,
+) -> Option<(crate::config::account::Protocol, u16)> {
+    use crate::config::account::{Protocol, TlsMode};
+    use std::io::Read;
+    use std::net::{TcpStream, ToSocketAddrs};
+    let connect = |port: u16| -> Option<TcpStream> {
+        let addrs = (host, port).to_socket_addrs().ok()?;
+        addrs
+            .into_iter()
+            .find_map(|a| TcpStream::connect_timeout(&a, timeout).ok())
+    };
+    let greeting = |port: u16| -> Option<Protocol> {
+        let mut s = connect(port)?;
+        s.set_read_timeout(Some(timeout)).ok()?;
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).ok()?;
+        let g = &buf[..n];
+        if g.starts_with(b"* OK") || g.starts_with(b"* PREAUTH") {
+            Some(Protocol::Imap)
+        } else if g.starts_with(b"+OK") {
+            Some(Protocol::Pop3)
+        } else {
+            None
+        }
+    };
+    match (port, tls) {
+        (Some(p), TlsMode::Implicit) => {
+            let _ = p;
+            None // a TLS port on a custom number: only a handshake would tell
+        }
+        (Some(p), _) => greeting(p).map(|proto| (proto, p)),
+        (None, TlsMode::Implicit) => [(Protocol::Imap, 993), (Protocol::Pop3, 995)]
+            .into_iter()
+            .find(|(_, p)| connect(*p).is_some()),
+        (None, _) => [143, 110]
+            .into_iter()
+            .find_map(|p| greeting(p).map(|proto| (proto, p))),
+    }
+}
+
 /// Stores the seen UIDs of every POP3 account; returns what it did, one line each.
 fn seed(
     conn: &mut crate::db::Connection,
     import: &Import,
     ids: &crate::config::fetchmailrc::FetchIds,
 ) -> anyhow::Result<Vec<String>> {
+    let plan = crate::config::fetchmailrc::fetchids::plan(import, ids);
     let mut report = Vec::new();
     let now = crate::db::now();
-    let mut matched = vec![false; ids.entries.len()];
-    for ia in &import.accounts {
-        let uids = ids.uids_for(&ia.uid_user, &ia.uid_host);
-        if let Some(i) = ids.entries.iter().position(|e| {
-            e.user.eq_ignore_ascii_case(&ia.uid_user) && e.host.eq_ignore_ascii_case(&ia.uid_host)
-        }) {
-            matched[i] = true;
-        }
-        if uids.is_empty() {
-            continue;
-        }
-        let a = &ia.account;
-        if a.protocol != crate::config::account::Protocol::Pop3 {
-            report.push(format!(
-                "{}: {} UIDs skipped (IMAP: zolder tracks UIDVALIDITY and UIDs itself)",
-                a.name,
-                uids.len()
-            ));
-            continue;
-        }
-        let added = crate::db::fetchids::seed_seen(
-            conn,
-            &a.name,
-            "",
-            uids.iter().map(String::as_str),
-            now,
-        )?;
+    for (name, uids) in &plan.pop3 {
+        let added =
+            crate::db::fetchids::seed_seen(conn, name, "", uids.iter().map(String::as_str), now)?;
+        let ia = import.accounts.iter().find(|a| &a.account.name == name);
+        let key = ia
+            .map(|a| format!("{}@{}", a.uid_user, a.uid_host))
+            .unwrap_or_default();
         report.push(format!(
-            "{}: {} seen UIDLs ({} new) from {}@{}",
-            a.name,
-            uids.len(),
-            added,
-            ia.uid_user,
-            ia.uid_host
+            "{name}: {} seen UIDLs ({added} new) from {key}",
+            uids.len()
         ));
     }
-    for (e, m) in ids.entries.iter().zip(matched) {
-        if !m {
-            report.push(format!(
-                "{}@{}: {} UIDs match no account in the fetchmailrc; not imported",
-                e.user,
-                e.host,
-                e.uids.len()
-            ));
-        }
+    for (name, n) in &plan.imap_skipped {
+        report.push(format!(
+            "{name}: {n} UIDs skipped (IMAP: zolder tracks UIDVALIDITY and UIDs itself)"
+        ));
+    }
+    for (key, n) in &plan.unmatched {
+        report.push(format!(
+            "{key}: {n} UIDs match no account in the fetchmailrc; not imported"
+        ));
     }
     if ids.skipped_lines > 0 {
         report.push(format!(
@@ -219,6 +314,12 @@ fn render_account(
             w.keyword,
             w.message
         ));
+    }
+    if a.keep && a.protocol == crate::config::account::Protocol::Imap && !a.disabled {
+        s.push_str(
+            "# note: fetchmail picked new IMAP mail by the \\Seen flag and kept no record; zolder\n\
+             #   tracks UIDs, so its first poll fetches every message still in the folder once.\n",
+        );
     }
     let no_secret = a.password_file.is_none() && a.password_command.is_none();
     if !with_passwords || a.password.is_none() {
@@ -335,6 +436,30 @@ mod tests {
         );
         let text = render(&i, Path::new("/etc/fetchmailrc"), true);
         assert!(text.contains("password = \"hunter2\""), "{text}");
+    }
+
+    #[test]
+    fn probe_reads_the_greeting() {
+        use crate::config::account::{Protocol, TlsMode};
+        use std::io::Write;
+        for (greeting, want) in [
+            (&b"+OK POP3 ready\r\n"[..], Some(Protocol::Pop3)),
+            (
+                &b"* OK [CAPABILITY IMAP4rev1] ready\r\n"[..],
+                Some(Protocol::Imap),
+            ),
+            (&b"220 smtp here\r\n"[..], None),
+        ] {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = l.local_addr().unwrap().port();
+            let t = std::thread::spawn(move || {
+                let (mut s, _) = l.accept().unwrap();
+                s.write_all(greeting).unwrap();
+            });
+            let got = probe("127.0.0.1", Some(port), TlsMode::Starttls, PROBE_TIMEOUT);
+            assert_eq!(got.map(|g| g.0), want);
+            t.join().unwrap();
+        }
     }
 
     #[test]

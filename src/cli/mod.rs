@@ -124,7 +124,13 @@ pub fn main() -> i32 {
         return sendmail::main_compat(&argv0);
     }
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    // The daemon logs at info by default; one-shot commands only warn.
+    let daemon_like = matches!(cli.command, Command::Serve(_));
+    init_logging(if daemon_like {
+        cli.verbose.max(1)
+    } else {
+        cli.verbose
+    });
     let cfg_path = crate::config::locate(cli.config.as_deref());
     let res = match cli.command {
         Command::Serve(a) => serve::run(&cfg_path, a),
@@ -161,6 +167,7 @@ pub fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }

@@ -110,6 +110,10 @@ fn login_name() -> Option<String> {
 /// Can this process queue directly (write the database and the queue folder)?
 fn can_queue_directly(cfg: &Config) -> bool {
     use nix::unistd::{AccessFlags, access};
+    // A data_dir that does not exist yet is ours if we can create it (first use).
+    if !cfg.data_dir.exists() && std::fs::create_dir_all(&cfg.data_dir).is_err() {
+        return false;
+    }
     let q = cfg.data_dir.join("queue");
     let db = cfg.db_path();
     let dir_ok = if q.exists() {
@@ -247,6 +251,7 @@ fn smtp_stdio(cfg: &Config) -> i32 {
             tls: None,
             delays: std::sync::Arc::new(crate::auth::FailureDelays::new()),
             check: None,
+            shutdown: tokio_util::sync::CancellationToken::new(),
         };
         let io = crate::submit::session::Io::Other(Box::pin(StdIo {
             r: tokio::io::stdin(),

@@ -19,8 +19,6 @@ pub fn run(path: &Path, _args: Args) -> anyhow::Result<i32> {
         }
         return Ok(super::EX_CONFIG);
     }
-    // Logs at info by default for the daemon.
-    super::init_logging(1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -476,11 +476,31 @@ pub fn valid_user_name(n: &str) -> bool {
 
 /// Resolves `p` against `base` unless absolute.
 pub fn resolve_against(base: &Path, p: &Path) -> PathBuf {
-    if p.is_absolute() {
+    let joined = if p.is_absolute() {
         p.to_path_buf()
     } else {
         base.join(p)
+    };
+    normalize(&joined)
+}
+
+/// Removes `.` and `..` components lexically (`/srv/zolder/examples/../data` →
+/// `/srv/zolder/data`), so logs and errors show the path a person expects.
+fn normalize(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
     }
+    out
 }
 
 /// Refuses a file holding secrets when group or others may read it (fetchmail does the

@@ -31,6 +31,30 @@ pub fn seed_seen<'a>(
     Ok(added)
 }
 
+/// As [`seed_seen`], but only for an account zolder has never recorded anything for:
+/// the live fetchmailrc path seeds from `.fetchids` once, at the switch, and never
+/// again (a later, stale `.fetchids` must not override what zolder knows). Returns how
+/// many UIDs were stored (0 when the account already had state).
+pub fn seed_seen_if_new<'a>(
+    conn: &mut Connection,
+    account: &str,
+    folder: &str,
+    uids: impl IntoIterator<Item = &'a str>,
+    seen_at: i64,
+) -> Result<usize> {
+    let known: i64 = conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM fetch_seen WHERE account = ?1)
+             OR EXISTS(SELECT 1 FROM fetch_state WHERE account = ?1)
+             OR EXISTS(SELECT 1 FROM fetch_status WHERE account = ?1)",
+        params![account],
+        |r| r.get(0),
+    )?;
+    if known != 0 {
+        return Ok(0);
+    }
+    seed_seen(conn, account, folder, uids, seen_at)
+}
+
 /// How many seen UIDs `account` has in `folder`.
 pub fn count_seen(conn: &Connection, account: &str, folder: &str) -> Result<u64> {
     Ok(conn.query_row(
@@ -60,6 +84,20 @@ mod tests {
             })
             .unwrap();
         assert_eq!(t, 100);
+    }
+
+    #[test]
+    fn seeding_once_only_for_unknown_accounts() {
+        let mut c = crate::db::open_memory().unwrap();
+        assert_eq!(seed_seen_if_new(&mut c, "a", "", ["x", "y"], 1).unwrap(), 2);
+        assert_eq!(seed_seen_if_new(&mut c, "a", "", ["z"], 2).unwrap(), 0);
+        c.execute(
+            "INSERT INTO fetch_status (account, last_poll, result, fetched) VALUES ('b', 1, 'ok', 0)",
+            [],
+        )
+        .unwrap();
+        assert_eq!(seed_seen_if_new(&mut c, "b", "", ["x"], 2).unwrap(), 0);
+        assert_eq!(count_seen(&c, "a", "").unwrap(), 2);
     }
 
     #[test]

@@ -15,10 +15,12 @@ pub use rusqlite::Connection;
 pub use rusqlite::Error as SqlError;
 pub use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
+pub mod fetch;
 pub mod fetchids;
 pub mod quarantine;
 pub mod queue;
 pub mod spool;
+pub mod status;
 pub mod users;
 
 /// Migrations, embedded at build time: (number, name, SQL). `PRAGMA user_version` holds

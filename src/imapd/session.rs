@@ -234,7 +234,8 @@ impl Session {
         s.write_all(&self.out).await?;
         s.flush().await?;
         self.out.clear();
-        if self.out.capacity() > 256 * 1024 {
+        // Idle sessions should cost little: give back what a big response grew.
+        if self.out.capacity() > 8 * 1024 {
             self.out = Vec::new();
         }
         Ok(())
@@ -257,7 +258,7 @@ impl Session {
         };
         let shutdown = self.shared.shutdown.clone();
         let s = self.stream.as_mut().ok_or(Fatal::Closed)?;
-        let mut buf = [0u8; 8192];
+        let mut buf = [0u8; 4096];
         let n = tokio::select! {
             _ = shutdown.cancelled() => return Err(Fatal::Shutdown),
             r = tokio::time::timeout(timeout, s.read(&mut buf)) => match r {

@@ -446,12 +446,14 @@ impl Runner {
                         );
                         warn!(queue_id = %msg.id, rcpt = %r.rcpt, reason = %reason, "recipient expired");
                         if wants("FAILURE") {
-                            let st = bounce::status_of(reason, true);
+                            // Like Postfix: the last temporary status stays (4.x.x) with
+                            // Action: failed; without one, 4.4.7 "delivery time expired".
+                            let st = bounce::status_of(reason, false);
                             notice.rcpts.push(DsnRcpt {
                                 rcpt: r.rcpt.clone(),
                                 orcpt: r.orcpt.clone(),
                                 action: Action::Failed,
-                                status: if st == "5.0.0" { "4.4.7".into() } else { st },
+                                status: if st == "4.0.0" { "4.4.7".into() } else { st },
                                 diagnostic: Some(diag.clone()),
                                 remote_mta: remote_mta.clone(),
                                 will_retry_until: None,

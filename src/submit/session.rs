@@ -42,6 +42,9 @@ pub struct Shared {
     pub tls: Option<async_native_tls::TlsAcceptor>,
     pub delays: Arc<FailureDelays>,
     pub check: Option<Arc<dyn DataCheck>>,
+    /// Cancelled when the daemon stops: a session finishes its current command,
+    /// answers 421 and closes.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// The transport under a session: the network (may turn into TLS), or anything else
@@ -236,9 +239,16 @@ impl Session {
             if rd.buffer().is_empty() {
                 self.flush(rd.get_mut()).await?;
             }
-            let r = match tokio::time::timeout(idle, read_line(&mut rd, &mut line, MAX_COMMAND))
-                .await
-            {
+            let shutdown = self.shared.shutdown.clone();
+            let r = tokio::select! {
+                r = tokio::time::timeout(idle, read_line(&mut rd, &mut line, MAX_COMMAND)) => r,
+                _ = shutdown.cancelled() => {
+                    self.reply(Reply::new(421, "4.3.2", format!("{} Service shutting down", self.shared.cfg.hostname)));
+                    self.flush(rd.get_mut()).await?;
+                    return Ok(None);
+                }
+            };
+            let r = match r {
                 Ok(r) => r?,
                 Err(_) => {
                     self.reply(Reply::new(

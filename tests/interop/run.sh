@@ -25,11 +25,20 @@ export ZOLDER_INTEROP=1
 tests=$(ls tests/interop_*.rs 2>/dev/null | xargs -rn1 basename | sed 's/\.rs$//')
 for t in $tests; do
   echo "--- cargo test --test $t"
-  cargo test --test "$t" -- --test-threads=2
+  cargo test --features interop --test "$t" -- --test-threads=2
 done
-# Crash tests: short form unless FULL=1.
+# Crash tests: short forms unless FULL=1 (each script documents its full form).
+cargo build
+export ZOLDER_BIN=${ZOLDER_BIN:-$PWD/target/debug/zolder} ZOLDER=${ZOLDER:-$PWD/target/debug/zolder}
 for s in tests/crash/*.sh; do
   [ -e "$s" ] || continue
   echo "--- $s"
-  bash "$s"
+  if [ -n "${FULL:-}" ]; then
+    bash "$s"
+  else
+    case "$(basename "$s")" in
+      flush-crash.sh) N=200 ROUNDS=5 bash "$s" ;;
+      *) bash "$s" ;;
+    esac
+  fi
 done

@@ -335,7 +335,7 @@ fn account(
                 proto_line,
                 "proto auto",
                 format!(
-                    "zolder does not probe: chose {} because {why}; write `protocol = \"pop3\"` if that is wrong",
+                    "zolder cannot ask the server from here: chose {} because {why} (`zolder import-fetchmailrc --probe` asks it)",
                     if p == Protocol::Pop3 { "pop3" } else { "imap" }
                 ),
             );
@@ -591,7 +591,7 @@ fn account(
                 cx.warn(
                     l,
                     "auth",
-                    "the password (file) holds an access token that something else refreshes; zolder can refresh tokens itself: replace it with an [accounts.oauth2] table (token_url, client_id, refresh_token_file)",
+                    "the password file holds an access token refreshed by another program (fetchmail-oauth2.py); zolder refreshes tokens itself and logs in with OAuth only through an [accounts.oauth2] table (token_url, client_id, refresh_token_file): add one in place of the password file",
                 );
             }
             AuthKind::Apop => auth = Some("apop".into()),
@@ -786,11 +786,30 @@ fn account(
             "ignored: zolder delivers locally instead of writing batched SMTP",
         );
     }
-    for (kw, v) in [("smtpaddress", &u.smtpaddress), ("smtpname", &u.smtpname)] {
-        if let Some((_, l)) = v {
+    if let Some((_, l)) = &u.smtpaddress {
+        cx.warn(
+            *l,
+            "smtpaddress",
+            "ignored: zolder delivers to local user names, no SMTP envelope is built",
+        );
+    }
+    if let Some((name, l)) = &u.smtpname {
+        // `smtpname` is the whole RCPT TO: in a single-drop entry, its local part is
+        // the recipient.
+        let local = name.split('@').next().unwrap_or("").to_string();
+        if !multidrop_mode && !local.is_empty() && u.mda.is_none() {
+            if deliver_to != [local.clone()] {
+                cx.warn(
+                    *l,
+                    "smtpname",
+                    format!("delivering to `{local}`, the local part of the smtpname"),
+                );
+            }
+            deliver_to = vec![local];
+        } else {
             cx.warn(
                 *l,
-                kw,
+                "smtpname",
                 "ignored: zolder delivers to local user names, no SMTP envelope is built",
             );
         }
@@ -1037,6 +1056,7 @@ fn account(
         account,
         line,
         pollname: rec.pollname.clone(),
+        protocol_guessed: proto_kind == ProtoKind::Auto,
         uid_user: remote,
         uid_host: host,
         warnings: Vec::new(),

@@ -45,6 +45,46 @@ impl FetchIds {
     }
 }
 
+/// What a `.fetchids` means for an import: the seen UIDLs of each POP3 account, and
+/// what could not be used.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SeenPlan {
+    /// (account name, seen UIDLs) for POP3 accounts with entries.
+    pub pop3: Vec<(String, Vec<String>)>,
+    /// (account name, count): IMAP accounts (zolder tracks UIDVALIDITY/UID itself).
+    pub imap_skipped: Vec<(String, usize)>,
+    /// (`user@host`, count): entries that match no account.
+    pub unmatched: Vec<(String, usize)>,
+}
+
+/// Matches `.fetchids` entries to imported accounts by fetchmail's key,
+/// `remoteuser@(via|pollname)`, case-insensitively.
+pub fn plan(import: &super::Import, ids: &FetchIds) -> SeenPlan {
+    let mut out = SeenPlan::default();
+    let mut matched = vec![false; ids.entries.len()];
+    for ia in &import.accounts {
+        let Some(i) = ids.entries.iter().position(|e| {
+            e.user.eq_ignore_ascii_case(&ia.uid_user) && e.host.eq_ignore_ascii_case(&ia.uid_host)
+        }) else {
+            continue;
+        };
+        matched[i] = true;
+        let uids = &ids.entries[i].uids;
+        if ia.account.protocol == crate::config::account::Protocol::Pop3 {
+            out.pop3.push((ia.account.name.clone(), uids.clone()));
+        } else {
+            out.imap_skipped.push((ia.account.name.clone(), uids.len()));
+        }
+    }
+    for (e, m) in ids.entries.iter().zip(matched) {
+        if !m {
+            out.unmatched
+                .push((format!("{}@{}", e.user, e.host), e.uids.len()));
+        }
+    }
+    out
+}
+
 /// Parses a `.fetchids` file.
 pub fn parse_fetchids(text: &[u8]) -> FetchIds {
     let mut out = FetchIds::default();

@@ -214,6 +214,29 @@ pub fn idfile_candidates(rc: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// For `fetchmailrc = "PATH"` used live: the `.fetchids` fetchmail left (from `set
+/// idfile`, else the usual places) and the seen UIDLs it holds for each POP3 account, so
+/// that the fetcher can seed an account's seen set the first time it meets it
+/// (`db::fetchids::seed_seen_if_new`). `Ok(None)` without a fetchmailrc or a `.fetchids`.
+pub fn live_seen_state(
+    cfg: &Config,
+) -> Result<Option<(PathBuf, super::fetchids::SeenPlan)>, FetchmailrcError> {
+    let Some(rc) = &cfg.fetchmailrc else {
+        return Ok(None);
+    };
+    let import = read_fetchmailrc(rc, Some(&cfg.hostname))?;
+    let idfile = import
+        .idfile
+        .clone()
+        .filter(|p| p.is_file())
+        .or_else(|| idfile_candidates(rc).into_iter().next());
+    let Some(idfile) = idfile else {
+        return Ok(None);
+    };
+    let ids = read_fetchids(&idfile)?;
+    Ok(Some((idfile, super::fetchids::plan(&import, &ids))))
+}
+
 /// Reads a `.fetchids` file (bounded).
 pub fn read_fetchids(path: &Path) -> Result<super::FetchIds, FetchmailrcError> {
     let (bytes, _) = read_bounded(path, MAX_IDS_BYTES)?;

@@ -76,6 +76,9 @@ pub struct ImportedAccount {
     pub line: usize,
     /// The poll name (label) as written.
     pub pollname: String,
+    /// The protocol was `auto` (or not given): `account.protocol` is a guess that a
+    /// probe of the server may correct.
+    pub protocol_guessed: bool,
     /// `.fetchids` key: remote user …
     pub uid_user: String,
     /// … `@` the `via` host, else the poll name.

@@ -118,7 +118,7 @@ fn e02_defaults_carry_the_user_and_skip_is_disabled() {
     assert_eq!(b.host, "pop3.netaxs.com");
     assert_eq!(b.password.as_deref(), Some("my_netaxs.password"));
     // proto auto (not given): said, and a choice made.
-    assert!(has_warning(&i, "proto auto", "does not probe"));
+    assert!(has_warning(&i, "proto auto", "--probe"));
     // fetchmail's own warning: multidrop without envelope.
     assert!(has_warning(&i, "envelope", "multidrop without `envelope`"));
 }
@@ -600,6 +600,9 @@ fn more_quirks() {
     );
     assert_eq!(i.accounts[0].account.deliver_to, ["bob"]);
     assert!(!has_warning(&i, "mda", ""));
+    // smtpname names the recipient of a single-drop entry.
+    let i = import(b"poll h proto pop3 user u pass p is bob here smtpname carol@zolder.thuis");
+    assert_eq!(i.accounts[0].account.deliver_to, ["carol"]);
     // An smtphost naming this machine is local; fetchmail 6.6's suffixes are accepted.
     let i = import(
         b"poll h proto pop3 user u pass p smtphost zolder.thuis/tls,127.0.0.1/25,/var/run/lmtp",

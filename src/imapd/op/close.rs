@@ -13,7 +13,7 @@ impl Session {
             let deleted: Vec<u32> = v
                 .msgs
                 .iter()
-                .filter(|m| m.has_flag("\\Deleted"))
+                .filter(|m| v.has_flag(m, "\\Deleted"))
                 .map(|m| m.uid)
                 .collect();
             if !deleted.is_empty() {

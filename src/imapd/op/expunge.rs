@@ -19,7 +19,7 @@ impl Session {
         let targets: Vec<u32> = v
             .msgs
             .iter()
-            .filter(|m| m.has_flag("\\Deleted"))
+            .filter(|m| v.has_flag(m, "\\Deleted"))
             .filter(|m| uids.as_ref().is_none_or(|s| s.contains(m.uid, max)))
             .map(|m| m.uid)
             .collect();

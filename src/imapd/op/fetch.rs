@@ -65,6 +65,7 @@ fn write_fetch(
     out: &mut Vec<u8>,
     seq: usize,
     m: &Msg,
+    flags: &str,
     attrs: &[FetchAttr],
     bytes: Option<&[u8]>,
     add_flags: bool,
@@ -87,14 +88,14 @@ fn write_fetch(
             }
             FetchAttr::Flags => {
                 out.extend_from_slice(b"FLAGS ");
-                write_flags(out, &m.flags);
+                write_flags(out, flags);
                 flags_done = true;
             }
             FetchAttr::InternalDate => {
                 let _ = write!(
                     Bytes(out),
                     "INTERNALDATE \"{}\"",
-                    format_date_time(m.internal_date)
+                    format_date_time(m.internal_date())
                 );
             }
             FetchAttr::Rfc822Size => {
@@ -151,7 +152,7 @@ fn write_fetch(
     if add_flags && !flags_done {
         sep(out);
         out.extend_from_slice(b"FLAGS ");
-        write_flags(out, &m.flags);
+        write_flags(out, flags);
     }
     out.extend_from_slice(b")\r\n");
 }
@@ -195,7 +196,7 @@ impl Session {
             let unseen: Vec<u32> = idx
                 .iter()
                 .map(|&i| &v.msgs[i])
-                .filter(|m| !m.has_flag("\\Seen"))
+                .filter(|m| !v.has_flag(m, "\\Seen"))
                 .map(|m| m.uid)
                 .collect();
             if !unseen.is_empty() {
@@ -211,8 +212,7 @@ impl Session {
                         if let Some(v) = self.view_mut() {
                             for m in done.updated {
                                 if let Some(i) = v.index_of(m.uid) {
-                                    v.msgs[i].flags = m.flags.into_boxed_str();
-                                    v.msgs[i].modseq = m.modseq;
+                                    v.set_flags(i, &m.flags, m.modseq);
                                     seen_now.insert(m.uid);
                                 }
                             }
@@ -228,9 +228,12 @@ impl Session {
         let mut expunged_meanwhile = false;
         for chunk in idx.chunks(if reads { READ_BATCH } else { usize::MAX }) {
             let Some(v) = self.view() else { break };
-            let msgs: Vec<(usize, Msg)> = chunk.iter().map(|&i| (i, v.msgs[i].clone())).collect();
+            let msgs: Vec<(usize, Msg, String)> = chunk
+                .iter()
+                .map(|&i| (i, v.msgs[i], v.flags(&v.msgs[i]).to_string()))
+                .collect();
             let bodies: Vec<Option<Vec<u8>>> = if reads {
-                let uids: Vec<u32> = msgs.iter().map(|(_, m)| m.uid).collect();
+                let uids: Vec<u32> = msgs.iter().map(|(_, m, _)| m.uid).collect();
                 let (u2, id2) = (user.clone(), id.clone());
                 match self
                     .blocking(move |b| {
@@ -244,7 +247,7 @@ impl Session {
             } else {
                 vec![None; msgs.len()]
             };
-            for ((i, m), body) in msgs.iter().zip(bodies) {
+            for ((i, m, flags), body) in msgs.iter().zip(bodies) {
                 if reads && body.is_none() {
                     // Expunged by another session after we listed it (RFC 2180 §4.1.2:
                     // answer with what we can and NO at the end).
@@ -253,7 +256,15 @@ impl Session {
                 }
                 let add_flags = seen_now.contains(&m.uid);
                 let mut out = std::mem::take(&mut self.out);
-                write_fetch(&mut out, i + 1, m, &attrs, body.as_deref(), add_flags);
+                write_fetch(
+                    &mut out,
+                    i + 1,
+                    m,
+                    flags,
+                    &attrs,
+                    body.as_deref(),
+                    add_flags,
+                );
                 self.out = out;
                 self.maybe_flush().await?;
             }

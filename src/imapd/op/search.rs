@@ -13,12 +13,13 @@ use std::fmt::Write as _;
 use crate::imapd::proto::date::day_of;
 use crate::imapd::proto::{SearchKey, SearchReturn, mime, seq};
 use crate::imapd::session::{Fatal, Reply, Session};
-use crate::imapd::view::{Bytes, Msg};
+use crate::imapd::view::{Bytes, Msg, has_flag};
 
 /// Facts about one message a search key is tested against.
 pub struct Candidate<'a> {
     pub seq: u32,
     pub msg: &'a Msg,
+    pub flags: &'a str,
     pub max_seq: u32,
     pub max_uid: u32,
     pub parsed: Option<&'a mail_parser::Message<'a>>,
@@ -59,14 +60,14 @@ pub(crate) fn matches_key(key: &SearchKey, c: &Candidate<'_>) -> bool {
         SearchKey::Not(a) => !matches_key(a, c),
         SearchKey::Seq(s) => s.contains(c.seq, c.max_seq),
         SearchKey::Uid(s) => s.contains(m.uid, c.max_uid),
-        SearchKey::Flag(f) => m.has_flag(f),
-        SearchKey::NotFlag(f) => !m.has_flag(f),
+        SearchKey::Flag(f) => has_flag(c.flags, f),
+        SearchKey::NotFlag(f) => !has_flag(c.flags, f),
         // \Recent is not tracked (see SELECT): nothing is recent, so NEW matches none.
         SearchKey::New | SearchKey::Recent => false,
         SearchKey::Old => true,
-        SearchKey::Before(d) => day_of(m.internal_date) < *d,
-        SearchKey::On(d) => day_of(m.internal_date) == *d,
-        SearchKey::Since(d) => day_of(m.internal_date) >= *d,
+        SearchKey::Before(d) => day_of(m.internal_date()) < *d,
+        SearchKey::On(d) => day_of(m.internal_date()) == *d,
+        SearchKey::Since(d) => day_of(m.internal_date()) >= *d,
         SearchKey::Larger(n) => (m.size as u64) > *n,
         SearchKey::Smaller(n) => (m.size as u64) < *n,
         SearchKey::ModSeq(n) => m.modseq >= *n,
@@ -102,17 +103,22 @@ impl Session {
         let modseq_used = uses_modseq(&key);
         let hits: Vec<(u32, u32, u64)> = if needs_content(&key) {
             // Read and parse on a blocking thread, in one pass over the mailbox.
-            let msgs = v.msgs.clone();
+            let msgs: Vec<(Msg, String)> = v
+                .msgs
+                .iter()
+                .map(|m| (*m, v.flags(m).to_string()))
+                .collect();
             let id = v.name.clone();
             let user = self.user();
             let key2 = key.clone();
             match self
                 .blocking(move |b| {
                     let mut hits = Vec::new();
-                    for (i, m) in msgs.iter().enumerate() {
+                    for (i, (m, flags)) in msgs.iter().enumerate() {
                         let mut c = Candidate {
                             seq: i as u32 + 1,
                             msg: m,
+                            flags,
                             max_seq,
                             max_uid,
                             parsed: None,
@@ -145,6 +151,7 @@ impl Session {
                     let c = Candidate {
                         seq: i as u32 + 1,
                         msg: m,
+                        flags: v.flags(m),
                         max_seq,
                         max_uid,
                         parsed: None,

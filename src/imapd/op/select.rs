@@ -39,7 +39,7 @@ impl Session {
             Err(e) => return self.store_no(e),
         };
         let view = View::new(mailbox.clone(), state, metas, read_only);
-        let first_unseen = view.msgs.iter().position(|m| !m.has_flag("\\Seen"));
+        let first_unseen = view.msgs.iter().position(|m| !view.has_flag(m, "\\Seen"));
         let lines = [
             format!("FLAGS ({SYSTEM_FLAGS})"),
             format!("OK [PERMANENTFLAGS ({SYSTEM_FLAGS} \\*)] Flags permitted."),

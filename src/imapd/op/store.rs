@@ -49,8 +49,7 @@ impl Session {
         if let Some(v) = self.view_mut() {
             for m in done.updated {
                 if let Some(i) = v.index_of(m.uid) {
-                    v.msgs[i].flags = m.flags.into_boxed_str();
-                    v.msgs[i].modseq = m.modseq;
+                    v.set_flags(i, &m.flags, m.modseq);
                 }
             }
             for u in done.failed {
@@ -71,7 +70,7 @@ impl Session {
                     let _ = write!(Bytes(&mut out), "* {} FETCH (", i + 1);
                     if !silent {
                         out.extend_from_slice(b"FLAGS ");
-                        write_flags(&mut out, &m.flags);
+                        write_flags(&mut out, v.flags(m));
                         out.push(b' ');
                     }
                     let _ = write!(Bytes(&mut out), "UID {}", m.uid);

@@ -73,9 +73,11 @@ impl Framer {
         self.buf.shrink_to(4096);
     }
 
-    /// Shrinks the buffer after a large command so idle sessions stay small.
+    /// Shrinks the buffer after a command so idle sessions stay small.
     fn reclaim(&mut self) {
-        if self.buf.capacity() > 64 * 1024 && self.buf.len() < 4096 {
+        if self.buf.is_empty() {
+            self.buf = Vec::new();
+        } else if self.buf.capacity() > 64 * 1024 && self.buf.len() < 4096 {
             self.buf.shrink_to(4096);
         }
     }

@@ -1,0 +1,128 @@
+#!/bin/bash
+# IMAP benchmark: zolder's imapd against Dovecot 2.3 (Debian), same machine, same
+# messages, same workload, measured in the same run.
+#
+#   benches/imap-bench.sh            (from the project root; root, Debian dovecot-imapd)
+#
+# What it does:
+#   1. builds zolder (release), starts a private Dovecot with ../shared/interop/start-isp.sh
+#      and fills user `bench` with MSGS messages (populate.sh, "small" mix); the same
+#      files are copied into zolder's Maildir for its user `bench`.
+#   2. drives both with benches/imap_bench.py at N = 1, 10, 50 concurrent clients
+#      (login, SELECT, FETCH flags and headers of all, FETCH 20 bodies, APPEND, STORE,
+#      SEARCH, UID EXPUNGE, IDLE) and prints ops/s, p50/p99 and the ratios.
+#   3. memory per idle connection: (PSS of all server processes with 50 clients logged
+#      in and idling − PSS with none) / 50, PSS from /proc/PID/smaps_rollup.
+#   4. a big mailbox (BIG messages, default 50000): SELECT, FETCH 1:* FLAGS, UID SEARCH,
+#      EXPUNGE of 1000, one client, both servers.
+# Env: MSGS=2000 BIG=50000 ROUNDS=... KEEP=1 (keep the work folder)
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+INTEROP=${INTEROP:-$ROOT/../shared/interop}
+[ -d "$INTEROP" ] || INTEROP=/work/shared/interop
+MSGS=${MSGS:-2000}
+BIG=${BIG:-50000}
+PW=secret
+WORK=$(mktemp -d /tmp/imap-bench.XXXXXX); chmod 755 "$WORK"
+DPORT=${DPORT:-24143}; ZPORT=${ZPORT:-24144}
+export ISP_DIR=$WORK/isp ISP_IMAP_PORT=$DPORT ISP_POP3_PORT=$((DPORT + 1000)) ISP_USERS="bench big" ISP_PASS=$PW
+ZPID=""
+cleanup() {
+  [ -n "$ZPID" ] && kill "$ZPID" 2>/dev/null || true
+  "$INTEROP/stop-isp.sh" >/dev/null 2>&1 || true
+  [ "${KEEP:-0}" = 1 ] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+echo "== building zolder (release)" >&2
+(cd "$ROOT" && cargo build --release -q)
+Z=$ROOT/target/release/zolder
+
+echo "== starting Dovecot, $MSGS messages for bench, $BIG for big" >&2
+"$INTEROP/start-isp.sh" >/dev/null
+RESET=1 "$INTEROP/populate.sh" bench "$MSGS" small >/dev/null
+RESET=1 "$INTEROP/populate.sh" big "$BIG" small >/dev/null
+
+echo "== starting zolder with the same messages" >&2
+mkdir -p "$WORK/z"
+cat > "$WORK/z/zolder.toml" <<CONF
+hostname = "zolder.bench"
+data_dir = "data"
+[listen]
+imap = "127.0.0.1:$ZPORT"
+[limits]
+max_connections_per_ip = 200
+[[users]]
+name = "bench"
+[[users]]
+name = "big"
+CONF
+for u in bench big; do
+  printf '%s\n%s\n' "$PW" "$PW" | "$Z" --config "$WORK/z/zolder.toml" user add "$u" >/dev/null
+  md=$WORK/z/data/mail/$u/Maildir
+  mkdir -p "$md/cur" "$md/new" "$md/tmp"
+  find "$ISP_DIR/mail/$u/cur" "$ISP_DIR/mail/$u/new" -type f -exec cp -t "$md/cur" {} + 2>/dev/null || true
+done
+"$Z" --config "$WORK/z/zolder.toml" serve >"$WORK/z/serve.log" 2>&1 &
+ZPID=$!
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$ZPORT) 2>/dev/null && break; sleep 0.1; done
+DPID=$(cat "$ISP_DIR/run/master.pid")
+
+pss() { # total PSS (KiB) of a process and all its descendants
+  local pids="$1" all="$1" next
+  while [ -n "$pids" ]; do
+    next=$(for p in $pids; do pgrep -P "$p" || true; done | tr '\n' ' ')
+    all="$all $next"; pids=$(echo "$next" | xargs)
+  done
+  for p in $all; do awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || true; done |
+    awk '{s += $1} END {print s + 0}'
+}
+
+drive() { python3 "$ROOT/benches/imap_bench.py" "$@"; }
+# Warm up both (zolder indexes the copied Maildir on its first SELECT).
+drive --big 127.0.0.1 "$ZPORT" bench $PW >/dev/null 2>&1 || true
+drive --big 127.0.0.1 "$DPORT" bench $PW >/dev/null 2>&1 || true
+drive 127.0.0.1 "$ZPORT" bench $PW 1 1 >/dev/null
+drive 127.0.0.1 "$DPORT" bench $PW 1 1 >/dev/null
+
+printf '\n%-8s %-8s %10s %9s %9s\n' server clients "ops/s" "p50 ms" "p99 ms"
+declare -A R
+for n in 1 10 50; do
+  rounds=${ROUNDS:-$(( n == 1 ? 10 : (n == 10 ? 3 : 2) ))}
+  for s in zolder dovecot; do
+    port=$ZPORT; [ $s = dovecot ] && port=$DPORT
+    j=$(drive 127.0.0.1 "$port" bench $PW "$n" "$rounds" | tail -1)
+    ops=$(echo "$j" | python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.1f %.2f %.2f" % (d["ops_per_s"], d["p50_ms"], d["p99_ms"]))')
+    R[$s$n]=$ops
+    printf '%-8s %-8s %10s %9s %9s\n' $s $n $ops
+    echo "$j" > "$WORK/$s-$n.json"
+  done
+  read -r zo zp50 zp99 <<<"${R[zolder$n]}"; read -r do dp50 dp99 <<<"${R[dovecot$n]}"
+  python3 -c "print('ratio    %-8s %10.2f %9.2f %9.2f   (zolder/dovecot; ops/s higher is better, latency lower)' % ($n, $zo/$do, $zp50/$dp50, $zp99/$dp99))"
+done
+
+echo
+echo "== memory per idle connection (50 clients, IDLE)"
+for s in zolder dovecot; do
+  port=$ZPORT; pid=$ZPID; [ $s = dovecot ] && { port=$DPORT; pid=$DPID; }
+  sleep 1; base=$(pss "$pid")
+  fifo=$WORK/idle-$s; mkfifo "$fifo"
+  drive --idle 127.0.0.1 "$port" bench $PW 50 8 >"$fifo" &
+  ipid=$!
+  read -r _ <"$fifo"; sleep 2
+  busy=$(pss "$pid")
+  wait $ipid || true
+  per=$(( (busy - base) / 50 ))
+  printf '%-8s base %8d KiB, 50 idle %8d KiB, per connection %6d KiB\n' $s "$base" "$busy" "$per"
+  eval "MEM_$s=$per"
+done
+python3 -c "print('ratio    memory per idle connection zolder/dovecot = %.3f' % ($MEM_zolder / max($MEM_dovecot, 1)))"
+
+echo
+echo "== big mailbox ($BIG messages), one client"
+for s in zolder dovecot; do
+  port=$ZPORT; [ $s = dovecot ] && port=$DPORT
+  # First SELECT indexes (zolder) / warms (dovecot); the second is measured.
+  drive --big 127.0.0.1 "$port" big $PW >/dev/null
+  printf '%-8s %s\n' $s "$(drive --big 127.0.0.1 "$port" big $PW)"
+done

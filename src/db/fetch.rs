@@ -1,0 +1,221 @@
+//! SQL for the fetcher's state: which ISP messages were already fetched and delivered
+//! (`fetch_seen`), each IMAP folder's UIDVALIDITY and last UID (`fetch_state`), and the
+//! outcome of each account's last poll (`fetch_status`, read by `zolder status`).
+//!
+//! Owned by `fetch/`; `config::fetchmailrc` may write `fetch_seen` rows when it imports a
+//! `.fetchids` file. POP3 rows use folder `''` and the UIDL as `uid`; IMAP rows use
+//! `uid = "<uidvalidity>:<uid>"`, plus one de-duplication row per message whose `uid` is
+//! its Message-ID (or `hdr:<sha256 of the header>`), used after a UIDVALIDITY change.
+
+use std::collections::HashSet;
+
+use super::{Connection, OptionalExtension, Result, params};
+
+/// The folder name POP3 rows use (POP3 has a single mailbox).
+pub const POP3_FOLDER: &str = "";
+
+/// Every `uid` recorded for (account, folder).
+pub fn seen_set(conn: &Connection, account: &str, folder: &str) -> Result<HashSet<String>> {
+    let mut st =
+        conn.prepare_cached("SELECT uid FROM fetch_seen WHERE account = ?1 AND folder = ?2")?;
+    let rows = st.query_map(params![account, folder], |r| r.get::<_, String>(0))?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
+/// `uid`s of (account, folder) recorded before `before` (unix seconds): candidates for
+/// `delete_after_days`.
+pub fn seen_before(
+    conn: &Connection,
+    account: &str,
+    folder: &str,
+    before: i64,
+) -> Result<Vec<String>> {
+    let mut st = conn.prepare_cached(
+        "SELECT uid FROM fetch_seen WHERE account = ?1 AND folder = ?2 AND seen_at < ?3",
+    )?;
+    let rows = st.query_map(params![account, folder, before], |r| r.get::<_, String>(0))?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
+/// Is this one `uid` recorded?
+pub fn is_seen(conn: &Connection, account: &str, folder: &str, uid: &str) -> Result<bool> {
+    let mut st = conn.prepare_cached(
+        "SELECT 1 FROM fetch_seen WHERE account = ?1 AND folder = ?2 AND uid = ?3",
+    )?;
+    Ok(st
+        .query_row(params![account, folder, uid], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// One durable step of a poll, in one transaction: record `seen` uids, forget `forget`
+/// uids, and (IMAP) move the folder's state to (uidvalidity, last_uid).
+pub fn commit_step(
+    conn: &mut Connection,
+    account: &str,
+    folder: &str,
+    seen: &[String],
+    forget: &[String],
+    state: Option<(u32, u32)>,
+    now: i64,
+) -> Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut ins = tx.prepare_cached(
+            "INSERT INTO fetch_seen (account, folder, uid, seen_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO NOTHING",
+        )?;
+        for u in seen {
+            ins.execute(params![account, folder, u, now])?;
+        }
+        let mut del = tx.prepare_cached(
+            "DELETE FROM fetch_seen WHERE account = ?1 AND folder = ?2 AND uid = ?3",
+        )?;
+        for u in forget {
+            del.execute(params![account, folder, u])?;
+        }
+        if let Some((validity, last)) = state {
+            tx.execute(
+                "INSERT INTO fetch_state (account, folder, uidvalidity, last_uid) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(account, folder) DO UPDATE SET uidvalidity = excluded.uidvalidity,
+                     last_uid = MAX(CASE WHEN fetch_state.uidvalidity = excluded.uidvalidity
+                                         THEN fetch_state.last_uid ELSE 0 END, excluded.last_uid)",
+                params![account, folder, validity, last],
+            )?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// An IMAP folder's (uidvalidity, last_uid), if it was ever polled.
+pub fn state(conn: &Connection, account: &str, folder: &str) -> Result<Option<(u32, u32)>> {
+    Ok(conn
+        .query_row(
+            "SELECT uidvalidity, last_uid FROM fetch_state WHERE account = ?1 AND folder = ?2",
+            params![account, folder],
+            |r| Ok((r.get::<_, u32>(0)?, r.get::<_, u32>(1)?)),
+        )
+        .optional()?)
+}
+
+/// One row of `fetch_status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Status {
+    pub account: String,
+    pub last_poll: Option<i64>,
+    pub result: Option<String>,
+    pub fetched: i64,
+    pub next_poll: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// Records the outcome of a poll (`last_error` is kept from earlier polls when `None`
+/// and the result is "ok", so the admin still sees what went wrong last).
+pub fn set_status(conn: &Connection, s: &Status) -> Result<()> {
+    conn.execute(
+        "INSERT INTO fetch_status (account, last_poll, result, fetched, next_poll, last_error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT(account) DO UPDATE SET last_poll = excluded.last_poll,
+             result = excluded.result, fetched = excluded.fetched,
+             next_poll = excluded.next_poll,
+             last_error = COALESCE(excluded.last_error, fetch_status.last_error)",
+        params![
+            s.account,
+            s.last_poll,
+            s.result,
+            s.fetched,
+            s.next_poll,
+            s.last_error
+        ],
+    )?;
+    Ok(())
+}
+
+/// Only the next poll time (the scheduler sets it when it plans).
+pub fn set_next_poll(conn: &Connection, account: &str, next: Option<i64>) -> Result<()> {
+    conn.execute(
+        "INSERT INTO fetch_status (account, next_poll) VALUES (?1, ?2)
+         ON CONFLICT(account) DO UPDATE SET next_poll = excluded.next_poll",
+        params![account, next],
+    )?;
+    Ok(())
+}
+
+/// Every account's status row, by name.
+pub fn statuses(conn: &Connection) -> Result<Vec<Status>> {
+    let mut st = conn.prepare(
+        "SELECT account, last_poll, result, fetched, next_poll, last_error
+         FROM fetch_status ORDER BY account",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok(Status {
+            account: r.get(0)?,
+            last_poll: r.get(1)?,
+            result: r.get(2)?,
+            fetched: r.get(3)?,
+            next_poll: r.get(4)?,
+            last_error: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seen_state_and_status_roundtrip() {
+        let mut c = crate::db::open_memory().unwrap();
+        commit_step(&mut c, "a", "", &["u1".into(), "u2".into()], &[], None, 100).unwrap();
+        commit_step(&mut c, "a", "", &["u3".into()], &["u1".into()], None, 200).unwrap();
+        let s = seen_set(&c, "a", "").unwrap();
+        assert_eq!(s.len(), 2);
+        assert!(s.contains("u2") && s.contains("u3"));
+        assert_eq!(
+            seen_before(&c, "a", "", 150).unwrap(),
+            vec!["u2".to_string()]
+        );
+        assert!(is_seen(&c, "a", "", "u3").unwrap());
+        assert!(!is_seen(&c, "b", "", "u3").unwrap());
+
+        commit_step(&mut c, "a", "INBOX", &[], &[], Some((7, 10)), 1).unwrap();
+        // A lower last_uid under the same UIDVALIDITY never moves the state back.
+        commit_step(&mut c, "a", "INBOX", &[], &[], Some((7, 5)), 1).unwrap();
+        assert_eq!(state(&c, "a", "INBOX").unwrap(), Some((7, 10)));
+        // A new UIDVALIDITY starts over.
+        commit_step(&mut c, "a", "INBOX", &[], &[], Some((8, 3)), 1).unwrap();
+        assert_eq!(state(&c, "a", "INBOX").unwrap(), Some((8, 3)));
+
+        set_next_poll(&c, "a", Some(50)).unwrap();
+        set_status(
+            &c,
+            &Status {
+                account: "a".into(),
+                last_poll: Some(10),
+                result: Some("tempfail".into()),
+                fetched: 0,
+                next_poll: Some(70),
+                last_error: Some("connection refused".into()),
+            },
+        )
+        .unwrap();
+        set_status(
+            &c,
+            &Status {
+                account: "a".into(),
+                last_poll: Some(80),
+                result: Some("ok".into()),
+                fetched: 3,
+                next_poll: Some(90),
+                last_error: None,
+            },
+        )
+        .unwrap();
+        let all = statuses(&c).unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].fetched, 3);
+        assert_eq!(all[0].last_error.as_deref(), Some("connection refused"));
+    }
+}

@@ -1,0 +1,257 @@
+//! When each account is polled: on its cron `schedule` (six fields, with seconds) or
+//! every `interval` seconds (default [`DEFAULT_INTERVAL`]), with a per-account jitter
+//! so that accounts sharing a schedule do not all hit the line at once, at most
+//! [`MAX_PARALLEL`] polls at a time, and exponential back-off after failures.
+//! `idle = true` IMAP accounts get one long-lived IDLE task per folder instead.
+//!
+//! Owns only timing; polling is [`Fetcher::poll`]. Status rows (`fetch_status`) get the
+//! planned next poll so `zolder status` can show it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use tokio::sync::Semaphore;
+use tracing::{info, warn};
+
+use super::{Fetcher, PollOutcome, imap};
+use crate::config::account::{AccountConfig, Protocol};
+use crate::db;
+
+/// Polls at the same time, across accounts.
+pub const MAX_PARALLEL: usize = 4;
+/// Seconds between polls when an account names neither `schedule` nor `interval`
+/// (fetchmail's Debian default daemon interval).
+pub const DEFAULT_INTERVAL: u64 = 300;
+/// Longest jitter added to a planned poll.
+pub const MAX_JITTER: Duration = Duration::from_secs(60);
+/// First and largest back-off after failed polls.
+pub const BACKOFF_BASE: Duration = Duration::from_secs(60);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(3600);
+
+/// How an account is timed.
+#[derive(Debug, Clone)]
+pub enum Plan {
+    Cron(Box<cron::Schedule>),
+    Every(Duration),
+    /// `schedule = "manual"`: only `zolder fetch` polls it.
+    Manual,
+}
+
+impl Plan {
+    pub fn of(acc: &AccountConfig) -> Result<Plan, String> {
+        match (&acc.schedule, acc.interval) {
+            (Some(s), _) if s == "manual" => Ok(Plan::Manual),
+            (Some(s), _) => s
+                .parse::<cron::Schedule>()
+                .map(|c| Plan::Cron(Box::new(c)))
+                .map_err(|e| format!("account {}: schedule `{s}`: {e}", acc.name)),
+            (None, Some(i)) => Ok(Plan::Every(Duration::from_secs(i.max(1)))),
+            (None, None) => Ok(Plan::Every(Duration::from_secs(DEFAULT_INTERVAL))),
+        }
+    }
+
+    /// The next planned poll after `after`, without jitter.
+    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self {
+            Plan::Cron(c) => c.after(&after).next(),
+            Plan::Every(d) => Some(after + chrono::Duration::from_std(*d).ok()?),
+            Plan::Manual => None,
+        }
+    }
+
+    /// The longest jitter that fits: a tenth of the period, at most [`MAX_JITTER`].
+    pub fn max_jitter(&self, now: DateTime<Utc>) -> Duration {
+        let period = match self {
+            Plan::Every(d) => *d,
+            Plan::Cron(c) => {
+                let mut it = c.after(&now);
+                match (it.next(), it.next()) {
+                    (Some(a), Some(b)) => (b - a).to_std().unwrap_or_default(),
+                    _ => Duration::ZERO,
+                }
+            }
+            Plan::Manual => Duration::ZERO,
+        };
+        (period / 10).min(MAX_JITTER)
+    }
+}
+
+/// Back-off after `failures` consecutive failed polls: 1, 2, 4 … minutes, at most 1 h.
+pub fn backoff(failures: u32) -> Duration {
+    if failures == 0 {
+        return Duration::ZERO;
+    }
+    let f = (failures - 1).min(16);
+    (BACKOFF_BASE * 2u32.pow(f)).min(BACKOFF_MAX)
+}
+
+/// When to poll next: the plan's next time plus jitter, but not before the back-off
+/// after failures has passed.
+pub fn next_poll(
+    plan: &Plan,
+    now: DateTime<Utc>,
+    failures: u32,
+    jitter: Duration,
+) -> Option<DateTime<Utc>> {
+    let planned = plan.next_after(now)? + chrono::Duration::from_std(jitter).ok()?;
+    let earliest = now + chrono::Duration::from_std(backoff(failures)).ok()?;
+    Some(planned.max(earliest))
+}
+
+/// Polls `accounts` once, up to [`MAX_PARALLEL`] at a time (`zolder fetch`).
+pub async fn poll_all(f: &Fetcher, accounts: &[AccountConfig]) -> Vec<(String, PollOutcome)> {
+    let sem = Arc::new(Semaphore::new(MAX_PARALLEL));
+    let mut tasks = Vec::new();
+    for acc in accounts.iter().cloned() {
+        let (f, sem) = (f.clone(), sem.clone());
+        tasks.push(tokio::spawn(async move {
+            let _p = sem.acquire_owned().await;
+            let out = f.poll(&acc).await;
+            (acc.name, out)
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        match t.await {
+            Ok(r) => out.push(r),
+            Err(e) => warn!("poll task failed: {e}"),
+        }
+    }
+    out
+}
+
+/// The daemon's scheduler: runs until `f.shutdown` is cancelled.
+pub async fn run(f: Fetcher, accounts: Vec<AccountConfig>) {
+    let sem = Arc::new(Semaphore::new(MAX_PARALLEL));
+    let mut tasks = tokio::task::JoinSet::new();
+    for acc in accounts.into_iter().filter(|a| !a.disabled) {
+        if acc.idle && acc.protocol == Protocol::Imap {
+            for folder in imap::folders(&acc) {
+                info!(account = %acc.name, folder, "IDLE");
+                tasks.spawn(imap::idle_loop(f.clone(), acc.clone(), folder));
+            }
+            continue;
+        }
+        let plan = match Plan::of(&acc) {
+            Ok(p) => p,
+            Err(e) => {
+                warn!("{e}; account not scheduled");
+                continue;
+            }
+        };
+        tasks.spawn(account_loop(f.clone(), acc, plan, sem.clone()));
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn account_loop(f: Fetcher, acc: AccountConfig, plan: Plan, sem: Arc<Semaphore>) {
+    let mut failures = 0u32;
+    // The first poll comes soon after start (spread by jitter), then on the plan.
+    let mut next = Some(Utc::now() + chrono::Duration::from_std(jitter(&plan)).unwrap_or_default());
+    loop {
+        let Some(at) = next else {
+            info!(account = %acc.name, "schedule = manual: polled only by `zolder fetch`");
+            return;
+        };
+        let (name, ts) = (acc.name.clone(), at.timestamp());
+        let _ =
+            f.db.run(move |c| db::fetch::set_next_poll(c, &name, Some(ts)))
+                .await;
+        let wait = (at - Utc::now()).to_std().unwrap_or_default();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = f.shutdown.cancelled() => return,
+        }
+        let permit = tokio::select! {
+            p = sem.clone().acquire_owned() => p,
+            _ = f.shutdown.cancelled() => return,
+        };
+        let out = f.poll(&acc).await;
+        drop(permit);
+        match &out.error {
+            Some(e) if e.is_temporary() => failures += 1,
+            Some(_) => failures += 1,
+            None => failures = 0,
+        }
+        next = next_poll(&plan, Utc::now(), failures, jitter(&plan));
+        if failures > 0 {
+            warn!(account = %acc.name, failures, next = ?next, "poll failed; backing off");
+        }
+        let (name, ts) = (acc.name.clone(), next.map(|n| n.timestamp()));
+        let _ =
+            f.db.run(move |c| db::fetch::set_next_poll(c, &name, ts))
+                .await;
+    }
+}
+
+fn jitter(plan: &Plan) -> Duration {
+    let max = plan.max_jitter(Utc::now()).as_millis() as u64;
+    Duration::from_millis(if max == 0 {
+        0
+    } else {
+        rand::rng().random_range(0..max)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn acc(schedule: Option<&str>, interval: Option<u64>) -> AccountConfig {
+        let mut a: AccountConfig = toml::from_str(
+            "name = \"a\"\nprotocol = \"pop3\"\nhost = \"h\"\nusername = \"u\"\npassword = \"p\"\ndeliver_to = [\"x\"]\n",
+        )
+        .unwrap();
+        a.schedule = schedule.map(String::from);
+        a.interval = interval;
+        a
+    }
+
+    #[test]
+    fn plans() {
+        let t = Utc.with_ymd_and_hms(2026, 1, 1, 10, 20, 30).unwrap();
+        let hourly = Plan::of(&acc(Some("0 0 * * * *"), None)).unwrap();
+        assert_eq!(
+            hourly.next_after(t),
+            Some(Utc.with_ymd_and_hms(2026, 1, 1, 11, 0, 0).unwrap())
+        );
+        assert_eq!(hourly.max_jitter(t), MAX_JITTER);
+        let every = Plan::of(&acc(None, Some(120))).unwrap();
+        assert_eq!(
+            every.next_after(t),
+            Some(t + chrono::Duration::seconds(120))
+        );
+        assert_eq!(every.max_jitter(t), Duration::from_secs(12));
+        assert!(Plan::of(&acc(None, None)).unwrap().next_after(t).is_some());
+        assert!(
+            Plan::of(&acc(Some("manual"), None))
+                .unwrap()
+                .next_after(t)
+                .is_none()
+        );
+        assert!(Plan::of(&acc(Some("every hour"), None)).is_err());
+    }
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        assert_eq!(backoff(0), Duration::ZERO);
+        assert_eq!(backoff(1), Duration::from_secs(60));
+        assert_eq!(backoff(3), Duration::from_secs(240));
+        assert_eq!(backoff(30), BACKOFF_MAX);
+        let t = Utc.with_ymd_and_hms(2026, 1, 1, 10, 0, 0).unwrap();
+        let every_min = Plan::Every(Duration::from_secs(60));
+        // Failing: the back-off wins over the 1-minute plan.
+        assert_eq!(
+            next_poll(&every_min, t, 4, Duration::ZERO),
+            Some(t + chrono::Duration::seconds(480))
+        );
+        // Healthy: plan + jitter.
+        assert_eq!(
+            next_poll(&every_min, t, 0, Duration::from_secs(5)),
+            Some(t + chrono::Duration::seconds(65))
+        );
+    }
+}
