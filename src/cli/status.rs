@@ -38,6 +38,9 @@ fn when(t: Option<i64>, now: i64) -> String {
         })
         .unwrap_or_else(|| t.to_string());
     let d = t - now;
+    if d.abs() < 2 {
+        return format!("{abs} (just now)");
+    }
     let rel = match d.abs() {
         0..=59 => format!("{}s", d.abs()),
         60..=5999 => format!("{} min", d.abs() / 60),
