@@ -271,3 +271,27 @@ fn missing_passwords_come_from_netrc_when_it_is_private() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("password = \"fromnetrc\""));
 }
+
+#[test]
+fn stdin_is_read_like_fetchmail_f_dash() {
+    use std::io::Write;
+    let mut child = zolder()
+        .args(["import-fetchmailrc", "-"])
+        .env("HOME", "/nonexistent")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"poll pop.example.net proto pop3 user u password p is bob here keep\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("name = \"u@pop.example.net\""), "{text}");
+    assert!(text.contains("deliver_to = [\"bob\"]"), "{text}");
+}

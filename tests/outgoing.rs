@@ -711,3 +711,39 @@ async fn real_pipeline_cron_mail_to_root_reaches_the_alias_and_bounces_arrive() 
     assert!(dsn[0].contains("Subject: doomed"), "{}", dsn[0]);
     d.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smarthost_535_defers_and_shows_in_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = FakeSink::start().await;
+    let table = smarthost_table(sink.port, "username = \"isp\"\npassword = \"bad\"");
+    let cfg = write_config(dir.path(), "\"127.0.0.1:0\"", "\"127.0.0.1/32\"", &table);
+    let d = Daemon::start(&cfg).await;
+    let mut c = Raw::connect(d.submission(), None).await;
+    c.cmd("EHLO x").await;
+    c.cmd("MAIL FROM:<bouke@zolder.thuis>").await;
+    c.cmd("RCPT TO:<a@remote.example>").await;
+    c.cmd("RCPT TO:<b@remote.example>").await;
+    assert_eq!(c.data("Subject: x\r\n\r\nx\r\n").await.0, 250);
+    let sum = d.flush().await;
+    assert_eq!((sum.sent, sum.deferred, sum.failed), (0, 2, 0), "{sum:?}");
+    let rows = d.queue_rows();
+    for r in &rows[0].1 {
+        let e = r.last_error.clone().unwrap();
+        assert!(e.contains("refused our login") && e.contains("535"), "{e}");
+    }
+    assert_eq!(d.local.count(), 0, "no bounce for a bad ISP password");
+    assert!(sink.all().is_empty());
+    d.running.shutdown().await;
+    // Fixed password: the same queue goes out.
+    let table = smarthost_table(sink.port, "username = \"isp\"\npassword = \"good\"");
+    let cfg = write_config(dir.path(), "\"127.0.0.1:0\"", "\"127.0.0.1/32\"", &table);
+    let d = Daemon::start(&cfg).await;
+    let sum = d.flush().await;
+    assert_eq!(sum.sent, 2, "{sum:?}");
+    assert_eq!(
+        sink.all()[0].rcpts,
+        vec!["a@remote.example", "b@remote.example"]
+    );
+    d.running.shutdown().await;
+}

@@ -20,7 +20,7 @@ use crate::config::fetchmailrc::{Import, ImportedAccount};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The fetchmailrc to import (~/.fetchmailrc, /etc/fetchmailrc, …).
+    /// The fetchmailrc to import (~/.fetchmailrc, /etc/fetchmailrc, …; `-` = stdin).
     pub file: PathBuf,
     /// fetchmail's seen-UID file to import into the database of --config (default: the
     /// file's `set idfile`, else $FETCHMAILHOME/.fetchids, ~/.fetchids and Debian's
@@ -48,18 +48,23 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<i32> {
             eprintln!("zolder: {e} (continuing without it)");
             None
         });
-    let mut import =
-        match load::read_fetchmailrc(&args.file, cfg.as_ref().map(|c| c.hostname.as_str())) {
-            Ok(i) => i,
-            Err(e @ FetchmailrcError::Insecure(_)) => {
-                eprintln!("zolder: {e}");
-                return Ok(EX_NOPERM);
-            }
-            Err(e) => {
-                eprintln!("zolder: {e}");
-                return Ok(EX_CONFIG);
-            }
-        };
+    let hostname = cfg.as_ref().map(|c| c.hostname.as_str());
+    let loaded = if args.file.as_os_str() == "-" {
+        read_stdin(hostname)
+    } else {
+        load::read_fetchmailrc(&args.file, hostname)
+    };
+    let mut import = match loaded {
+        Ok(i) => i,
+        Err(e @ FetchmailrcError::Insecure(_)) => {
+            eprintln!("zolder: {e}");
+            return Ok(EX_NOPERM);
+        }
+        Err(e) => {
+            eprintln!("zolder: {e}");
+            return Ok(EX_CONFIG);
+        }
+    };
     if args.probe {
         for ia in import.accounts.iter_mut().filter(|ia| ia.protocol_guessed) {
             let a = &mut ia.account;
@@ -130,6 +135,39 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<i32> {
         eprintln!("  {line}");
     }
     Ok(EX_OK)
+}
+
+/// `-`: the fetchmailrc on standard input (fetchmail's `-f -`; no permission check, as
+/// in fetchmail). The invoking user is whoever runs this; relative paths resolve
+/// against the current folder.
+fn read_stdin(hostname: Option<&str>) -> Result<Import, FetchmailrcError> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .take(load::MAX_RC_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| FetchmailrcError::Read {
+            file: PathBuf::from("-"),
+            source: e,
+        })?;
+    if bytes.len() as u64 > load::MAX_RC_BYTES {
+        return Err(FetchmailrcError::TooLarge(PathBuf::from("-")));
+    }
+    let me = nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| "root".into());
+    let opts = crate::config::fetchmailrc::Options {
+        invoking_user: me,
+        base_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+        hostname: hostname.map(str::to_string),
+    };
+    Ok(crate::config::fetchmailrc::parse(
+        &bytes,
+        Path::new("(stdin)"),
+        &opts,
+    )?)
 }
 
 const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);

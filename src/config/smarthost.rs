@@ -33,6 +33,14 @@ pub struct SmarthostConfig {
     /// Sender masquerading when mail leaves: local address → address the ISP knows.
     #[serde(default)]
     pub masquerade: std::collections::BTreeMap<String, String>,
+    /// Seconds to wait for each reply from the smarthost (Postfix's smtp_*_timeout
+    /// are 300 s); a silent server defers the run instead of hanging it.
+    #[serde(default = "default_timeout")]
+    pub timeout: u64,
+}
+
+fn default_timeout() -> u64 {
+    300
 }
 
 fn default_tls() -> TlsMode {

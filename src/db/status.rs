@@ -1,34 +1,7 @@
-//! SQL for the status report: fetch accounts' last results and the event log.
+//! SQL for the status report: the event log and mailbox counts (fetch accounts' rows
+//! come from `db::fetch::statuses`, the queue's from `db::queue`).
 
 use super::{Connection, Result};
-
-/// One `fetch_status` row.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct AccountRow {
-    pub account: String,
-    pub last_poll: Option<i64>,
-    pub result: Option<String>,
-    pub fetched: i64,
-    pub next_poll: Option<i64>,
-    pub last_error: Option<String>,
-}
-
-pub fn accounts(conn: &Connection) -> Result<Vec<AccountRow>> {
-    let mut st = conn.prepare(
-        "SELECT account, last_poll, result, fetched, next_poll, last_error FROM fetch_status ORDER BY account",
-    )?;
-    let rows = st.query_map([], |r| {
-        Ok(AccountRow {
-            account: r.get(0)?,
-            last_poll: r.get(1)?,
-            result: r.get(2)?,
-            fetched: r.get(3)?,
-            next_poll: r.get(4)?,
-            last_error: r.get(5)?,
-        })
-    })?;
-    Ok(rows.collect::<std::result::Result<_, _>>()?)
-}
 
 /// One event-log row.
 #[derive(Debug, Clone, serde::Serialize)]

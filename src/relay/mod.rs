@@ -99,7 +99,7 @@ impl Relay {
             cfg: s.clone(),
             hostname: cfg.hostname.clone(),
             password,
-            timeout: Duration::from_secs(120),
+            timeout: Duration::from_secs(s.timeout.max(1)),
         }))
     }
 
@@ -197,16 +197,26 @@ impl Relay {
         }
         if let (Some(user), Some(pass)) = (&self.cfg.username, &self.password) {
             let creds = Credentials::new(user.clone(), pass.clone());
-            if let Err(e) = conn
-                .auth(&[Mechanism::Plain, Mechanism::Login], &creds)
-                .await
-            {
+            let res = tokio::time::timeout(
+                self.timeout,
+                conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds),
+            )
+            .await;
+            // 535 and friends: defer, never bounce (smtp_sasl_auth_soft_bounce).
+            let failure = match res {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(format!(
+                    "smarthost refused our login as {user}: {}",
+                    reply_text(&e).1
+                )),
+                Err(_) => Some(format!(
+                    "no answer to our login as {user} within {} s",
+                    self.timeout.as_secs()
+                )),
+            };
+            if let Some(f) = failure {
                 conn.abort().await;
-                let (_, t) = reply_text(&e);
-                // 535 and friends: defer, never bounce (smtp_sasl_auth_soft_bounce).
-                return Err(ConnFailure(format!(
-                    "smarthost refused our login as {user}: {t}"
-                )));
+                return Err(ConnFailure(f));
             }
         }
         debug!(host = %self.cfg.host, port, tls = conn.is_encrypted(), "smarthost connected");
@@ -355,7 +365,16 @@ impl Deliver for Relay {
                 continue;
             }
             if conn.is_none() {
-                match self.connect().await {
+                let connected = tokio::time::timeout(self.timeout * 3, self.connect())
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(ConnFailure(format!(
+                            "no answer from {} within {} s (greeting, TLS or login)",
+                            self.cfg.host,
+                            self.timeout.as_secs()
+                        )))
+                    });
+                match connected {
                     Ok(c) => conn = Some(c),
                     Err(ConnFailure(reason)) => {
                         warn!(host = %self.cfg.host, %reason, "smarthost unavailable; deferring this run");
@@ -375,7 +394,29 @@ impl Deliver for Relay {
                 }
             }
             let c = conn.as_mut().expect("connected");
-            match self.send_one(c, &msg).await {
+            // Each reply within `timeout`, plus time to move the bytes at a slow 10 kB/s.
+            let limit = self.timeout + Duration::from_millis(msg.message.bytes.len() as u64 / 10);
+            let res = match tokio::time::timeout(limit, self.send_one(c, &msg)).await {
+                Ok(r) => r,
+                Err(_) => Err(DeliveryReport {
+                    outcomes: msg
+                        .envelope
+                        .recipients
+                        .iter()
+                        .map(|r| {
+                            (
+                                r.clone(),
+                                RcptOutcome::TempFail(format!(
+                                    "smarthost did not answer within {} s",
+                                    limit.as_secs()
+                                )),
+                            )
+                        })
+                        .collect(),
+                    generated: vec![],
+                }),
+            };
+            match res {
                 Ok(r) => {
                     sent += 1;
                     source.done(r).await;

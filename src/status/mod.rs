@@ -27,6 +27,8 @@ pub struct Report {
 #[derive(Debug, Clone, Serialize)]
 pub struct AccountStatus {
     pub name: String,
+    /// "pop3 user@host, idle" for a configured account.
+    pub kind: Option<String>,
     pub configured: bool,
     pub last_poll: Option<i64>,
     pub result: Option<String>,
@@ -81,15 +83,39 @@ pub struct MailboxStatus {
 
 /// Gathers the report.
 pub fn gather(cfg: &Config, conn: &Connection) -> db::Result<Report> {
-    let rows = db::status::accounts(conn)?;
-    let mut accounts: Vec<AccountStatus> = cfg
-        .accounts
-        .iter()
-        .map(|a| {
-            let r = rows.iter().find(|r| r.account == a.name);
+    let rows = db::fetch::statuses(conn)?;
+    // zolder.toml's accounts and the fetchmailrc's (when it reads; a broken fetchmailrc
+    // leaves the running accounts, whose rows still show below).
+    let configured = crate::config::fetchmailrc::load_accounts(cfg)
+        .map(|(a, _)| a)
+        .unwrap_or_else(|_| cfg.accounts.clone());
+    let mut names: Vec<String> = configured.iter().map(|a| a.name.clone()).collect();
+    for r in &rows {
+        if !names.contains(&r.account) {
+            names.push(r.account.clone());
+        }
+    }
+    let accounts = names
+        .into_iter()
+        .map(|n| {
+            let r = rows.iter().find(|r| r.account == n);
+            let acc = configured.iter().find(|a| a.name == n);
             AccountStatus {
-                name: a.name.clone(),
-                configured: true,
+                kind: acc.map(|a| {
+                    format!(
+                        "{} {}@{}{}{}",
+                        match a.protocol {
+                            crate::config::account::Protocol::Pop3 => "pop3",
+                            crate::config::account::Protocol::Imap => "imap",
+                        },
+                        a.username,
+                        a.host,
+                        if a.idle { ", idle" } else { "" },
+                        if a.disabled { ", disabled" } else { "" }
+                    )
+                }),
+                name: n,
+                configured: acc.is_some(),
                 last_poll: r.and_then(|r| r.last_poll),
                 result: r.and_then(|r| r.result.clone()),
                 fetched: r.map(|r| r.fetched).unwrap_or(0),
@@ -98,21 +124,6 @@ pub fn gather(cfg: &Config, conn: &Connection) -> db::Result<Report> {
             }
         })
         .collect();
-    // Accounts known from a fetchmailrc, or since removed, still have their rows.
-    for r in rows
-        .iter()
-        .filter(|r| !cfg.accounts.iter().any(|a| a.name == r.account))
-    {
-        accounts.push(AccountStatus {
-            name: r.account.clone(),
-            configured: false,
-            last_poll: r.last_poll,
-            result: r.result.clone(),
-            fetched: r.fetched,
-            next_poll: r.next_poll,
-            last_error: r.last_error.clone(),
-        });
-    }
 
     let (messages, recipients) = db::queue::counts(conn)?;
     let mut deferred = Vec::new();
@@ -214,18 +225,22 @@ impl Report {
         for a in &self.accounts {
             let _ = writeln!(
                 o,
-                "  {}{}: last poll {}, result {}, fetched {}, next poll {}",
+                "  {}: {}",
                 a.name,
-                if a.configured {
-                    ""
-                } else {
-                    " (not in the config)"
-                },
+                a.kind.as_deref().unwrap_or("(no longer configured)")
+            );
+            if a.last_poll.is_none() && a.result.is_none() {
+                let _ = writeln!(o, "    never polled");
+                continue;
+            }
+            let _ = writeln!(
+                o,
+                "    last poll:  {}  result: {}  fetched: {}",
                 when(a.last_poll, now),
                 a.result.as_deref().unwrap_or("-"),
-                a.fetched,
-                when(a.next_poll, now),
+                a.fetched
             );
+            let _ = writeln!(o, "    next poll:  {}", when(a.next_poll, now));
             if let Some(e) = &a.last_error {
                 let _ = writeln!(o, "    last error: {e}");
             }
@@ -288,5 +303,44 @@ impl Report {
             }
         }
         o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn accounts_show_rows_and_unpolled_ones() {
+        let cfg = Config::from_str_at(
+            "[[accounts]]\nname = \"a\"\nprotocol = \"imap\"\nhost = \"imap.x\"\nusername = \"u\"\npassword = \"p\"\ndeliver_to = [\"b\"]\n\n[[accounts]]\nname = \"c\"\nprotocol = \"pop3\"\nhost = \"pop.x\"\nusername = \"v\"\npassword = \"p\"\ndeliver_to = [\"b\"]\n",
+            Path::new("/tmp/z.toml"),
+            false,
+        )
+        .unwrap();
+        let c = db::open_memory().unwrap();
+        db::fetch::set_status(
+            &c,
+            &db::fetch::Status {
+                account: "a".into(),
+                last_poll: Some(db::now() - 120),
+                result: Some("tempfail".into()),
+                fetched: 7,
+                next_poll: Some(db::now() + 600),
+                last_error: Some("connect: imap.x:993: Connection refused".into()),
+            },
+        )
+        .unwrap();
+        let s = gather(&cfg, &c).unwrap().to_text();
+        assert!(s.contains("a: imap u@imap.x"), "{s}");
+        assert!(s.contains("result: tempfail  fetched: 7"), "{s}");
+        assert!(
+            s.contains("(2 min ago)") && s.contains("(in 10 min)"),
+            "{s}"
+        );
+        assert!(s.contains("Connection refused"), "{s}");
+        assert!(s.contains("c: pop3 v@pop.x"), "{s}");
+        assert!(s.contains("never polled"), "{s}");
     }
 }

@@ -27,9 +27,18 @@ for t in $tests; do
   echo "--- cargo test --test $t"
   cargo test --features interop --test "$t" -- --test-threads=2
 done
-# Crash tests: short form unless FULL=1.
+# Crash tests: short forms unless FULL=1 (each script documents its full form).
+cargo build
+export ZOLDER_BIN=${ZOLDER_BIN:-$PWD/target/debug/zolder} ZOLDER=${ZOLDER:-$PWD/target/debug/zolder}
 for s in tests/crash/*.sh; do
   [ -e "$s" ] || continue
   echo "--- $s"
-  bash "$s"
+  if [ -n "${FULL:-}" ]; then
+    bash "$s"
+  else
+    case "$(basename "$s")" in
+      flush-crash.sh) N=200 ROUNDS=5 bash "$s" ;;
+      *) bash "$s" ;;
+    esac
+  fi
 done

@@ -128,7 +128,17 @@ async fn sink_session(s: TcpStream, got: Arc<Mutex<Vec<SinkGot>>>) -> std::io::R
         }
         let up = line.to_ascii_uppercase();
         let reply: &[u8] = if up.starts_with("EHLO") {
-            b"250-sink\r\n250 8BITMIME\r\n"
+            b"250-sink\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n"
+        } else if up.starts_with("AUTH PLAIN ") {
+            use base64::Engine;
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(line[11..].trim())
+                .unwrap_or_default();
+            if raw.ends_with(b"\0good") {
+                b"235 2.7.0 ok\r\n"
+            } else {
+                b"535 5.7.8 Authentication credentials invalid\r\n"
+            }
         } else if up.starts_with("MAIL FROM:") {
             from = line[10..]
                 .trim()
