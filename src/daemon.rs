@@ -212,7 +212,12 @@ pub async fn start_with(
 
     // imapd: `[listen] imap` (STARTTLS) and `imaps`.
     let imap_backend: Arc<dyn crate::imapd::backend::Backend> =
-        Arc::new(crate::imapd::store::SpoolBackend::new(spool.clone()));
+        Arc::new(if ctx.config.scan.bogofilter {
+            crate::imapd::store::SpoolBackend::new(spool.clone())
+                .with_training(ctx.config.db_path())
+        } else {
+            crate::imapd::store::SpoolBackend::new(spool.clone())
+        });
     for (name, bound) in crate::imapd::server::start(
         ctx.config.clone(),
         imap_backend,

@@ -677,3 +677,54 @@ async fn starttls_and_implicit_tls() {
     assert!(r.last().unwrap().starts_with("i2 OK [READ-WRITE]"), "{r:?}");
     srv.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn junk_moves_queue_spam_and_ham_training() {
+    use zolder::imapd::backend::Backend;
+    use zolder::imapd::store::SpoolBackend;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = zolder::spool::Spool::open_with(
+        dir.path(),
+        "zolder.test",
+        vec![("bouke".into(), zolder::config::SpoolKind::Maildir)],
+    )
+    .unwrap();
+    let db = dir.path().join("zolder.db");
+    let b = SpoolBackend::new(spool).with_training(db.clone());
+    b.list("bouke").unwrap();
+    let (_, uid) = b
+        .append(
+            "bouke",
+            "INBOX",
+            message("spam", "buy").into_bytes(),
+            "",
+            None,
+        )
+        .unwrap();
+    let (_, pairs) = b.copy("bouke", "INBOX", &[uid], "Junk").unwrap();
+    b.create("bouke", "Archief", None).unwrap();
+    let (_, back) = b.copy("bouke", "Junk", &[pairs[0].1], "Archief").unwrap();
+    b.copy("bouke", "Junk", &[pairs[0].1], "Trash").unwrap();
+    let conn = zolder::db::open(&db).unwrap();
+    let rows = zolder::db::quarantine::pending_training(&conn, 10).unwrap();
+    let got: Vec<(String, u32, zolder::db::quarantine::TrainKind)> = rows
+        .into_iter()
+        .map(|r| (r.mailbox, r.uid, r.kind))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                "Junk".to_string(),
+                pairs[0].1,
+                zolder::db::quarantine::TrainKind::Spam
+            ),
+            (
+                "Archief".to_string(),
+                back[0].1,
+                zolder::db::quarantine::TrainKind::Ham
+            ),
+        ],
+        "into Junk = spam, out of Junk = ham, into Trash = nothing"
+    );
+}

@@ -1,8 +1,16 @@
 //! [`Backend`] over the real mail store (`crate::spool::Spool`): translates names,
 //! flag forms and errors, and serves messages with CRLF line ends (the spool keeps
 //! bytes as delivered; IMAP's RFC822.SIZE and sections count CRLF).
+//!
+//! Spam training: when bogofilter is on, a COPY/MOVE into the `\Junk` mailbox queues
+//! the new copy as spam, and one out of Junk (except into `\Trash`) as ham
+//! (`db::quarantine::enqueue_training`); the scan stage's worker drains the queue, so
+//! the IMAP command never waits for bogofilter.
 
+use std::path::PathBuf;
 use std::time::Duration;
+
+use tracing::warn;
 
 use super::backend::{
     Backend, ChangeSignal, FlagChange, MailboxInfo, MailboxState, Meta, StatusData, StoreError,
@@ -15,11 +23,58 @@ use crate::spool::{ChangeWatcher, FlagOp, Flags, MsgMeta, Spool, SpoolError};
 #[derive(Clone)]
 pub struct SpoolBackend {
     spool: Spool,
+    /// The database to queue spam/ham training in, when bogofilter is on.
+    training_db: Option<PathBuf>,
 }
 
 impl SpoolBackend {
     pub fn new(spool: Spool) -> SpoolBackend {
-        SpoolBackend { spool }
+        SpoolBackend {
+            spool,
+            training_db: None,
+        }
+    }
+
+    /// Queues spam/ham training for Junk moves into the database at `db`.
+    pub fn with_training(mut self, db: PathBuf) -> SpoolBackend {
+        self.training_db = Some(db);
+        self
+    }
+
+    /// After a copy from `from` to `to`: queue training if Junk is involved.
+    fn train(&self, user: &str, from: &str, to: &str, new_uids: &[u32]) {
+        let Some(db) = &self.training_db else { return };
+        if new_uids.is_empty() {
+            return;
+        }
+        let Ok(boxes) = self.spool.mailboxes(user) else {
+            return;
+        };
+        let role = |name: &str| {
+            boxes
+                .iter()
+                .find(|b| b.name == name)
+                .and_then(|b| b.special_use.clone())
+                .unwrap_or_default()
+        };
+        let (rf, rt) = (role(from), role(to));
+        use crate::db::quarantine::TrainKind;
+        let kind = if rt == "\\Junk" && rf != "\\Junk" {
+            TrainKind::Spam
+        } else if rf == "\\Junk" && rt != "\\Junk" && rt != "\\Trash" {
+            TrainKind::Ham
+        } else {
+            return;
+        };
+        let r = crate::db::open(db).and_then(|c| {
+            for &uid in new_uids {
+                crate::db::quarantine::enqueue_training(&c, user, to, uid, kind)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = r {
+            warn!(user, mailbox = to, error = %e, "could not queue spam training");
+        }
     }
 }
 
@@ -204,6 +259,8 @@ impl Backend for SpoolBackend {
         dest: &str,
     ) -> StoreResult<(u32, Vec<(u32, u32)>)> {
         let r = self.spool.copy(user, name, uids, dest).map_err(err)?;
+        let new: Vec<u32> = r.uids.iter().map(|p| p.1).collect();
+        self.train(user, name, dest, &new);
         Ok((r.uidvalidity, r.uids))
     }
 
