@@ -237,6 +237,23 @@ pub fn insert_message(
     Ok((uid as u32, modseq as u64, true))
 }
 
+/// Is a Maildir file already indexed in this mailbox?
+pub fn file_indexed(conn: &Connection, mailbox_id: i64, file: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM messages WHERE mailbox_id = ?1 AND file = ?2")?
+        .query_row(params![mailbox_id, file], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// The mbox message stored last (highest offset).
+pub fn last_mbox_message(conn: &Connection, mailbox_id: i64) -> Result<Option<MessageRow>> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLS} FROM messages WHERE mailbox_id = ?1 ORDER BY offset DESC LIMIT 1"
+    ))?;
+    Ok(st.query_row([mailbox_id], message_row).optional()?)
+}
+
 /// Every message row of a mailbox, by UID.
 pub fn messages(conn: &Connection, mailbox_id: i64) -> Result<Vec<MessageRow>> {
     let mut st = conn.prepare_cached(&format!(

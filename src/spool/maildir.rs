@@ -215,6 +215,29 @@ impl Maildir {
         Ok(out)
     }
 
+    /// Removes files in `tmp/` older than `max_age`: what writers killed mid-message
+    /// left (the Maildir convention allows 36 hours). Returns how many went.
+    pub fn clean_tmp(&self, max_age: Duration) -> io::Result<usize> {
+        let mut n = 0;
+        let rd = match fs::read_dir(self.tmp_dir()) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        for ent in rd.flatten() {
+            let old = ent
+                .metadata()
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .is_some_and(|age| age > max_age);
+            if old && fs::remove_file(ent.path()).is_ok() {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Moves a message to `cur/<base>:2,<info>` (flags changed). Returns the new path.
     pub fn set_info(&self, from: &Path, base: &str, info: &str) -> io::Result<PathBuf> {
         let to = self.dir(Sub::Cur).join(format!("{base}:2,{info}"));

@@ -609,6 +609,16 @@ impl Spool {
                 }
             }
         }
+        // Leftovers of writers killed mid-message.
+        for (name, _) in &wanted {
+            if let Store::Maildir(md) = self.store_of(&u, name) {
+                match md.clean_tmp(Duration::from_secs(36 * 3600)) {
+                    Ok(0) => {}
+                    Ok(n) => debug!(user = %u.name, folder = %name, "removed {n} stale tmp/ files"),
+                    Err(e) => warn!(user = %u.name, folder = %name, "cleaning tmp/: {e}"),
+                }
+            }
+        }
         let mut conn = self.conn()?;
         let existing: HashSet<String> = dbs::mailboxes(&conn, &u.name)?
             .into_iter()
@@ -1310,15 +1320,27 @@ impl Spool {
                 None => maildir::unique_name(&self.inner.hostname, r.bytes.len() as u64, j.size),
             };
             let res = (|| -> Result<()> {
-                if r.key.is_some()
-                    && let Some((p, _)) = md
-                        .find(&j.name, info.as_deref().unwrap_or(""))
-                        .map_err(|e| SpoolError::io(md.root(), e))?
-                {
-                    debug!(file = %p.display(), "keyed delivery found its file from an earlier attempt");
-                    j.existing = true;
-                    j.path = Some(p);
-                    return Ok(());
+                if r.key.is_some() {
+                    // An earlier attempt that died between publishing and indexing left
+                    // the file in place (or a directory sync indexed it since, perhaps
+                    // moving it to cur/). Exact paths and the index only: scanning cur/
+                    // on every delivery would cost too much in a big mailbox.
+                    let target = md.target(&j.name, info.as_deref());
+                    let found = if target.exists() {
+                        Some(target)
+                    } else if dbs::file_indexed(&conn, j.mb.id, &j.name)? {
+                        md.find(&j.name, info.as_deref().unwrap_or(""))
+                            .map_err(|e| SpoolError::io(md.root(), e))?
+                            .map(|(p, _)| p)
+                    } else {
+                        None
+                    };
+                    if let Some(p) = found {
+                        debug!(file = %p.display(), "keyed delivery found its file from an earlier attempt");
+                        j.existing = true;
+                        j.path = Some(p);
+                        return Ok(());
+                    }
                 }
                 // A keyed name is not unique by itself (a killed attempt may have
                 // left it in tmp/): write under a unique name, link into place.
@@ -1653,8 +1675,7 @@ impl Spool {
             changed = true;
         }
         // Did another program rewrite the file under us?
-        let rows = dbs::messages(conn, mb.id)?;
-        let intact = match rows.iter().max_by_key(|r| r.offset) {
+        let intact = match dbs::last_mbox_message(conn, mb.id)? {
             Some(last) => mbox::looks_intact(
                 &lock.file,
                 len,

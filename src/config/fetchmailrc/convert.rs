@@ -591,7 +591,7 @@ fn account(
                 cx.warn(
                     l,
                     "auth",
-                    "the password (file) holds an access token that something else refreshes; zolder can refresh tokens itself: replace it with an [accounts.oauth2] table (token_url, client_id, refresh_token_file)",
+                    "the password file holds an access token refreshed by another program (fetchmail-oauth2.py); zolder refreshes tokens itself and logs in with OAuth only through an [accounts.oauth2] table (token_url, client_id, refresh_token_file): add one in place of the password file",
                 );
             }
             AuthKind::Apop => auth = Some("apop".into()),
