@@ -75,6 +75,9 @@ pub struct Runner {
     schedule: RelaySchedule,
     conn: db::Connection,
     relay_host: Option<String>,
+    /// Some recipient reached a final state since the last removal pass (so the
+    /// removal query does not scan a large queue on every wake-up).
+    finished: bool,
 }
 
 /// A notice to send about one message.
@@ -99,6 +102,7 @@ impl Runner {
         q::set_synchronous(&conn, false)?;
         Ok(Runner {
             relay_host: cfg.smarthost.as_ref().map(|s| s.host.clone()),
+            finished: true,
             queue,
             local,
             relay,
@@ -173,10 +177,10 @@ impl Runner {
             // Sleep until something is due (at most a minute: delay warnings, clock).
             let now = self.queue.now();
             let mut wait = 60i64;
-            if self.local.is_some() {
-                if let Ok(Some(t)) = q::next_due(&self.conn, true) {
-                    wait = wait.min((t - now).max(0));
-                }
+            if self.local.is_some()
+                && let Ok(Some(t)) = q::next_due(&self.conn, true)
+            {
+                wait = wait.min((t - now).max(0));
             }
             if let Some(t) = next_relay {
                 wait = wait.min((t - now).max(0));
@@ -479,6 +483,9 @@ impl Runner {
                 }
             }
         }
+        if ups.iter().any(|u| u.state != "queued") {
+            self.finished = true;
+        }
         if !notice.rcpts.is_empty() {
             self.send_notice(msg, notice).await;
         }
@@ -564,6 +571,9 @@ impl Runner {
                 }
                 let _ = q::mark_warned(&self.conn, &id);
             }
+        }
+        if !std::mem::take(&mut self.finished) {
+            return;
         }
         loop {
             let done = match q::finished_messages(&self.conn, 1000) {
