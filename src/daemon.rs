@@ -324,7 +324,7 @@ pub async fn start_with(
         for w in warnings {
             warn!("{w}");
         }
-        if !accounts.is_empty() {
+        if !accounts.is_empty() || ctx.config.fetchmailrc.is_some() {
             let deliver: Arc<dyn crate::message::Deliver> = Arc::new(EnqueueGenerated {
                 inner: hooks
                     .local

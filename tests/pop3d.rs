@@ -195,7 +195,7 @@ async fn sasl_plain_and_long_lines() {
     // An over-long line is refused and the session goes on.
     let long = "NOOP ".to_string() + &"x".repeat(20_000);
     assert!(c.cmd(&long).await.starts_with("-ERR"));
-    let bad = base64::engine::general_purpose::STANDARD.encode(format!("\0bouke\0nope"));
+    let bad = base64::engine::general_purpose::STANDARD.encode("\0bouke\0nope");
     assert!(
         c.cmd(&format!("AUTH PLAIN {bad}"))
             .await

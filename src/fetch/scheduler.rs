@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use tokio::sync::Semaphore;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::{Fetcher, PollOutcome, imap};
 use crate::config::account::{AccountConfig, Protocol};
@@ -122,8 +122,66 @@ pub async fn poll_all(f: &Fetcher, accounts: &[AccountConfig]) -> Vec<(String, P
     out
 }
 
-/// The daemon's scheduler: runs until `f.shutdown` is cancelled.
+/// How often the fetchmailrc's modification time is checked.
+pub const RELOAD_CHECK: Duration = Duration::from_secs(15);
+
+/// The daemon's scheduler: runs until `f.shutdown` is cancelled. With
+/// `fetchmailrc = "PATH"`, an edit of that file (seen by its mtime and size) reloads the
+/// accounts: running polls finish the batch in hand, then the new set starts. A broken
+/// edit is logged and the accounts already running keep running.
 pub async fn run(f: Fetcher, accounts: Vec<AccountConfig>) {
+    let mut current = accounts;
+    let mut stamp = crate::config::fetchmailrc::fetchmailrc_stamp(&f.config);
+    loop {
+        let generation = f.shutdown.child_token();
+        let mut tasks = spawn_all(
+            &Fetcher {
+                shutdown: generation.clone(),
+                ..f.clone()
+            },
+            current.clone(),
+        );
+        let reload = loop {
+            tokio::select! {
+                _ = f.shutdown.cancelled() => break false,
+                _ = tokio::time::sleep(RELOAD_CHECK) => {}
+            }
+            if f.config.fetchmailrc.is_none() {
+                continue;
+            }
+            let now = crate::config::fetchmailrc::fetchmailrc_stamp(&f.config);
+            if now == stamp {
+                continue;
+            }
+            stamp = now;
+            match crate::config::fetchmailrc::load_accounts(&f.config) {
+                Ok((new, warnings)) => {
+                    for w in warnings {
+                        warn!("{w}");
+                    }
+                    if new != current {
+                        info!(
+                            accounts = new.len(),
+                            "fetchmailrc changed: reloading the accounts"
+                        );
+                        current = new;
+                        break true;
+                    }
+                }
+                Err(e) => error!(
+                    "fetchmailrc changed but does not load, keeping the running accounts: {e}"
+                ),
+            }
+        };
+        generation.cancel();
+        while tasks.join_next().await.is_some() {}
+        if !reload {
+            return;
+        }
+    }
+}
+
+fn spawn_all(f: &Fetcher, accounts: Vec<AccountConfig>) -> tokio::task::JoinSet<()> {
     let sem = Arc::new(Semaphore::new(MAX_PARALLEL));
     let mut tasks = tokio::task::JoinSet::new();
     for acc in accounts.into_iter().filter(|a| !a.disabled) {
@@ -143,7 +201,7 @@ pub async fn run(f: Fetcher, accounts: Vec<AccountConfig>) {
         };
         tasks.spawn(account_loop(f.clone(), acc, plan, sem.clone()));
     }
-    while tasks.join_next().await.is_some() {}
+    tasks
 }
 
 async fn account_loop(f: Fetcher, acc: AccountConfig, plan: Plan, sem: Arc<Semaphore>) {

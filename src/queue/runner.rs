@@ -177,10 +177,10 @@ impl Runner {
             // Sleep until something is due (at most a minute: delay warnings, clock).
             let now = self.queue.now();
             let mut wait = 60i64;
-            if self.local.is_some() {
-                if let Ok(Some(t)) = q::next_due(&self.conn, true) {
-                    wait = wait.min((t - now).max(0));
-                }
+            if self.local.is_some()
+                && let Ok(Some(t)) = q::next_due(&self.conn, true)
+            {
+                wait = wait.min((t - now).max(0));
             }
             if let Some(t) = next_relay {
                 wait = wait.min((t - now).max(0));

@@ -202,11 +202,11 @@ impl Relay {
                 ))
             })?;
         }
-        if params.is_some() {
-            if let Err(e) = self.check_pin(&conn) {
-                conn.abort().await;
-                return Err(e);
-            }
+        if params.is_some()
+            && let Err(e) = self.check_pin(&conn)
+        {
+            conn.abort().await;
+            return Err(e);
         }
         if let (Some(user), Some(pass)) = (&self.cfg.username, &self.password) {
             let creds = Credentials::new(user.clone(), pass.clone());

@@ -435,17 +435,16 @@ impl Session {
         {
             return Some(Reply::new(501, "5.1.7", "Bad sender address syntax"));
         }
-        if let Some(u) = &self.auth_user {
-            if self.shared.cfg.submit.sender_login_match
-                && !policy::owns_sender(&self.shared.cfg, u, s)
-            {
-                warn!(peer = %self.peer.addr, user = %u, sender = %s, "sender not owned by login");
-                return Some(Reply::new(
-                    553,
-                    "5.7.1",
-                    format!("Sender address rejected: not owned by user {u}"),
-                ));
-            }
+        if let Some(u) = &self.auth_user
+            && self.shared.cfg.submit.sender_login_match
+            && !policy::owns_sender(&self.shared.cfg, u, s)
+        {
+            warn!(peer = %self.peer.addr, user = %u, sender = %s, "sender not owned by login");
+            return Some(Reply::new(
+                553,
+                "5.7.1",
+                format!("Sender address rejected: not owned by user {u}"),
+            ));
         }
         None
     }

@@ -38,15 +38,15 @@ impl Deliver for RecordingLocal {
                 bytes: m.message.bytes.clone(),
             });
             let mut generated = Vec::new();
-            if let Some(s) = &m.envelope.sender {
-                if m.envelope.recipients.iter().any(|r| r.starts_with("auto@")) {
-                    generated.push(Generated {
+            if let Some(s) = &m.envelope.sender
+                && m.envelope.recipients.iter().any(|r| r.starts_with("auto@"))
+            {
+                generated.push(Generated {
                         sender: None,
                         recipients: vec![s.clone()],
                         bytes: b"From: auto@zolder.thuis\r\nSubject: Away\r\nAuto-Submitted: auto-replied\r\n\r\nI am away.\r\n".to_vec(),
                         reason: "vacation".into(),
                     });
-                }
             }
             out.push(DeliveryReport {
                 outcomes: m

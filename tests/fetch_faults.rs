@@ -1,0 +1,240 @@
+//! Faults a real Dovecot will not produce, from a scripted POP3 server on loopback:
+//! the connection dropped in the middle of a RETR, and a server lying about a
+//! message's size. Nothing partial may be delivered, nothing may be deleted at the
+//! ISP, and the next poll must complete the job exactly once.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::{MaildirDeliver, config};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use zolder::fetch::{FetchDb, FetchError, Fetcher};
+
+#[derive(Clone, Copy, PartialEq)]
+enum Fault {
+    None,
+    /// Close the connection halfway through the second RETR answer.
+    DropMidRetr,
+    /// Announce 100 bytes in LIST, send a body far over limits.message_size.
+    LieAboutSize,
+}
+
+struct Mailbox {
+    msgs: Vec<(String, Vec<u8>)>,
+    fault: Fault,
+    connections: usize,
+}
+
+fn message(i: usize) -> Vec<u8> {
+    let mut m =
+        format!("Message-ID: <fault.{i}@example.org>\r\nSubject: fault {i}\r\n\r\n").into_bytes();
+    for l in 0..200 {
+        m.extend_from_slice(
+            format!("line {l} of message {i}\r\n.starts with a dot\r\n").as_bytes(),
+        );
+    }
+    m
+}
+
+/// A minimal POP3 server (RFC 1939 with UIDL and PIPELINING) over `mb`.
+async fn serve(mb: Arc<Mutex<Mailbox>>) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (s, _) = l.accept().await.unwrap();
+            let mb = mb.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = s.into_split();
+                let mut r = BufReader::new(r);
+                let fault = {
+                    let mut g = mb.lock().unwrap();
+                    g.connections += 1;
+                    g.fault
+                };
+                let mut deleted = Vec::new();
+                w.write_all(b"+OK fake POP3 ready\r\n").await.unwrap();
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return; // dropped: deletions are not committed
+                    }
+                    let words: Vec<&str> = line.split_whitespace().collect();
+                    let msgs = mb.lock().unwrap().msgs.clone();
+                    let out: Vec<u8> =
+                        match words.first().map(|w| w.to_ascii_uppercase()).as_deref() {
+                            Some("CAPA") => b"+OK\r\nUSER\r\nUIDL\r\nPIPELINING\r\n.\r\n".to_vec(),
+                            Some("USER") | Some("PASS") | Some("NOOP") => b"+OK\r\n".to_vec(),
+                            Some("UIDL") => {
+                                let mut o = b"+OK\r\n".to_vec();
+                                for (i, (u, _)) in msgs.iter().enumerate() {
+                                    o.extend_from_slice(format!("{} {u}\r\n", i + 1).as_bytes());
+                                }
+                                o.extend_from_slice(b".\r\n");
+                                o
+                            }
+                            Some("LIST") => {
+                                let mut o = b"+OK\r\n".to_vec();
+                                for (i, (_, m)) in msgs.iter().enumerate() {
+                                    let size = if fault == Fault::LieAboutSize {
+                                        100
+                                    } else {
+                                        m.len()
+                                    };
+                                    o.extend_from_slice(format!("{} {size}\r\n", i + 1).as_bytes());
+                                }
+                                o.extend_from_slice(b".\r\n");
+                                o
+                            }
+                            Some("RETR") => {
+                                let n: usize = words[1].parse().unwrap();
+                                let body = if fault == Fault::LieAboutSize {
+                                    vec![b'x'; 3 * 1024 * 1024]
+                                } else {
+                                    msgs[n - 1].1.clone()
+                                };
+                                let mut o = b"+OK\r\n".to_vec();
+                                for l in body.split_inclusive(|&b| b == b'\n') {
+                                    if l.first() == Some(&b'.') {
+                                        o.push(b'.');
+                                    }
+                                    o.extend_from_slice(l);
+                                }
+                                o.extend_from_slice(b".\r\n");
+                                if fault == Fault::DropMidRetr && n == 2 {
+                                    w.write_all(&o[..o.len() / 2]).await.unwrap();
+                                    return;
+                                }
+                                o
+                            }
+                            Some("DELE") => {
+                                deleted.push(words[1].parse::<usize>().unwrap());
+                                b"+OK\r\n".to_vec()
+                            }
+                            Some("QUIT") => {
+                                {
+                                    let mut g = mb.lock().unwrap();
+                                    let mut keep = Vec::new();
+                                    for (i, m) in g.msgs.drain(..).enumerate() {
+                                        if !deleted.contains(&(i + 1)) {
+                                            keep.push(m);
+                                        }
+                                    }
+                                    g.msgs = keep;
+                                }
+                                let _ = w.write_all(b"+OK bye\r\n").await;
+                                return;
+                            }
+                            _ => b"-ERR unknown\r\n".to_vec(),
+                        };
+                    if w.write_all(&out).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+fn rig(port: u16, extra: &str) -> (Fetcher, Arc<MaildirDeliver>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let acc = format!(
+        "[limits]\nmessage_size = 1048576\n[[accounts]]\nname = \"fake\"\nprotocol = \"pop3\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nusername = \"u\"\npassword = \"p\"\ndeliver_to = [\"bouke\"]\n{extra}\n"
+    );
+    let cfg = config(dir.path(), &["bouke"], &acc);
+    let db = FetchDb::open(&cfg.db_path()).unwrap();
+    let d = Arc::new(MaildirDeliver::new(&dir.path().join("mail")));
+    let mut f = Fetcher::new(Arc::new(cfg), db, d.clone());
+    f.progress = zolder::fetch::progress::Progress::quiet();
+    (f, d, dir)
+}
+
+#[tokio::test]
+async fn connection_dropped_mid_retr_loses_and_duplicates_nothing() {
+    let mb = Arc::new(Mutex::new(Mailbox {
+        msgs: (1..=3).map(|i| (format!("uidl-{i}"), message(i))).collect(),
+        fault: Fault::DropMidRetr,
+        connections: 0,
+    }));
+    let port = serve(mb.clone()).await;
+    let (f, d, _dir) = rig(port, "keep = false");
+    let acc = f.config.accounts[0].clone();
+
+    let o = f.poll(&acc).await;
+    let e = o.error.expect("the drop must fail the poll");
+    assert!(e.is_temporary(), "{e}");
+    assert!(matches!(e, FetchError::Io(_)), "{e}");
+    assert_eq!(o.fetched, 0);
+    assert_eq!(
+        d.count("bouke"),
+        0,
+        "a half-received batch is not delivered"
+    );
+    assert_eq!(
+        mb.lock().unwrap().msgs.len(),
+        3,
+        "nothing deleted at the ISP"
+    );
+
+    mb.lock().unwrap().fault = Fault::None;
+    let o = f.poll(&acc).await;
+    assert!(o.error.is_none(), "{:?}", o.error);
+    assert_eq!((o.fetched, o.deleted), (3, 3));
+    assert_eq!(d.count("bouke"), 3);
+    assert!(mb.lock().unwrap().msgs.is_empty());
+    // The dot-stuffed lines arrived unstuffed, byte for byte.
+    let stored: Vec<Vec<u8>> = std::fs::read_dir(d.maildir("bouke").join("new"))
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    for i in 1..=3 {
+        assert!(stored.contains(&message(i)), "message {i} differs");
+    }
+    let o = f.poll(&acc).await;
+    assert_eq!((o.fetched, o.deleted), (0, 0));
+    assert_eq!(d.count("bouke"), 3);
+}
+
+#[tokio::test]
+async fn server_lying_about_size_is_cut_off() {
+    let mb = Arc::new(Mutex::new(Mailbox {
+        msgs: vec![("uidl-1".into(), message(1))],
+        fault: Fault::LieAboutSize,
+        connections: 0,
+    }));
+    let port = serve(mb.clone()).await;
+    let (f, d, _dir) = rig(port, "keep = false");
+    let acc = f.config.accounts[0].clone();
+    let o = f.poll(&acc).await;
+    let e = o.error.expect("an oversized answer must fail the poll");
+    assert!(e.to_string().contains("larger than 1048576"), "{e}");
+    assert_eq!(d.count("bouke"), 0);
+    assert_eq!(mb.lock().unwrap().msgs.len(), 1);
+}
+
+#[tokio::test]
+async fn deferred_delivery_keeps_the_message_at_the_isp() {
+    let mb = Arc::new(Mutex::new(Mailbox {
+        msgs: (1..=2).map(|i| (format!("uidl-{i}"), message(i))).collect(),
+        fault: Fault::None,
+        connections: 0,
+    }));
+    let port = serve(mb.clone()).await;
+    let (f, d, _dir) = rig(port, "keep = false");
+    let acc = f.config.accounts[0].clone();
+    d.tempfail.lock().unwrap().insert("bouke".into());
+    let o = f.poll(&acc).await;
+    assert!(o.error.is_none());
+    assert_eq!((o.fetched, o.deferred, o.deleted), (0, 2, 0));
+    assert_eq!(o.result(), "tempfail");
+    assert_eq!(mb.lock().unwrap().msgs.len(), 2);
+    d.tempfail.lock().unwrap().clear();
+    let o = f.poll(&acc).await;
+    assert_eq!((o.fetched, o.deleted), (2, 2));
+    assert_eq!(o.result(), "ok");
+    assert!(mb.lock().unwrap().msgs.is_empty());
+}
