@@ -16,6 +16,7 @@
 #   4. a big mailbox (BIG messages, default 50000): SELECT, FETCH 1:* FLAGS, UID SEARCH,
 #      EXPUNGE of 1000, one client, both servers.
 # Env: MSGS=2000 BIG=50000 ROUNDS=... KEEP=1 (keep the work folder)
+#      IMAP_BENCH_BIN=path (use that binary instead of building one)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 INTEROP=${INTEROP:-$ROOT/../shared/interop}
@@ -34,9 +35,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== building zolder (release)" >&2
-(cd "$ROOT" && cargo build --release -q)
-Z=$ROOT/target/release/zolder
+if [ -n "${IMAP_BENCH_BIN:-}" ]; then
+  Z=$IMAP_BENCH_BIN # a binary built earlier (e.g. to compare two versions)
+else
+  echo "== building zolder (release)" >&2
+  (cd "$ROOT" && cargo build --release -q)
+  Z=$ROOT/target/release/zolder
+fi
 
 echo "== starting Dovecot, $MSGS messages for bench, $BIG for big" >&2
 "$INTEROP/start-isp.sh" >/dev/null

@@ -8,6 +8,8 @@ use super::load_config;
 pub struct Args {}
 
 pub fn run(path: &Path, _args: Args) -> anyhow::Result<i32> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    tune_glibc_malloc();
     let cfg = match load_config(path) {
         Ok(c) => c,
         Err(code) => return Ok(code),
@@ -24,4 +26,36 @@ pub fn run(path: &Path, _args: Args) -> anyhow::Result<i32> {
         .build()?;
     rt.block_on(crate::daemon::run(cfg, path.to_path_buf()))?;
     Ok(super::EX_OK)
+}
+
+/// glibc malloc settings for a long-running daemon, set through `GLIBC_TUNABLES` by
+/// re-executing this binary once (the tunables are read only at program start, and
+/// the crate allows no `unsafe` for `mallopt`). `exec` keeps the process id.
+///
+/// Why: glibc raises its mmap threshold each time a large block is freed, after which
+/// big short-lived buffers (argon2's 19 MiB per login, message bodies) come from
+/// per-thread heap arenas and stay resident; with tokio's many blocking threads that
+/// grew `serve` to hundreds of MiB and ~2.6 MiB per idle IMAP connection
+/// (benches/imap-bench.sh). A fixed threshold and two arenas keep it small. Skipped
+/// when the environment already sets malloc tunables, or when `exec` fails.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn tune_glibc_malloc() {
+    use std::os::unix::process::CommandExt as _;
+    // The re-executed process has GLIBC_TUNABLES set, so this runs once.
+    if std::env::var_os("GLIBC_TUNABLES").is_some()
+        || std::env::vars_os().any(|(k, _)| k.to_string_lossy().starts_with("MALLOC_"))
+    {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(
+            "GLIBC_TUNABLES",
+            "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=131072:glibc.malloc.trim_threshold=1048576",
+        )
+        .exec();
+    tracing::warn!(error = %err, "could not re-execute with malloc tunables; running as is");
 }

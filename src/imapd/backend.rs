@@ -98,6 +98,21 @@ pub trait Backend: Send + Sync + 'static {
     fn status(&self, user: &str, name: &str) -> StoreResult<StatusData>;
     /// One message, with CRLF line ends (what the wire and RFC822.SIZE use).
     fn read(&self, user: &str, name: &str, uid: u32) -> StoreResult<Vec<u8>>;
+    /// Several messages (CRLF line ends), `None` for one that is gone. With
+    /// `headers_only`, a message may be cut after the empty line ending its header.
+    fn read_many(
+        &self,
+        user: &str,
+        name: &str,
+        uids: &[u32],
+        headers_only: bool,
+    ) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        let _ = headers_only;
+        Ok(uids
+            .iter()
+            .map(|&u| self.read(user, name, u).ok())
+            .collect())
+    }
     /// Stores a message durably; returns (UIDVALIDITY, UID).
     fn append(
         &self,

@@ -208,6 +208,28 @@ impl Backend for SpoolBackend {
         })
     }
 
+    fn read_many(
+        &self,
+        user: &str,
+        name: &str,
+        uids: &[u32],
+        headers_only: bool,
+    ) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        let all = self
+            .spool
+            .read_messages(user, name, uids, headers_only)
+            .map_err(err)?;
+        Ok(all
+            .into_iter()
+            .map(|b| {
+                b.map(|b| match crate::spool::to_crlf(&b) {
+                    std::borrow::Cow::Borrowed(_) => b,
+                    std::borrow::Cow::Owned(o) => o,
+                })
+            })
+            .collect())
+    }
+
     fn append(
         &self,
         user: &str,

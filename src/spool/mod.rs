@@ -376,6 +376,9 @@ struct Inner {
     pool: Mutex<Vec<Connection>>,
     ready: Mutex<HashSet<String>>,
     notify: Mutex<HashMap<String, broadcast::Sender<Change>>>,
+    /// Each user's change counter as last read by a watcher, and when: many idle
+    /// watchers of one user share one database read per half poll interval.
+    counters: Mutex<HashMap<String, (std::time::Instant, u64)>>,
     lock_timeout: Duration,
 }
 
@@ -475,6 +478,7 @@ impl Spool {
                 pool: Mutex::new(vec![conn]),
                 ready: Mutex::new(HashSet::new()),
                 notify: Mutex::new(HashMap::new()),
+                counters: Mutex::new(HashMap::new()),
                 lock_timeout: Duration::from_secs(60),
             }),
         })
@@ -934,6 +938,72 @@ impl Spool {
                 mbox::read(&path, o, l).map_err(|e| SpoolError::io(path, e))
             }
         }
+    }
+
+    /// Several messages of one mailbox (IMAP FETCH): one index connection and one
+    /// mailbox lookup for all of them. `None` for a UID that is gone. With
+    /// `headers_only`, a Maildir file is read only up to and including the blank line
+    /// that ends its header (the whole file when it has none).
+    pub fn read_messages(
+        &self,
+        user: &str,
+        mailbox: &str,
+        uids: &[u32],
+        headers_only: bool,
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        let u = self.user(user)?;
+        let name = normalize_name(mailbox)?;
+        let rows = {
+            let conn = self.conn()?;
+            let m = self.mailbox_row(&conn, &u, &name)?;
+            uids.iter()
+                .map(|&uid| dbs::message(&conn, m.id, uid))
+                .collect::<std::result::Result<Vec<_>, _>>()?
+        };
+        let store = self.store_of(&u, &name);
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let Some(row) = row else {
+                out.push(None);
+                continue;
+            };
+            let bytes = match &store {
+                Store::Maildir(md) => {
+                    let Some(base) = row.file.as_deref() else {
+                        out.push(None);
+                        continue;
+                    };
+                    let info = Flags::parse(&row.flags).maildir_info();
+                    match md
+                        .find(base, &info)
+                        .map_err(|e| SpoolError::io(md.root(), e))?
+                    {
+                        None => None,
+                        Some((path, _)) => {
+                            let r = if headers_only {
+                                read_header(&path)
+                            } else {
+                                std::fs::read(&path)
+                            };
+                            match r {
+                                Ok(b) => Some(b),
+                                // Expunged (unlinked) by someone else meanwhile.
+                                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                                Err(e) => return Err(SpoolError::io(path, e)),
+                            }
+                        }
+                    }
+                }
+                Store::Mbox(path) => match row.offset.zip(row.length) {
+                    Some((o, l)) => {
+                        Some(mbox::read(path, o, l).map_err(|e| SpoolError::io(path, e))?)
+                    }
+                    None => None,
+                },
+            };
+            out.push(bytes);
+        }
+        Ok(out)
     }
 
     /// Stores one message (IMAP APPEND). Returns its UID (APPENDUID).
@@ -1898,6 +1968,55 @@ pub fn mbox_status_flags(msg: &[u8]) -> Flags {
     f
 }
 
+/// A message file's header: its bytes up to and including the empty line that ends
+/// the header, or the whole file when there is none. Reads in small steps so a FETCH
+/// of headers does not pull in large bodies.
+fn read_header(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = Vec::with_capacity(8 * 1024);
+    let mut chunk = [0u8; 8 * 1024];
+    loop {
+        let start = buf.len().saturating_sub(2);
+        let n = match f.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return Ok(buf);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = header_end_in(&buf, start) {
+            buf.truncate(end);
+            return Ok(buf);
+        }
+    }
+}
+
+/// Where the header of `raw` ends (just past its empty line), looking at newlines
+/// from `from` on; `None` when no empty line has been seen yet.
+fn header_end_in(raw: &[u8], from: usize) -> Option<usize> {
+    // The message may begin with the empty line (no header at all).
+    if raw.starts_with(b"\n") {
+        return Some(1);
+    }
+    if raw.starts_with(b"\r\n") {
+        return Some(2);
+    }
+    let mut i = from;
+    while let Some(p) = memchr::memchr(b'\n', &raw[i..]) {
+        let nl = i + p;
+        match (raw.get(nl + 1), raw.get(nl + 2)) {
+            (Some(b'\n'), _) => return Some(nl + 2),
+            (Some(b'\r'), Some(b'\n')) => return Some(nl + 3),
+            _ => {}
+        }
+        i = nl + 1;
+    }
+    None
+}
+
 /// Wakes when a user's mail changes; see [`Spool::watch`].
 pub struct ChangeWatcher {
     spool: Spool,
@@ -1922,7 +2041,7 @@ impl ChangeWatcher {
         loop {
             tokio::select! {
                 r = self.rx.recv() => {
-                    self.seen = self.counter().await.unwrap_or(self.seen);
+                    self.seen = self.counter(true).await.unwrap_or(self.seen);
                     match r {
                         Ok(c) => return c,
                         Err(broadcast::error::RecvError::Lagged(_)) |
@@ -1932,7 +2051,7 @@ impl ChangeWatcher {
                     }
                 }
                 _ = tokio::time::sleep(self.poll) => {
-                    if let Some(c) = self.counter().await
+                    if let Some(c) = self.counter(false).await
                         && c != self.seen {
                             self.seen = c;
                             return Change { user: self.user.clone(), mailbox: None };
@@ -1942,9 +2061,33 @@ impl ChangeWatcher {
         }
     }
 
-    async fn counter(&self) -> Option<u64> {
+    /// The user's change counter. Unless `fresh`, a value another watcher of the
+    /// same user read less than half a poll interval ago is used instead of asking
+    /// the database again (a stale value only delays a wake by that much).
+    async fn counter(&self, fresh: bool) -> Option<u64> {
+        let key = self.user.to_ascii_lowercase();
+        let counters = &self.spool.inner.counters;
+        if !fresh {
+            let map = counters.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(&(at, c)) = map.get(&key)
+                && at.elapsed() < self.poll / 2
+            {
+                return Some(c);
+            }
+        }
         let user = self.user.clone();
-        self.spool.run(move |s| s.change_counter(&user)).await.ok()
+        let at = std::time::Instant::now();
+        let c = self
+            .spool
+            .run(move |s| s.change_counter(&user))
+            .await
+            .ok()?;
+        let mut map = counters.lock().unwrap_or_else(|e| e.into_inner());
+        // Keep whichever reading started last.
+        if map.get(&key).is_none_or(|&(t, _)| t <= at) {
+            map.insert(key, (at, c));
+        }
+        Some(c)
     }
 }
 
@@ -2294,6 +2437,28 @@ mod tests {
             .unwrap();
         let c = w.changed().await;
         assert_eq!(c.mailbox.as_deref(), Some("INBOX"));
+    }
+
+    #[test]
+    fn header_ends_and_header_reads() {
+        assert_eq!(header_end_in(b"A: b\r\n\r\nbody", 0), Some(8));
+        assert_eq!(header_end_in(b"A: b\n\nbody", 0), Some(6));
+        assert_eq!(header_end_in(b"\r\nbody", 0), Some(2));
+        assert_eq!(header_end_in(b"A: b\r\nC: d\r\n", 0), None);
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("m");
+        // A header longer than one read step, then a large body.
+        let mut msg = b"Subject: x\r\n".to_vec();
+        for i in 0..1000 {
+            msg.extend_from_slice(format!("X-H{i}: value\r\n").as_bytes());
+        }
+        let head_len = msg.len() + 2;
+        msg.extend_from_slice(b"\r\n");
+        msg.extend(std::iter::repeat_n(b'a', 100_000));
+        std::fs::write(&p, &msg).unwrap();
+        assert_eq!(read_header(&p).unwrap(), &msg[..head_len]);
+        std::fs::write(&p, b"A: b\r\nno end").unwrap();
+        assert_eq!(read_header(&p).unwrap(), b"A: b\r\nno end");
     }
 
     #[test]

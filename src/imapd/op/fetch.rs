@@ -236,6 +236,18 @@ impl Session {
 
         // 2. Responses, reading message bytes in batches when needed.
         let reads = attrs.iter().any(needs_bytes);
+        // Header sections of the message itself need only the bytes up to its
+        // empty line; the body is not read.
+        let headers_only = attrs.iter().filter(|a| needs_bytes(a)).all(|a| {
+            matches!(a, FetchAttr::Section { section, .. }
+            if section.parts.is_empty()
+                && matches!(
+                    section.text,
+                    Some(SectionText::Header)
+                        | Some(SectionText::HeaderFields(_))
+                        | Some(SectionText::HeaderFieldsNot(_))
+                ))
+        });
         let mut expunged_meanwhile = false;
         for chunk in idx.chunks(if reads { READ_BATCH } else { usize::MAX }) {
             let Some(v) = self.view() else { break };
@@ -247,9 +259,7 @@ impl Session {
                 let uids: Vec<u32> = msgs.iter().map(|(_, m, _)| m.uid).collect();
                 let (u2, id2) = (user.clone(), id.clone());
                 match self
-                    .blocking(move |b| {
-                        Ok(uids.iter().map(|&u| b.read(&u2, &id2, u).ok()).collect())
-                    })
+                    .blocking(move |b| b.read_many(&u2, &id2, &uids, headers_only))
                     .await
                 {
                     Ok(x) => x,
