@@ -12,9 +12,9 @@
 //!
 //! ```text
 //! cargo bench --bench deliver_bench
-//! ZOLDER_BENCH_MESSAGES=2000 ZOLDER_BENCH_BATCH=50 cargo bench --bench deliver_bench
+//! DELIVER_BENCH_MESSAGES=2000 DELIVER_BENCH_BATCH=50 cargo bench --bench deliver_bench
 //! ```
-//! `ZOLDER_SHARED` points at the shared folder if it is not `../shared`.
+//! `SHARED_DIR` points at the shared folder if it is not `../shared`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -38,7 +38,7 @@ fn env_usize(name: &str, default: usize) -> usize {
 fn generator() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut candidates = Vec::new();
-    if let Some(s) = std::env::var_os("ZOLDER_SHARED") {
+    if let Some(s) = std::env::var_os("SHARED_DIR") {
         candidates.push(PathBuf::from(s).join("interop/gen_messages.py"));
     }
     candidates.push(manifest.join("../shared/interop/gen_messages.py"));
@@ -46,7 +46,7 @@ fn generator() -> PathBuf {
     candidates
         .into_iter()
         .find(|p| p.exists())
-        .expect("gen_messages.py not found: set ZOLDER_SHARED to the shared folder")
+        .expect("gen_messages.py not found: set SHARED_DIR to the shared folder")
 }
 
 fn sync_all() {
@@ -83,7 +83,7 @@ fn zolder_run(msgs: &[Vec<u8>], root: &Path, batch: usize) -> f64 {
     let toml = "hostname = \"bench.zolder\"\ndata_dir = \"data\"\nlocal_domains = [\"zolder.test\"]\npostmaster = \"bench\"\n[[users]]\nname = \"bench\"\naddresses = [\"bench@zolder.test\"]\n";
     let path = root.join("zolder.toml");
     fs::write(&path, toml).unwrap();
-    let cfg = Config::load(&path).unwrap();
+    let cfg = Config::from_str_at(toml, &path, false).unwrap();
     let spool = Spool::open(&cfg).unwrap();
     spool.prepare_user("bench").unwrap();
     let ld = LocalDelivery::new(Arc::new(cfg), spool);
@@ -131,8 +131,8 @@ fn main() {
         println!("deliver_bench: run with `cargo bench --bench deliver_bench`");
         return;
     }
-    let n = env_usize("ZOLDER_BENCH_MESSAGES", 10_000);
-    let batch = env_usize("ZOLDER_BENCH_BATCH", 100);
+    let n = env_usize("DELIVER_BENCH_MESSAGES", 10_000);
+    let batch = env_usize("DELIVER_BENCH_BATCH", 100);
     let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("deliver_bench");
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(&work).unwrap();
@@ -190,7 +190,8 @@ fn main() {
     println!("ratio zolder/reference: {:.2}", r / z);
 
     // Everything arrived and is indexed.
-    let cfg = Config::load(&work.join("zolder/zolder.toml")).unwrap();
+    let p = work.join("zolder/zolder.toml");
+    let cfg = Config::from_str_at(&fs::read_to_string(&p).unwrap(), &p, false).unwrap();
     let spool = Spool::open(&cfg).unwrap();
     let st = spool.select("bench", "INBOX").unwrap();
     assert_eq!(st.messages.len(), msgs.len());

@@ -9,8 +9,8 @@
 //! `zolder deliver` with SIGKILL at random moments, retries with the same key, and then
 //! checks that nothing half-written is visible, the index matches the files, every
 //! acknowledged message is there and nothing is there twice.
-//! `ZOLDER_CRASH_ITERATIONS` sets the crash loop length (default 60; the full run in
-//! `tests/crash/deliver-crash.sh` uses 300).
+//! `DELIVER_CRASH_ITERATIONS` sets the crash loop length (default 60; the full run in
+//! `tests/crash/deliver-crash.sh` uses 300). Not `ZOLDER_…`: those are config overrides.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -61,8 +61,10 @@ loop2 = ["loop1"]
         self.dir.path().join("zolder.toml")
     }
 
+    /// The config without `ZOLDER_*` overrides (the test's environment is not ours).
     fn config(&self) -> Config {
-        Config::load(&self.config_path()).unwrap()
+        let text = std::fs::read_to_string(self.config_path()).unwrap();
+        Config::from_str_at(&text, &self.config_path(), false).unwrap()
     }
 
     fn spool(&self) -> Spool {
@@ -79,11 +81,16 @@ loop2 = ["loop1"]
 
     fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_zolder"));
+        // ZOLDER_* variables are config overrides: keep the test's environment out.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("ZOLDER_") {
+                c.env_remove(k);
+            }
+        }
         c.arg("--config")
             .arg(self.config_path())
             .arg("deliver")
             .args(args)
-            .env_remove("ZOLDER_CONFIG")
             .env_remove("RUST_LOG")
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -419,7 +426,7 @@ impl Rng {
 
 #[test]
 fn crash_at_random_moments_then_retry_stores_each_message_exactly_once() {
-    let iterations: usize = std::env::var("ZOLDER_CRASH_ITERATIONS")
+    let iterations: usize = std::env::var("DELIVER_CRASH_ITERATIONS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(60);
@@ -430,6 +437,19 @@ fn crash_at_random_moments_then_retry_stores_each_message_exactly_once() {
         .unwrap()
         .as_nanos() as u64
         | 1);
+    // Calibrate: how long does an uninterrupted delivery take here? Kill moments are
+    // spread over 0..1.2× that, so they land in every phase (start-up, reading,
+    // writing, fsync, rename, commit) and some deliveries finish.
+    let t = std::time::Instant::now();
+    for c in 0..3 {
+        let (code, err) = env.deliver(
+            &["--user", "bouke"],
+            format!("Subject: calibrate-{c}\n\n{filler}\nEND-cal\n").as_bytes(),
+        );
+        assert_eq!(code, 0, "{err}");
+    }
+    let window = (t.elapsed().as_micros() as u64 / 3 * 6 / 5).max(1000);
+    let calibration = std::fs::read_dir(env.maildir_new("bouke")).unwrap().count();
     let mut killed = 0;
     for i in 0..iterations {
         let user = if i % 2 == 0 { "bouke" } else { "sjoerd" };
@@ -442,7 +462,7 @@ fn crash_at_random_moments_then_retry_stores_each_message_exactly_once() {
         let writer = std::thread::spawn(move || {
             let _ = stdin.write_all(&bytes);
         });
-        std::thread::sleep(Duration::from_micros(rng.next() % 40_000));
+        std::thread::sleep(Duration::from_micros(rng.next() % window));
         let _ = child.kill(); // SIGKILL
         let status = child.wait().unwrap();
         writer.join().unwrap();
@@ -453,7 +473,10 @@ fn crash_at_random_moments_then_retry_stores_each_message_exactly_once() {
             assert_eq!(code, 0, "retry of {i}: {err}");
         }
     }
-    println!("{iterations} deliveries, {killed} killed and retried");
+    println!(
+        "{iterations} deliveries, {killed} killed and retried (kill window {} ms)",
+        window / 1000
+    );
 
     // No half-written message is visible in a Maildir (tmp/ may hold leftovers).
     let cur = env.data().join("mail/bouke/Maildir/cur");
@@ -486,6 +509,9 @@ fn crash_at_random_moments_then_retry_stores_each_message_exactly_once() {
         for m in &st.messages {
             let b = spool.read_message(user, "INBOX", m.uid).unwrap();
             let s = String::from_utf8(b).unwrap();
+            if s.contains("\nSubject: calibrate-") {
+                continue;
+            }
             let n: usize = s
                 .lines()
                 .find_map(|l| l.strip_prefix("Subject: crash-"))
@@ -507,6 +533,7 @@ fn crash_at_random_moments_then_retry_stores_each_message_exactly_once() {
                     .unwrap()
                     .count();
             assert_eq!(files, st.messages.len());
+            assert_eq!(st.messages.len(), expected.len() + calibration);
         }
     }
     if have_python() {

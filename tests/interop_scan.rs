@@ -800,3 +800,69 @@ async fn pipeline_sieve_whitelist_vacation_and_broken_script() {
     assert!(r.all_delivered(), "{r:?}");
     assert_eq!(s.count("bouke", "INBOX"), 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imap_junk_moves_train_bogofilter_end_to_end() {
+    use zolder::imapd::backend::Backend;
+    use zolder::imapd::store::SpoolBackend;
+    if !have("bogofilter") {
+        return;
+    }
+    // Delivery with bogofilter on: untrained at first, so everything reaches INBOX.
+    let s = site("[scan]\nbogofilter = true\n");
+    let mut spam_uids = vec![];
+    let mut ham_uids = vec![];
+    for i in 0..15 {
+        for (words, subject, uids) in [
+            (SPAM_WORDS, "Winner", &mut spam_uids),
+            (HAM_WORDS, "Family", &mut ham_uids),
+        ] {
+            let r = s
+                .deliver("someone@example.org", &corpus_message(i, words, subject))
+                .await;
+            assert!(r.all_delivered(), "{r:?}");
+            let st = s.spool.select("bouke", "INBOX").unwrap();
+            uids.push(st.messages.last().unwrap().uid);
+        }
+    }
+    // The family sorts over IMAP: spam into Junk; ham that bogofilter had in Junk
+    // (here: put there and taken out again) back to INBOX.
+    let imap = SpoolBackend::new(s.spool.clone()).with_training(s.cfg.db_path());
+    imap.copy("bouke", "INBOX", &spam_uids, "Junk").unwrap();
+    let (_, in_junk) = imap.copy("bouke", "INBOX", &ham_uids, "Junk").unwrap();
+    let back: Vec<u32> = in_junk.iter().map(|p| p.1).collect();
+    imap.copy("bouke", "Junk", &back, "INBOX").unwrap();
+
+    // The trainer drains the queue (the daemon runs this every minute).
+    let conn = Mutex::new(db::open(&s.cfg.db_path()).unwrap());
+    let bogo = Bogofilter::new("bogofilter", s.cfg.data_dir.join("bogofilter"));
+    let spool = s.spool.clone();
+    let load = |user: String, mailbox: String, uid: u32| {
+        let sp = spool.clone();
+        async move {
+            sp.run(move |x| x.read_message(&user, &mailbox, uid))
+                .await
+                .ok()
+        }
+    };
+    let stats = train_pending(&conn, &bogo, 1000, load).await.unwrap();
+    assert_eq!(stats.failed, 0, "{stats:?}");
+    assert!(stats.trained >= 30, "{stats:?}");
+
+    // A new spam is now filed into Junk by delivery.
+    let r = s
+        .deliver(
+            "win@lottery.example",
+            &corpus_message(77, SPAM_WORDS, "Prize"),
+        )
+        .await;
+    assert!(r.all_delivered());
+    let junk = s.spool.select("bouke", "Junk").unwrap();
+    let last = s
+        .spool
+        .read_message("bouke", "Junk", junk.messages.last().unwrap().uid)
+        .unwrap();
+    let text = String::from_utf8_lossy(&last);
+    assert!(text.contains("X-Bogosity: Spam"), "{text}");
+    assert!(text.contains("Subject: Prize 77"), "{text}");
+}

@@ -81,6 +81,28 @@ pub struct Config {
     pub path: PathBuf,
 }
 
+/// Every top-level key of [`Config`]; `ZOLDER_<KEY>` environment variables are read
+/// only for these (a test keeps the list in step with the struct).
+pub const TOP_LEVEL_KEYS: &[&str] = &[
+    "hostname",
+    "data_dir",
+    "local_domains",
+    "lan_networks",
+    "postmaster",
+    "fetchmailrc",
+    "listen",
+    "tls",
+    "users",
+    "aliases",
+    "accounts",
+    "smarthost",
+    "scan",
+    "limits",
+    "queue",
+    "submit",
+    "allow_plaintext_auth",
+];
+
 /// `[listen]`: each key is a `host:port` string or a list of them. Absent = off.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -292,7 +314,16 @@ impl Config {
     pub fn from_str_at(text: &str, path: &Path, env: bool) -> Result<Config, ConfigError> {
         let mut fig = Figment::new().merge(Toml::string(text));
         if env {
-            fig = fig.merge(Env::prefixed("ZOLDER_").split("__").ignore(&["config"]));
+            // Only variables naming a real key: ZOLDER_CONFIG is the path, and other
+            // ZOLDER_* variables (ZOLDER_BIN in scripts, say) are not config at all.
+            fig = fig.merge(
+                Env::prefixed("ZOLDER_")
+                    .filter(|k| {
+                        let top = k.as_str().split("__").next().unwrap_or("");
+                        TOP_LEVEL_KEYS.iter().any(|t| t.eq_ignore_ascii_case(top))
+                    })
+                    .split("__"),
+            );
         }
         let mut cfg: Config = fig.extract().map_err(|e| figment_error(e, text, path))?;
         cfg.path = path.to_path_buf();
@@ -612,6 +643,52 @@ mod tests {
         assert!(s.contains("local_domain"), "{s}");
         assert!(s.contains("did you mean `local_domains`"), "{s}");
         assert_eq!(e.line, Some(2));
+    }
+
+    #[test]
+    fn top_level_key_list_matches_the_struct() {
+        let c = parse("hostname = \"x\"\n[smarthost]\nhost = \"h\"\n").unwrap();
+        let v = serde_json::to_value(&c).unwrap();
+        let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        let mut want: Vec<String> = TOP_LEVEL_KEYS.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        // Optional keys that are None serialise as absent.
+        for k in &keys {
+            assert!(want.contains(k), "{k} missing from TOP_LEVEL_KEYS");
+        }
+        for k in [
+            "hostname",
+            "data_dir",
+            "listen",
+            "smarthost",
+            "scan",
+            "limits",
+        ] {
+            assert!(keys.contains(&k.to_string()));
+        }
+    }
+
+    #[test]
+    // figment's Jail API fixes the closure's error type; it is a test.
+    #[allow(clippy::result_large_err)]
+    fn unrelated_zolder_variables_are_not_config() {
+        // figment's Jail restores the environment afterwards.
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("ZOLDER_BIN", "/usr/bin/zolder");
+            jail.set_env("ZOLDER_INTEROP", "1");
+            jail.set_env("ZOLDER_SMARTHOST__HOST", "smtp.example.net");
+            jail.set_env("ZOLDER_POSTMASTER", "anna");
+            let c = Config::from_str_at(
+                "hostname = \"x\"\n[smarthost]\nhost = \"h\"\n",
+                Path::new("/tmp/z/zolder.toml"),
+                true,
+            )
+            .map_err(|e| e.to_string())?;
+            assert_eq!(c.smarthost.unwrap().host, "smtp.example.net");
+            assert_eq!(c.postmaster, "anna");
+            Ok(())
+        });
     }
 
     #[test]

@@ -157,14 +157,27 @@ impl Relay {
         } else {
             Some(self.tls_params()?)
         };
-        let mut conn = AsyncSmtpConnection::connect_tokio1(
-            (self.cfg.host.as_str(), port),
-            Some(self.timeout),
-            &client_id,
-            if implicit { params.clone() } else { None },
-            None,
-        )
-        .await
+        let mut conn = if implicit {
+            AsyncSmtpConnection::connect_tokio1(
+                (self.cfg.host.as_str(), port),
+                Some(self.timeout),
+                &client_id,
+                params.clone(),
+                None,
+            )
+            .await
+        } else {
+            // Our own socket, so TCP_NODELAY can be set: lettre writes the body and
+            // the final "." separately, and Nagle plus the peer's delayed ACK would
+            // otherwise add ~40 ms to every message.
+            let tcp = tokio::net::TcpStream::connect((self.cfg.host.as_str(), port))
+                .await
+                .map_err(|e| {
+                    ConnFailure(format!("cannot connect to {}:{port}: {e}", self.cfg.host))
+                })?;
+            let _ = tcp.set_nodelay(true);
+            AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &client_id).await
+        }
         .map_err(|e| {
             ConnFailure(format!(
                 "cannot connect to {}:{port}: {}",

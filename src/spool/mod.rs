@@ -863,7 +863,12 @@ impl Spool {
         let m = self.mailbox_row(&conn, &u, &name)?;
         let changed = match self.store_of(&u, &name) {
             Store::Maildir(md) => self.sync_maildir(&mut conn, &m, &md)?,
-            Store::Mbox(path) => match mbox::MboxLock::acquire(&path, self.inner.lock_timeout) {
+            // A reader does not wait long for mutt or procmail: the index as it stands
+            // is served and the next select catches up.
+            Store::Mbox(path) => match mbox::MboxLock::acquire(
+                &path,
+                self.inner.lock_timeout.min(Duration::from_secs(3)),
+            ) {
                 Ok(lock) => self.sync_mbox(&mut conn, &m, &lock)?,
                 Err(e) => {
                     warn!(user = %u.name, "mbox not synced, lock unavailable: {e}");

@@ -9,5 +9,5 @@
 set -eu
 cd "$(dirname "$0")/../.."
 N="${1:-300}"
-ZOLDER_CRASH_ITERATIONS="$N" exec cargo test --test deliver \
+DELIVER_CRASH_ITERATIONS="$N" exec cargo test --test deliver \
     crash_at_random_moments_then_retry_stores_each_message_exactly_once -- --nocapture

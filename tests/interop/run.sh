@@ -23,9 +23,10 @@ export ZOLDER_INTEROP=1
 # The interop tests skip themselves when a program is missing; with ZOLDER_INTEROP=1 and
 # root they are expected to run. One test binary at a time: they start real daemons.
 tests=$(ls tests/interop_*.rs 2>/dev/null | xargs -rn1 basename | sed 's/\.rs$//')
+failed=""
 for t in $tests; do
-  echo "--- cargo test --test $t"
-  cargo test --features interop --test "$t" -- --test-threads=2
+  echo "--- cargo test --features interop --test $t"
+  cargo test --features interop --test "$t" -- --test-threads=2 || failed="$failed $t"
 done
 # Crash tests: short forms unless FULL=1 (each script documents its full form).
 cargo build
@@ -34,11 +35,16 @@ for s in tests/crash/*.sh; do
   [ -e "$s" ] || continue
   echo "--- $s"
   if [ -n "${FULL:-}" ]; then
-    bash "$s"
+    bash "$s" || failed="$failed $s"
   else
     case "$(basename "$s")" in
-      flush-crash.sh) N=200 ROUNDS=5 bash "$s" ;;
-      *) bash "$s" ;;
+      flush-crash.sh) N=200 ROUNDS=5 bash "$s" || failed="$failed $s" ;;
+      *) bash "$s" || failed="$failed $s" ;;
     esac
   fi
 done
+if [ -n "$failed" ]; then
+  echo "interop suite FAILED:$failed"
+  exit 1
+fi
+echo "interop suite passed"

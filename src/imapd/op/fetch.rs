@@ -71,7 +71,18 @@ fn write_fetch(
     add_flags: bool,
 ) {
     let _ = write!(Bytes(out), "* {seq} FETCH (");
-    let parsed = bytes.and_then(mime::parse);
+    // Parse only for the items that need the MIME structure.
+    let needs_parse = attrs.iter().any(|a| {
+        matches!(
+            a,
+            FetchAttr::Envelope | FetchAttr::BodyStructure | FetchAttr::Body
+        )
+    });
+    let parsed = if needs_parse {
+        bytes.and_then(mime::parse)
+    } else {
+        None
+    };
     let mut first = true;
     let mut sep = |out: &mut Vec<u8>| {
         if !first {
@@ -249,8 +260,9 @@ impl Session {
             };
             for ((i, m, flags), body) in msgs.iter().zip(bodies) {
                 if reads && body.is_none() {
-                    // Expunged by another session after we listed it (RFC 2180 §4.1.2:
-                    // answer with what we can and NO at the end).
+                    // Expunged by another session after we listed it: RFC 2180
+                    // §4.1.2 lets us leave it out; the EXPUNGE follows at the next
+                    // command that allows one.
                     expunged_meanwhile = true;
                     continue;
                 }
@@ -270,9 +282,7 @@ impl Session {
             }
         }
         if expunged_meanwhile {
-            return Ok(Reply::no(
-                "Some messages were expunged before they could be read",
-            ));
+            tracing::debug!("FETCH left out messages expunged by another session");
         }
         Ok(Reply::ok("Fetch completed"))
     }

@@ -368,6 +368,23 @@ fn write_part(out: &mut Vec<u8>, msg: &Message<'_>, id: usize, extended: bool, d
 /// The bytes of `section` of a stored message, or `None` when the part does not
 /// exist (answered as an empty string, as RFC 3501 allows).
 pub fn section<'a>(raw: &'a [u8], section: &Section) -> Option<Cow<'a, [u8]>> {
+    if section.parts.is_empty() {
+        // The whole message, its header or its text: no MIME parse needed (the
+        // common FETCH of headers for a message list stays cheap).
+        let end = header_end(raw);
+        return match &section.text {
+            None => Some(Cow::Borrowed(raw)),
+            Some(SectionText::Header) => Some(Cow::Borrowed(&raw[..end])),
+            Some(SectionText::Text) => Some(Cow::Borrowed(&raw[end..])),
+            Some(SectionText::HeaderFields(n)) => {
+                Some(Cow::Owned(header_fields(&raw[..end], n, false)))
+            }
+            Some(SectionText::HeaderFieldsNot(n)) => {
+                Some(Cow::Owned(header_fields(&raw[..end], n, true)))
+            }
+            Some(SectionText::Mime) => None,
+        };
+    }
     let msg = parse(raw)?;
     section_in(&msg, &section.parts, section.text.as_ref(), 0).map(|c| Cow::Owned(c.into_owned()))
 }
@@ -437,6 +454,28 @@ fn section_in<'a>(
             Some(Cow::Owned(r))
         }
     }
+}
+
+/// Where the header ends: just after the first empty line (CRLF CRLF or LF LF), or
+/// the end of the message when it has no body.
+pub fn header_end(raw: &[u8]) -> usize {
+    let mut i = 0;
+    while let Some(p) = memchr::memchr(b'\n', &raw[i..]) {
+        let nl = i + p;
+        let next = nl + 1;
+        if raw.get(next) == Some(&b'\n') {
+            return next + 1;
+        }
+        if raw.get(next) == Some(&b'\r') && raw.get(next + 1) == Some(&b'\n') {
+            return next + 2;
+        }
+        if nl == 0 || (nl == 1 && raw[0] == b'\r') {
+            // The message starts with an empty line: no header at all.
+            return next;
+        }
+        i = next;
+    }
+    raw.len()
 }
 
 /// The header fields named (or, with `not`, all others), followed by the blank line.
@@ -738,6 +777,15 @@ NIL NIL NIL \"<abc@zolder.thuis>\")"
             .unwrap(),
             "Content-Type: multipart/mixed; boundary=\"XX\"\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn header_ends() {
+        assert_eq!(header_end(b"A: b\r\n\r\nbody"), 8);
+        assert_eq!(header_end(b"A: b\n\nbody"), 6);
+        assert_eq!(header_end(b"A: b\r\n"), 6);
+        assert_eq!(header_end(b"\r\nbody"), 2);
+        assert_eq!(header_end(b""), 0);
     }
 
     #[test]
