@@ -211,10 +211,7 @@ impl Relay {
         }
         // lettre keeps only the EHLO keywords it knows, and PIPELINING is not one of
         // them: ask again (secured, before AUTH, so no state is reset) and look.
-        let pipelining = match conn
-            .command(Line(format!("EHLO {}", self.hostname)))
-            .await
-        {
+        let pipelining = match conn.command(Line(format!("EHLO {}", self.hostname))).await {
             Ok(r) => r.message().any(|l| {
                 l.split_ascii_whitespace()
                     .next()
