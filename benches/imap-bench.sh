@@ -80,8 +80,6 @@ pss() { # total PSS (KiB) of a process and all its descendants
 
 drive() { python3 "$ROOT/benches/imap_bench.py" "$@"; }
 # Warm up both (zolder indexes the copied Maildir on its first SELECT).
-drive --big 127.0.0.1 "$ZPORT" bench $PW >/dev/null 2>&1 || true
-drive --big 127.0.0.1 "$DPORT" bench $PW >/dev/null 2>&1 || true
 drive 127.0.0.1 "$ZPORT" bench $PW 1 1 >/dev/null
 drive 127.0.0.1 "$DPORT" bench $PW 1 1 >/dev/null
 

@@ -382,6 +382,12 @@ async fn thunderbird_startup_sequence() {
     assert!(last(&r).starts_with("7 BAD"), "QUOTA is not advertised");
     let r = c.cmd("8", "UID fetch 1:* (FLAGS)").await;
     assert_eq!(r, vec!["8 OK Fetch completed".to_string()]);
+    let r = c.cmd("8b", "fetch 1:* (FLAGS)").await;
+    assert_eq!(
+        r,
+        vec!["8b OK Fetch completed".to_string()],
+        "1:* of an empty mailbox"
+    );
     let r = c.cmd("9", "list \"\" \"INBOX\"").await;
     assert_eq!(r[0], "* LIST (\\HasNoChildren) \".\" \"INBOX\"");
     c.send("10 IDLE\r\n").await;

@@ -242,6 +242,10 @@ impl View {
             return Ok(out);
         }
         let n = self.msgs.len() as u32;
+        if n == 0 && set.has_star() {
+            // `1:*` in an empty mailbox names nothing (as Dovecot answers it).
+            return Ok(Vec::new());
+        }
         let mut out = Vec::new();
         for (a, b) in set.ranges(n) {
             if b > n || a == 0 {
