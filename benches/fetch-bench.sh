@@ -90,7 +90,7 @@ TOML
   if [ -z "${NO_FETCHMAIL:-}" ]; then
     fm="fm-$proto-$([ "$keep" = true ] && echo keep || echo nokeep)"
     log "fetchmail $fm N=$N"
-    before=$(wc -l < "$RESULTS" 2>/dev/null || echo 0)
+    before=$( { wc -l < "$RESULTS"; } 2>/dev/null || echo 0)
     "$SHARED/fetchmail-reference.sh" case "$fm" "$N" $([ "$keep" = true ] && echo idle) > /dev/null 2>&1 || true
     row=$(tail -n +"$((before + 1))" "$RESULTS" | awk -F'\t' '$2=="fetch"' | tail -1)
     FMPS[$c]=$(echo "$row" | cut -f9); FRSS[$c]=$(echo "$row" | cut -f11)

@@ -362,7 +362,12 @@ pub async fn start_with(
 /// the spool, the pipeline, and the queue for the mail a delivery generates.
 pub fn local_deliver(cfg: &Arc<Config>) -> anyhow::Result<Arc<dyn crate::message::Deliver>> {
     let spool = crate::spool::Spool::open(cfg)?;
-    let inner = Arc::new(crate::deliver::LocalDelivery::new(cfg.clone(), spool));
+    // The same pipeline as the daemon's: scanners and Sieve included, so a one-shot
+    // `zolder fetch` never delivers unscanned mail.
+    let inner = Arc::new(crate::deliver::scan::stage::wire(
+        cfg,
+        crate::deliver::LocalDelivery::new(cfg.clone(), spool),
+    )?);
     let queue = crate::queue::Queue::open(cfg.clone(), crate::queue::system_clock())?;
     Ok(Arc::new(EnqueueGenerated { inner, queue }))
 }

@@ -68,7 +68,7 @@ fn make_cert(dir: &Path) -> (PathBuf, PathBuf) {
 fn start_smarthost(dir: &Path, cert: &Path, key: &Path) -> Smarthost {
     let sink = dir.join("sink");
     let portfile = dir.join("sh.port");
-    let child = Command::new("/usr/bin/python3")
+    let mut child = Command::new("/usr/bin/python3")
         .arg(interop_dir().join("smarthost.py"))
         .args(["--port", "0", "--portfile"])
         .arg(&portfile)
@@ -87,18 +87,20 @@ fn start_smarthost(dir: &Path, cert: &Path, key: &Path) -> Smarthost {
         .spawn()
         .unwrap();
     for _ in 0..100 {
-        if let Ok(p) = std::fs::read_to_string(&portfile) {
-            if let Ok(port) = p.trim().parse() {
-                std::thread::sleep(Duration::from_millis(200));
-                return Smarthost {
-                    child,
-                    port,
-                    dir: sink,
-                };
-            }
+        if let Ok(p) = std::fs::read_to_string(&portfile)
+            && let Ok(port) = p.trim().parse()
+        {
+            std::thread::sleep(Duration::from_millis(200));
+            return Smarthost {
+                child,
+                port,
+                dir: sink,
+            };
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("smarthost.py did not start");
 }
 

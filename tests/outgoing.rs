@@ -18,8 +18,17 @@ fn s(b: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_recipient_outcomes_bounce_retry_and_expiry() {
+    per_recipient_outcomes(FakeSink::start().await).await;
+}
+
+/// The same per-recipient rules when MAIL, RCPT and DATA go out pipelined.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_recipient_outcomes_pipelined() {
+    per_recipient_outcomes(FakeSink::start_pipelining().await).await;
+}
+
+async fn per_recipient_outcomes(sink: FakeSink) {
     let dir = tempfile::tempdir().unwrap();
-    let sink = FakeSink::start().await;
     let cfg = write_config(
         dir.path(),
         "\"127.0.0.1:0\"",
@@ -442,7 +451,7 @@ async fn pipelining_limits_and_vrfy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let sink = FakeSink::start().await;
+    let sink = FakeSink::start_pipelining().await;
     let cfg = write_config(
         dir.path(),
         "\"127.0.0.1:0\"",

@@ -217,7 +217,24 @@ pub fn list(conn: &Connection) -> Result<Vec<(MessageRow, Vec<RcptRow>)>> {
 }
 
 /// Marks recipients as handed to a transport (before DATA / before local delivery).
+///
+/// The marker needs no fsync of its own: `reset_inflight` turns every `inflight` row
+/// back into `queued` at start-up, so after a power loss "marked" and "not marked"
+/// recover to the same state. It is committed with `synchronous = NORMAL` (WAL keeps
+/// the order; the next `FULL` commit, e.g. the outcomes, syncs it too), which saves
+/// one fsync per relayed message.
 pub fn mark_inflight(conn: &mut Connection, id: &str, rcpts: &[String]) -> Result<()> {
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let res = mark_inflight_tx(conn, id, rcpts);
+    // Always back to FULL, even after a failed transaction: every other commit
+    // on this connection acknowledges durable state.
+    let restore = conn.pragma_update(None, "synchronous", "FULL");
+    res?;
+    restore?;
+    Ok(())
+}
+
+fn mark_inflight_tx(conn: &mut Connection, id: &str, rcpts: &[String]) -> Result<()> {
     let tx = conn.transaction()?;
     {
         let mut st = tx.prepare_cached(

@@ -1,7 +1,7 @@
 //! The IMAP client toward the ISP (async-imap): LOGIN or AUTHENTICATE (PLAIN, XOAUTH2,
 //! OAUTHBEARER), per folder UIDVALIDITY + last UID tracking in `fetch_state`,
 //! `UID FETCH … BODY.PEEK[]` in batches, `\Deleted` + `UID EXPUNGE` after committed
-//! delivery, and IDLE push ([`idle_loop`]).
+//! delivery (grouped per [`EXPUNGE_EVERY`] messages), and IDLE push ([`idle_loop`]).
 //!
 //! zolder does not use `\Seen` to decide what is new (fetchmail does, and loses or
 //! re-fetches mail when another client reads it): a message is new when its UID is
@@ -40,6 +40,11 @@ use crate::net::Stream;
 /// batch early.
 pub const BATCH: usize = 200;
 pub const BATCH_BYTES: u64 = 24 * 1024 * 1024;
+/// Delivered messages to collect before one `\Deleted` + `UID EXPUNGE` (and at the end
+/// of the folder): an expunge makes the server rewrite its index, so one per batch
+/// costs more than the download. A crash in between leaves them delivered and recorded
+/// as seen but still on the server; the next poll deletes them without fetching.
+pub const EXPUNGE_EVERY: usize = 1000;
 /// Byte budget of a command that fetches no bodies.
 pub const COMMAND_BUDGET: i64 = 16 * 1024 * 1024;
 /// IDLE is re-issued this often (RFC 2177 asks for less than 29 minutes).
@@ -514,6 +519,7 @@ pub async fn poll_folder(
     let mut idx = 0;
     let mut frozen = false; // a deferred message stops last_uid from moving past it
     let mut high = last;
+    let mut to_expunge: Vec<u32> = Vec::new();
     while idx < todo.len() || pending.is_some() {
         if f.shutdown.is_cancelled() {
             todo.truncate(idx);
@@ -565,20 +571,24 @@ pub async fn poll_folder(
                 out,
             )
             .await?;
-            if !acc.keep && !done.is_empty() {
-                se.delete(&done).await?;
-                out.deleted += done.len() as u64;
-                // Expunged: their rows are no longer needed.
-                let mut forget: Vec<String> = done.iter().map(|u| format!("{prefix}{u}")).collect();
-                forget.extend(forgettable_ids(&done));
-                let (n, fo) = (name.clone(), folder.to_string());
-                f.db.run(move |c| {
-                    db::fetch::commit_step(c, &n, &fo, &[], &forget, None, db::now())
-                })
-                .await?;
+            if !acc.keep {
+                // Durably delivered and committed as seen: may go, in groups.
+                to_expunge.extend(done);
             }
         }
         pending = next;
+        if to_expunge.len() >= EXPUNGE_EVERY || (pending.is_none() && !to_expunge.is_empty()) {
+            let gone = std::mem::take(&mut to_expunge);
+            se.delete(&gone).await?;
+            out.deleted += gone.len() as u64;
+            // Expunged: their rows are no longer needed. Forgotten only now, so a crash
+            // before the expunge still finds them seen and deletes instead of fetching.
+            let mut forget: Vec<String> = gone.iter().map(|u| format!("{prefix}{u}")).collect();
+            forget.extend(forgettable_ids(&gone));
+            let (n, fo) = (name.clone(), folder.to_string());
+            f.db.run(move |c| db::fetch::commit_step(c, &n, &fo, &[], &forget, None, db::now()))
+                .await?;
+        }
     }
     if refetch {
         // The whole folder is done: move to the new UIDVALIDITY, drop the old rows.

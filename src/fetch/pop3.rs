@@ -38,8 +38,8 @@ pub const MAX_LISTING: usize = 64 * 1024 * 1024;
 /// (fetchmail's `expunge N`), without reconnecting too often.
 pub const COMMIT_EVERY: usize = 1000;
 /// Messages per delivery batch, and the byte size that ends a batch early.
-pub const BATCH: usize = 100;
-pub const BATCH_BYTES: u64 = 16 * 1024 * 1024;
+pub const BATCH: usize = 200;
+pub const BATCH_BYTES: u64 = 24 * 1024 * 1024;
 
 // ---------------------------------------------------------------------------------
 // Pure protocol pieces

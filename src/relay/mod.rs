@@ -147,8 +147,9 @@ impl Relay {
         Ok(())
     }
 
-    /// Connects, secures and authenticates one session.
-    async fn connect(&self) -> Result<AsyncSmtpConnection, ConnFailure> {
+    /// Connects, secures and authenticates one session; `true` when the server
+    /// offers PIPELINING (RFC 2920).
+    async fn connect(&self) -> Result<(AsyncSmtpConnection, bool), ConnFailure> {
         let port = self.cfg.effective_port();
         let client_id = ClientId::Domain(self.hostname.clone());
         let implicit = matches!(self.cfg.tls, TlsMode::Implicit);
@@ -208,6 +209,24 @@ impl Relay {
             conn.abort().await;
             return Err(e);
         }
+        // lettre keeps only the EHLO keywords it knows, and PIPELINING is not one of
+        // them: ask again (secured, before AUTH, so no state is reset) and look.
+        let pipelining = match conn.command(Line(format!("EHLO {}", self.hostname))).await {
+            Ok(r) => r.message().any(|l| {
+                l.split_ascii_whitespace()
+                    .next()
+                    .is_some_and(|k| k.eq_ignore_ascii_case("PIPELINING"))
+            }),
+            Err(e) if e.status().is_some() => false,
+            Err(e) => {
+                conn.abort().await;
+                return Err(ConnFailure(format!(
+                    "EHLO to {}: {}",
+                    self.cfg.host,
+                    reply_text(&e).1
+                )));
+            }
+        };
         if let (Some(user), Some(pass)) = (&self.cfg.username, &self.password) {
             let creds = Credentials::new(user.clone(), pass.clone());
             let res = tokio::time::timeout(
@@ -232,8 +251,8 @@ impl Relay {
                 return Err(ConnFailure(f));
             }
         }
-        debug!(host = %self.cfg.host, port, tls = conn.is_encrypted(), "smarthost connected");
-        Ok(conn)
+        debug!(host = %self.cfg.host, port, tls = conn.is_encrypted(), pipelining, "smarthost connected");
+        Ok((conn, pipelining))
     }
 
     /// Sends one message over `conn`. `Err` = the connection is no longer usable
@@ -241,6 +260,7 @@ impl Relay {
     async fn send_one(
         &self,
         conn: &mut AsyncSmtpConnection,
+        pipelining: bool,
         msg: &Incoming,
     ) -> Result<DeliveryReport, DeliveryReport> {
         let rcpts = &msg.envelope.recipients;
@@ -263,6 +283,9 @@ impl Relay {
             && body.iter().any(|b| *b >= 0x80)
         {
             mail.push_str(" BODY=8BITMIME");
+        }
+        if pipelining {
+            return self.send_pipelined(conn, mail, rcpts, body).await;
         }
         if let Err(e) = conn.command(Line(mail)).await {
             let (code, t) = reply_text(&e);
@@ -346,6 +369,119 @@ impl Relay {
     }
 }
 
+impl Relay {
+    /// One message with PIPELINING (RFC 2920): `MAIL`, every `RCPT` and `DATA` go
+    /// out in one write and the replies are read back in order, so a message costs
+    /// two round trips instead of 3 + recipients. Same per-recipient rules as the
+    /// lock-step path: MAIL decides for all, each RCPT reply for its recipient, the
+    /// DATA / final-dot reply for the accepted ones; a lost connection defers
+    /// whatever is still open (`Err`).
+    async fn send_pipelined(
+        &self,
+        conn: &mut AsyncSmtpConnection,
+        mail: String,
+        rcpts: &[String],
+        body: &[u8],
+    ) -> Result<DeliveryReport, DeliveryReport> {
+        let mut group = mail;
+        for r in rcpts {
+            group.push_str("\r\nRCPT TO:<");
+            group.push_str(r);
+            group.push('>');
+        }
+        group.push_str("\r\nDATA");
+        // A lost connection: every recipient without a final answer is deferred.
+        let lost = |outcomes: Vec<(String, Option<RcptOutcome>)>, t: String| {
+            let mut out: Vec<(String, RcptOutcome)> = outcomes
+                .into_iter()
+                .map(|(r, o)| (r, o.unwrap_or_else(|| RcptOutcome::TempFail(t.clone()))))
+                .collect();
+            for r in rcpts.iter().skip(out.len()) {
+                out.push((r.clone(), RcptOutcome::TempFail(t.clone())));
+            }
+            DeliveryReport {
+                outcomes: out,
+                generated: vec![],
+            }
+        };
+        let classify = |e: &lettre::transport::smtp::Error| -> Result<RcptOutcome, String> {
+            let (code, t) = reply_text(e);
+            match code {
+                Some(c) if c >= 500 => Ok(RcptOutcome::PermFail(c, t)),
+                Some(_) => Ok(RcptOutcome::TempFail(t)),
+                None => Err(t),
+            }
+        };
+        // MAIL FROM reply (the command() call wrote the whole group).
+        let mail_fail = match conn.command(Line(group)).await {
+            Ok(_) => None,
+            Err(e) => match classify(&e) {
+                Ok(o) => Some(o),
+                Err(t) => return Err(lost(vec![], t)),
+            },
+        };
+        let mut outcomes: Vec<(String, Option<RcptOutcome>)> = Vec::with_capacity(rcpts.len());
+        for r in rcpts {
+            match conn.read_response().await {
+                Ok(_) => outcomes.push((r.clone(), mail_fail.clone())),
+                Err(e) => match classify(&e) {
+                    // After a refused MAIL the RCPT replies (503) mean nothing.
+                    Ok(o) => outcomes.push((r.clone(), Some(mail_fail.clone().unwrap_or(o)))),
+                    Err(t) => return Err(lost(outcomes, t)),
+                },
+            }
+        }
+        let data_ok = match conn.read_response().await {
+            Ok(_) => None,
+            Err(e) => match classify(&e) {
+                Ok(o) => Some(o),
+                Err(t) => return Err(lost(outcomes, t)),
+            },
+        };
+        let finish =
+            |outcomes: Vec<(String, Option<RcptOutcome>)>, o: RcptOutcome| DeliveryReport {
+                outcomes: outcomes
+                    .into_iter()
+                    .map(|(r, x)| (r, x.unwrap_or_else(|| o.clone())))
+                    .collect(),
+                generated: vec![],
+            };
+        let nobody = outcomes.iter().all(|(_, o)| o.is_some());
+        if nobody {
+            if data_ok.is_none() {
+                // The server took DATA without a recipient (RFC 2920 §3.1 says it must
+                // not): end the empty transaction with a lone dot.
+                if let Err(e) = conn.command(Line(".".into())).await
+                    && e.status().is_none()
+                {
+                    return Err(finish(outcomes, RcptOutcome::Delivered));
+                }
+            }
+            if let Some(RcptOutcome::TempFail(_)) = mail_fail {
+                let _ = conn.command(Line("RSET".into())).await;
+            }
+            return Ok(finish(outcomes, RcptOutcome::Delivered));
+        }
+        if let Some(o) = data_ok {
+            return Ok(finish(outcomes, o));
+        }
+        match conn.message(body).await {
+            Ok(resp) => {
+                debug!(reply = %resp.first_line().unwrap_or(""), "smarthost accepted");
+                Ok(finish(outcomes, RcptOutcome::Delivered))
+            }
+            Err(e) => match classify(&e) {
+                Ok(o) => Ok(finish(outcomes, o)),
+                // Lost inside the synchronization gap: defer; may duplicate.
+                Err(t) => Err(finish(
+                    outcomes,
+                    RcptOutcome::TempFail(format!("connection lost after DATA: {t}")),
+                )),
+            },
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Deliver for Relay {
     async fn deliver_batch(&self, msgs: Vec<Incoming>) -> Vec<DeliveryReport> {
@@ -360,7 +496,7 @@ impl Deliver for Relay {
     /// One connection for the whole run; reconnects once after a lost connection,
     /// and defers the rest of the run when connecting fails.
     async fn deliver_stream(&self, source: &mut dyn MessageSource) {
-        let mut conn: Option<AsyncSmtpConnection> = None;
+        let mut conn: Option<(AsyncSmtpConnection, bool)> = None;
         let mut dead: Option<String> = None;
         let mut sent = 0usize;
         while let Some(msg) = source.next().await {
@@ -406,10 +542,10 @@ impl Deliver for Relay {
                     }
                 }
             }
-            let c = conn.as_mut().expect("connected");
+            let (c, pipelining) = conn.as_mut().expect("connected");
             // Each reply within `timeout`, plus time to move the bytes at a slow 10 kB/s.
             let limit = self.timeout + Duration::from_millis(msg.message.bytes.len() as u64 / 10);
-            let res = match tokio::time::timeout(limit, self.send_one(c, &msg)).await {
+            let res = match tokio::time::timeout(limit, self.send_one(c, *pipelining, &msg)).await {
                 Ok(r) => r,
                 Err(_) => Err(DeliveryReport {
                     outcomes: msg
@@ -436,14 +572,14 @@ impl Deliver for Relay {
                 }
                 Err(r) => {
                     warn!(host = %self.cfg.host, "smarthost connection lost; reconnecting for the next message");
-                    if let Some(mut c) = conn.take() {
+                    if let Some((mut c, _)) = conn.take() {
                         c.abort().await;
                     }
                     source.done(r).await;
                 }
             }
         }
-        if let Some(mut c) = conn {
+        if let Some((mut c, _)) = conn {
             let _ = c.quit().await;
         }
         if sent > 0 {

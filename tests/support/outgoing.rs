@@ -80,7 +80,8 @@ pub struct SinkGot {
 }
 
 /// A minimal SMTP server playing the ISP: `reject*` → 550 at RCPT, `tempfail*` → 451
-/// at RCPT, everything else accepted.
+/// at RCPT, everything else accepted. [`FakeSink::start_pipelining`] also offers
+/// PIPELINING (RFC 2920) and then answers DATA without recipients with 554.
 pub struct FakeSink {
     pub port: u16,
     pub got: Arc<Mutex<Vec<SinkGot>>>,
@@ -89,6 +90,12 @@ pub struct FakeSink {
 
 impl FakeSink {
     pub async fn start() -> FakeSink {
+        Self::start_with(false).await
+    }
+    pub async fn start_pipelining() -> FakeSink {
+        Self::start_with(true).await
+    }
+    async fn start_with(pipelining: bool) -> FakeSink {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = l.local_addr().unwrap().port();
         let got: Arc<Mutex<Vec<SinkGot>>> = Arc::default();
@@ -99,7 +106,7 @@ impl FakeSink {
                 c.fetch_add(1, Ordering::SeqCst);
                 let g = g.clone();
                 tokio::spawn(async move {
-                    let _ = sink_session(s, g).await;
+                    let _ = sink_session(s, g, pipelining).await;
                 });
             }
         });
@@ -114,7 +121,11 @@ impl FakeSink {
     }
 }
 
-async fn sink_session(s: TcpStream, got: Arc<Mutex<Vec<SinkGot>>>) -> std::io::Result<()> {
+async fn sink_session(
+    s: TcpStream,
+    got: Arc<Mutex<Vec<SinkGot>>>,
+    pipelining: bool,
+) -> std::io::Result<()> {
     let (r, mut w) = s.into_split();
     let mut r = BufReader::new(r);
     w.write_all(b"220 sink ESMTP\r\n").await?;
@@ -127,7 +138,9 @@ async fn sink_session(s: TcpStream, got: Arc<Mutex<Vec<SinkGot>>>) -> std::io::R
             return Ok(());
         }
         let up = line.to_ascii_uppercase();
-        let reply: &[u8] = if up.starts_with("EHLO") {
+        let reply: &[u8] = if up.starts_with("EHLO") && pipelining {
+            b"250-sink\r\n250-PIPELINING\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n"
+        } else if up.starts_with("EHLO") {
             b"250-sink\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n"
         } else if up.starts_with("AUTH PLAIN ") {
             use base64::Engine;
@@ -159,6 +172,8 @@ async fn sink_session(s: TcpStream, got: Arc<Mutex<Vec<SinkGot>>>) -> std::io::R
                 rcpts.push(a);
                 b"250 2.1.5 ok\r\n"
             }
+        } else if up.starts_with("DATA") && pipelining && rcpts.is_empty() {
+            b"554 5.5.1 no valid recipients\r\n"
         } else if up.starts_with("DATA") {
             w.write_all(b"354 go\r\n").await?;
             let mut data = Vec::new();
