@@ -39,6 +39,7 @@ for s in tests/crash/*.sh; do
   else
     case "$(basename "$s")" in
       flush-crash.sh) N=200 ROUNDS=5 bash "$s" || failed="$failed $s" ;;
+      deliver-crash.sh) bash "$s" 120 || failed="$failed $s" ;;
       *) bash "$s" || failed="$failed $s" ;;
     esac
   fi
