@@ -210,6 +210,19 @@ pub async fn start_with(
     // the others at once.
     let spool = ctx.spool.clone();
 
+    // The LAN certificate, loaded (or generated) once for imapd, pop3d and submit —
+    // only when one of them listens.
+    let l = &ctx.config.listen;
+    let lan_tls: Result<async_native_tls::TlsAcceptor, String> =
+        if [&l.imap, &l.imaps, &l.pop3, &l.pop3s, &l.submission, &l.smtp]
+            .iter()
+            .any(|v| !v.list().is_empty())
+        {
+            crate::net::tls::acceptor(&ctx.config)
+        } else {
+            Err("no TLS listener configured".into())
+        };
+
     // imapd: `[listen] imap` (STARTTLS) and `imaps`.
     let imap_backend: Arc<dyn crate::imapd::backend::Backend> =
         Arc::new(if ctx.config.scan.bogofilter {
@@ -223,6 +236,7 @@ pub async fn start_with(
         imap_backend,
         ctx.shutdown.clone(),
         &tasks,
+        lan_tls.clone(),
     )
     .await?
     {
@@ -233,7 +247,14 @@ pub async fn start_with(
     crate::status::http::start(&ctx, &tasks, &mut addrs).await?;
 
     // pop3d: `[listen] pop3` (STLS) and `pop3s`, serving each user's INBOX.
-    crate::pop3d::server::start(&ctx, Arc::new(spool.clone()), &tasks, &mut addrs).await?;
+    crate::pop3d::server::start(
+        &ctx,
+        Arc::new(spool.clone()),
+        &tasks,
+        &mut addrs,
+        lan_tls.clone(),
+    )
+    .await?;
 
     // Outgoing: the queue and its runner (local pipeline + smarthost relay), the
     // maildrop pickup, the control socket (`zolder flush`), the SMTP listeners.
@@ -283,7 +304,7 @@ pub async fn start_with(
 
         let listeners = crate::submit::server::bind(&ctx.config).await?;
         if !listeners.is_empty() {
-            let tls = match crate::net::tls::acceptor(&ctx.config) {
+            let tls = match lan_tls.clone() {
                 Ok(a) => Some(a),
                 Err(e) => {
                     warn!(error = %e, "no TLS for SMTP: STARTTLS and AUTH (except from loopback) are off");

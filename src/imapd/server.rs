@@ -43,13 +43,14 @@ pub async fn start(
     backend: Arc<dyn Backend>,
     shutdown: CancellationToken,
     tasks: &TaskTracker,
+    lan_tls: Result<async_native_tls::TlsAcceptor, String>,
 ) -> anyhow::Result<Vec<(&'static str, Vec<SocketAddr>)>> {
     let plain = config.listen.imap.list();
     let implicit = config.listen.imaps.list();
     if plain.is_empty() && implicit.is_empty() {
         return Ok(vec![]);
     }
-    let tls = match crate::net::tls::acceptor(&config) {
+    let tls = match lan_tls {
         Ok(t) => Some(t),
         Err(e) if implicit.is_empty() => {
             warn!(error = %e, "imapd: no TLS certificate; STARTTLS not offered");

@@ -21,6 +21,7 @@ pub async fn start(
     store: Arc<dyn MaildropStore>,
     tasks: &TaskTracker,
     addrs: &mut BTreeMap<&'static str, Vec<SocketAddr>>,
+    lan_tls: Result<async_native_tls::TlsAcceptor, String>,
 ) -> std::io::Result<()> {
     let cfg = &ctx.config;
     let plain = cfg.listen.pop3.list();
@@ -28,7 +29,7 @@ pub async fn start(
     if plain.is_empty() && implicit.is_empty() {
         return Ok(());
     }
-    let tls = match crate::net::tls::acceptor(cfg) {
+    let tls = match lan_tls {
         Ok(t) => Some(t),
         Err(e) if implicit.is_empty() => {
             warn!(error = %e, "pop3: no TLS certificate; STLS not offered");
