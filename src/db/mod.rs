@@ -52,6 +52,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0005_scan",
         include_str!("../../migrations/0005_scan.sql"),
     ),
+    (
+        8,
+        "0008_fetch_oauth2",
+        include_str!("../../migrations/0008_fetch_oauth2.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
