@@ -334,7 +334,10 @@ impl Session {
             }
             Ok::<_, async_imap::error::Error>(())
         };
-        timed(self.timeout, &acc, "STORE/EXPUNGE", fut).await
+        let t0 = std::time::Instant::now();
+        let r = timed(self.timeout, &acc, "STORE/EXPUNGE", fut).await;
+        debug!(account = %acc, n = uids.len(), elapsed = ?t0.elapsed(), "\\Deleted + expunge");
+        r
     }
 
     pub async fn logout(mut self) {
