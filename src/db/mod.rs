@@ -17,6 +17,7 @@ pub use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
 pub mod fetch;
 pub mod fetchids;
+pub mod imapd;
 pub mod quarantine;
 pub mod queue;
 pub mod spool;
@@ -51,6 +52,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "0005_scan",
         include_str!("../../migrations/0005_scan.sql"),
+    ),
+    (
+        9,
+        "0009_imapd_cache",
+        include_str!("../../migrations/0009_imapd_cache.sql"),
     ),
 ];
 

@@ -11,7 +11,6 @@
 use tracing::info;
 
 use crate::imapd::session::{Reply, Session, State};
-use crate::imapd::view::View;
 
 /// The system flags offered, in the order Dovecot lists them.
 pub const SYSTEM_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
@@ -33,13 +32,15 @@ impl Session {
         }
         let user = self.user();
         let name = mailbox.clone();
-        let opened = self.blocking(move |b| b.open(&user, &name)).await;
-        let (state, metas) = match opened {
-            Ok(x) => x,
+        let opened = self
+            .blocking(move |b| b.open_view(&user, &name, read_only))
+            .await;
+        let view = match opened {
+            Ok(v) => v,
             Err(e) => return self.store_no(e),
         };
-        let view = View::new(mailbox.clone(), state, metas, read_only);
-        let first_unseen = view.msgs.iter().position(|m| !view.has_flag(m, "\\Seen"));
+        let state = view.state;
+        let first_unseen = view.first_unseen();
         let lines = [
             format!("FLAGS ({SYSTEM_FLAGS})"),
             format!("OK [PERMANENTFLAGS ({SYSTEM_FLAGS} \\*)] Flags permitted."),
