@@ -1,6 +1,7 @@
 -- zolder schema, part 9 (imapd): a cache of each message's header, so FETCH of
 -- header fields, ENVELOPE and SEARCH on headers are served from the index without
--- opening message files (Dovecot keeps the same in dovecot.index.cache).
+-- opening message files (Dovecot keeps the same in dovecot.index.cache); and
+-- indexes that make "what changed since MODSEQ n" cheap in a big mailbox.
 -- A released migration is never edited; add a new file instead.
 
 -- The header of a message as the wire shows it: CRLF line ends, up to and including
@@ -20,3 +21,9 @@ CREATE TRIGGER message_headers_gone AFTER DELETE ON messages
 BEGIN
     DELETE FROM message_headers WHERE mailbox_id = old.mailbox_id AND uid = old.uid;
 END;
+
+-- After every command a session asks what changed since the MODSEQ it knows
+-- (`db::spool::messages_changed_since`, `expunged_since`): without these, each ask
+-- reads every row of the mailbox.
+CREATE INDEX messages_modseq ON messages (mailbox_id, modseq);
+CREATE INDEX expunged_modseq ON expunged (mailbox_id, modseq);

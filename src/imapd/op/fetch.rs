@@ -241,15 +241,17 @@ impl Session {
         let reads = attrs.iter().any(needs_bytes);
         // Header sections of the message itself need only the bytes up to its
         // empty line; the body is not read.
+        // ENVELOPE is made of header fields only.
         let headers_only = attrs.iter().filter(|a| needs_bytes(a)).all(|a| {
-            matches!(a, FetchAttr::Section { section, .. }
-            if section.parts.is_empty()
-                && matches!(
-                    section.text,
-                    Some(SectionText::Header)
-                        | Some(SectionText::HeaderFields(_))
-                        | Some(SectionText::HeaderFieldsNot(_))
-                ))
+            matches!(a, FetchAttr::Envelope)
+                || matches!(a, FetchAttr::Section { section, .. }
+                if section.parts.is_empty()
+                    && matches!(
+                        section.text,
+                        Some(SectionText::Header)
+                            | Some(SectionText::HeaderFields(_))
+                            | Some(SectionText::HeaderFieldsNot(_))
+                    ))
         });
         let mut expunged_meanwhile = false;
         if !reads {
