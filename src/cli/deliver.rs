@@ -137,12 +137,7 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<i32> {
     let mut queued = 0;
     for g in report.generated.iter().cloned() {
         let reason = g.reason.clone();
-        let m = crate::queue::NewMessage::new(
-            g.sender,
-            g.recipients,
-            g.bytes,
-            &format!("generated:{reason}"),
-        );
+        let m = crate::queue::NewMessage::from(g);
         let to = m
             .recipients
             .iter()
