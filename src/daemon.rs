@@ -71,12 +71,7 @@ impl crate::message::Deliver for EnqueueGenerated {
         for r in &mut reports {
             for g in std::mem::take(&mut r.generated) {
                 let reason = g.reason.clone();
-                let m = crate::queue::NewMessage::new(
-                    g.sender,
-                    g.recipients,
-                    g.bytes,
-                    &format!("generated:{reason}"),
-                );
+                let m = crate::queue::NewMessage::from(g);
                 if let Err(e) = self.queue.enqueue(m).await {
                     error!(%reason, error = %e, "cannot queue mail generated during delivery");
                 }
