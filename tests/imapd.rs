@@ -1310,6 +1310,26 @@ async fn quota_roots_usage_and_overquota() {
     // Two copies would make four messages.
     c.cmd("q4", "SELECT INBOX").await;
     append(&mut c, "INBOX", &message("vier", "k")).await;
+    // STATUS=SIZE and RFC 9208's DELETED / DELETED-STORAGE.
+    c.cmd("q4b", "STORE 1 +FLAGS.SILENT (\\Deleted)").await;
+    let r = c
+        .cmd("q4c", "STATUS Sent (MESSAGES SIZE DELETED DELETED-STORAGE)")
+        .await;
+    assert_eq!(
+        r[0],
+        format!(
+            "* STATUS \"Sent\" (MESSAGES 1 SIZE {} DELETED 0 DELETED-STORAGE 0)",
+            m2.len()
+        )
+    );
+    let r = c.cmd("q4d", "STATUS INBOX (DELETED DELETED-STORAGE)").await;
+    assert_eq!(
+        r[0],
+        format!(
+            "* STATUS \"INBOX\" (DELETED 1 DELETED-STORAGE {})",
+            m1.len()
+        )
+    );
     let r = c.cmd("q5", "COPY 1:2 Sent").await;
     assert!(last(&r).starts_with("q5 NO [OVERQUOTA]"), "{r:?}");
     // A move changes no usage and is allowed.

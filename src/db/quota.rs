@@ -1,7 +1,7 @@
 //! SQL for IMAP QUOTA (RFC 9208): a user's storage and message count over all
 //! their mailboxes, from the message index.
 
-use super::{Connection, Result};
+use super::{Connection, OptionalExtension, Result};
 
 /// What a user's mailboxes hold.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -24,6 +24,35 @@ pub fn usage(conn: &Connection, user: &str) -> Result<Usage> {
         bytes: b.max(0) as u64,
         messages: n.max(0) as u64,
     })
+}
+
+/// One mailbox's size, `\Deleted` count and their size.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MailboxUsage {
+    pub bytes: u64,
+    pub deleted: u64,
+    pub deleted_bytes: u64,
+}
+
+/// `None` when the user has no such mailbox.
+pub fn mailbox_usage(conn: &Connection, user: &str, name: &str) -> Result<Option<MailboxUsage>> {
+    let row: Option<(i64, i64, i64)> = conn
+        .query_row(
+            "SELECT COALESCE(SUM(m.size), 0),
+                    COALESCE(SUM(CASE WHEN (' ' || m.flags || ' ') LIKE '% \\Deleted %' THEN 1 ELSE 0 END), 0),
+                    COALESCE(SUM(CASE WHEN (' ' || m.flags || ' ') LIKE '% \\Deleted %' THEN m.size ELSE 0 END), 0)
+             FROM mailboxes b LEFT JOIN messages m ON m.mailbox_id = b.id
+             WHERE b.user = ?1 AND b.name = ?2
+             GROUP BY b.id",
+            [user, name],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    Ok(row.map(|(b, d, db)| MailboxUsage {
+        bytes: b.max(0) as u64,
+        deleted: d.max(0) as u64,
+        deleted_bytes: db.max(0) as u64,
+    }))
 }
 
 #[cfg(test)]
@@ -55,6 +84,35 @@ mod tests {
             )
             .unwrap();
         }
+        c.execute(
+            "UPDATE messages SET flags = '\\Seen \\Deleted' WHERE mailbox_id = 1 AND uid = 2",
+            [],
+        )
+        .unwrap();
+        assert_eq!(
+            mailbox_usage(&c, "bouke", "INBOX").unwrap(),
+            Some(MailboxUsage {
+                bytes: 150,
+                deleted: 1,
+                deleted_bytes: 50
+            })
+        );
+        assert_eq!(
+            mailbox_usage(&c, "bouke", "Sent")
+                .unwrap()
+                .map(|u| u.deleted),
+            Some(0)
+        );
+        assert_eq!(mailbox_usage(&c, "bouke", "Nope").unwrap(), None);
+        c.execute(
+            "INSERT INTO mailboxes (id, user, name, uidvalidity) VALUES (4, 'bouke', 'Leeg', 1)",
+            [],
+        )
+        .unwrap();
+        assert_eq!(
+            mailbox_usage(&c, "bouke", "Leeg").unwrap(),
+            Some(MailboxUsage::default())
+        );
         assert_eq!(
             usage(&c, "Bouke").unwrap(),
             Usage {

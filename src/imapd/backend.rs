@@ -74,6 +74,14 @@ pub struct Usage {
     pub messages: u64,
 }
 
+/// Sizes of one mailbox (STATUS SIZE, DELETED, DELETED-STORAGE).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MailboxUsage {
+    pub bytes: u64,
+    pub deleted: u64,
+    pub deleted_bytes: u64,
+}
+
 /// Wakes when the user's mail changes.
 #[async_trait::async_trait]
 pub trait ChangeSignal: Send {
@@ -153,6 +161,8 @@ pub trait Backend: Send + Sync + 'static {
     fn expunge(&self, user: &str, name: &str, uids: &[u32]) -> StoreResult<Vec<u32>>;
     /// Storage and message count over all the user's mailboxes (QUOTA).
     fn usage(&self, user: &str) -> StoreResult<Usage>;
+    /// Size, `\Deleted` count and their size, of one mailbox.
+    fn mailbox_usage(&self, user: &str, name: &str) -> StoreResult<MailboxUsage>;
     /// The user's change signal (for IDLE).
     fn watch(&self, user: &str) -> StoreResult<Box<dyn ChangeSignal>>;
 }

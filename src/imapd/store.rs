@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use tracing::warn;
 
+use super::backend::MailboxUsage;
 use super::backend::{
     Backend, ChangeSignal, FlagChange, MailboxInfo, MailboxState, Meta, StatusData, StoreError,
     StoreResult, Usage,
@@ -43,6 +44,23 @@ impl SpoolBackend {
     pub fn with_training(mut self, db: PathBuf) -> SpoolBackend {
         self.training_db = Some(db);
         self
+    }
+
+    /// Runs `f` on the usage connection (QUOTA, STATUS SIZE), opened on first use.
+    fn with_usage_db<T>(
+        &self,
+        f: impl FnOnce(&crate::db::Connection) -> crate::db::Result<T>,
+    ) -> StoreResult<T> {
+        let internal = |e: crate::db::DbError| StoreError::Internal(format!("usage: {e}"));
+        let mut guard = self.usage_db.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            let path = self.spool.data_dir().join("zolder.db");
+            *guard = Some(crate::db::open(&path).map_err(internal)?);
+        }
+        let conn = guard
+            .as_ref()
+            .ok_or_else(|| StoreError::Internal("usage: no database".into()))?;
+        f(conn).map_err(internal)
     }
 
     /// After a copy from `from` to `to`: queue training if Junk is involved.
@@ -295,19 +313,21 @@ impl Backend for SpoolBackend {
     }
 
     fn usage(&self, user: &str) -> StoreResult<Usage> {
-        let internal = |e: crate::db::DbError| StoreError::Internal(format!("quota usage: {e}"));
-        let mut guard = self.usage_db.lock().unwrap_or_else(|p| p.into_inner());
-        if guard.is_none() {
-            let path = self.spool.data_dir().join("zolder.db");
-            *guard = Some(crate::db::open(&path).map_err(internal)?);
-        }
-        let conn = guard
-            .as_ref()
-            .ok_or_else(|| StoreError::Internal("no db".into()))?;
-        let u = crate::db::quota::usage(conn, user).map_err(internal)?;
+        let u = self.with_usage_db(|c| crate::db::quota::usage(c, user))?;
         Ok(Usage {
             bytes: u.bytes,
             messages: u.messages,
+        })
+    }
+
+    fn mailbox_usage(&self, user: &str, name: &str) -> StoreResult<MailboxUsage> {
+        let u = self
+            .with_usage_db(|c| crate::db::quota::mailbox_usage(c, user, name))?
+            .ok_or(StoreError::NoMailbox)?;
+        Ok(MailboxUsage {
+            bytes: u.bytes,
+            deleted: u.deleted,
+            deleted_bytes: u.deleted_bytes,
         })
     }
 

@@ -40,6 +40,7 @@ impl Session {
             "QUOTA",
             "QUOTA=RES-STORAGE",
             "QUOTA=RES-MESSAGE",
+            "STATUS=SIZE",
             "UTF8=ACCEPT",
         ]);
         if self.deflate.is_none() {

@@ -574,6 +574,9 @@ impl<'a> Cursor<'a> {
                 "UIDVALIDITY" => StatusItem::UidValidity,
                 "UNSEEN" => StatusItem::Unseen,
                 "HIGHESTMODSEQ" => StatusItem::HighestModSeq,
+                "DELETED" => StatusItem::Deleted,
+                "DELETED-STORAGE" => StatusItem::DeletedStorage,
+                "SIZE" => StatusItem::Size,
                 o => return Err(format!("unknown status item {o}")),
             });
         }

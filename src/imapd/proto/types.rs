@@ -253,6 +253,12 @@ pub enum StatusItem {
     UidValidity,
     Unseen,
     HighestModSeq,
+    /// RFC 9208 §4.2: messages flagged `\Deleted`.
+    Deleted,
+    /// RFC 9208 §4.2: octets an EXPUNGE would free.
+    DeletedStorage,
+    /// RFC 8438 STATUS=SIZE: octets in the mailbox.
+    Size,
 }
 
 impl StatusItem {
@@ -264,6 +270,9 @@ impl StatusItem {
             StatusItem::UidValidity => "UIDVALIDITY",
             StatusItem::Unseen => "UNSEEN",
             StatusItem::HighestModSeq => "HIGHESTMODSEQ",
+            StatusItem::Deleted => "DELETED",
+            StatusItem::DeletedStorage => "DELETED-STORAGE",
+            StatusItem::Size => "SIZE",
         }
     }
 }
