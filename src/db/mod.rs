@@ -19,6 +19,7 @@ pub mod fetch;
 pub mod fetchids;
 pub mod quarantine;
 pub mod queue;
+pub mod quota;
 pub mod spool;
 pub mod status;
 pub mod users;

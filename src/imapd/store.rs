@@ -8,13 +8,14 @@
 //! the IMAP command never waits for bogofilter.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tracing::warn;
 
 use super::backend::{
     Backend, ChangeSignal, FlagChange, MailboxInfo, MailboxState, Meta, StatusData, StoreError,
-    StoreResult,
+    StoreResult, Usage,
 };
 use super::proto::StoreMode;
 use crate::spool::{ChangeWatcher, FlagOp, Flags, MsgMeta, Spool, SpoolError};
@@ -25,6 +26,8 @@ pub struct SpoolBackend {
     spool: Spool,
     /// The database to queue spam/ham training in, when bogofilter is on.
     training_db: Option<PathBuf>,
+    /// A connection for QUOTA usage sums, opened on first use.
+    usage_db: Arc<Mutex<Option<crate::db::Connection>>>,
 }
 
 impl SpoolBackend {
@@ -32,6 +35,7 @@ impl SpoolBackend {
         SpoolBackend {
             spool,
             training_db: None,
+            usage_db: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -288,6 +292,23 @@ impl Backend for SpoolBackend {
 
     fn expunge(&self, user: &str, name: &str, uids: &[u32]) -> StoreResult<Vec<u32>> {
         self.spool.expunge(user, name, uids).map_err(err)
+    }
+
+    fn usage(&self, user: &str) -> StoreResult<Usage> {
+        let internal = |e: crate::db::DbError| StoreError::Internal(format!("quota usage: {e}"));
+        let mut guard = self.usage_db.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            let path = self.spool.data_dir().join("zolder.db");
+            *guard = Some(crate::db::open(&path).map_err(internal)?);
+        }
+        let conn = guard
+            .as_ref()
+            .ok_or_else(|| StoreError::Internal("no db".into()))?;
+        let u = crate::db::quota::usage(conn, user).map_err(internal)?;
+        Ok(Usage {
+            bytes: u.bytes,
+            messages: u.messages,
+        })
     }
 
     fn watch(&self, user: &str) -> StoreResult<Box<dyn ChangeSignal>> {

@@ -27,7 +27,7 @@ impl Session {
             Err(e) => return Err(self.store_no(e)),
         };
         let mut line = b"* STATUS ".to_vec();
-        response::mailbox(&mut line, &mailbox);
+        response::mailbox_as(&mut line, &mailbox, self.utf8);
         line.extend_from_slice(b" (");
         for (i, it) in items.iter().enumerate() {
             if i > 0 {
