@@ -12,6 +12,14 @@
 //! the framer's line and literal limits apply to the *inflated* bytes and a
 //! compression bomb (1 KiB that inflates to gigabytes) cannot grow memory past them.
 //! Compressed input not yet inflated is at most one socket read.
+//!
+//! # Memory
+//! A deflate compressor holds ~250 KiB of tables. An idle session does not need
+//! them: after a sync flush the stream is byte-aligned and a fresh compressor's
+//! blocks are a valid continuation (they only refer back to what they themselves
+//! sent). So the session drops the compressor whenever it waits for the client
+//! ([`Deflate::release_compressor`]); an idle COMPRESS session keeps only the
+//! inflater and its 32 KiB window, which the client's stream may refer back into.
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
@@ -23,7 +31,8 @@ pub struct DeflateError(String);
 /// Both directions of a COMPRESS=DEFLATE session.
 pub struct Deflate {
     inflate: Decompress,
-    deflate: Compress,
+    /// Created on first use after each release.
+    deflate: Option<Compress>,
     /// Compressed bytes read from the client and not yet consumed by the inflater.
     input: Vec<u8>,
     /// The last inflate filled its output: the inflater may hold more.
@@ -50,8 +59,7 @@ impl Deflate {
     pub fn new() -> Deflate {
         Deflate {
             inflate: Decompress::new(false),
-            // Level 6: mail text compresses well; higher levels cost CPU for little.
-            deflate: Compress::new(Compression::new(6), false),
+            deflate: None,
             input: Vec::new(),
             more: false,
             ended: false,
@@ -101,18 +109,27 @@ impl Deflate {
         Ok(produced)
     }
 
+    /// Frees the compressor's tables (see "Memory" above); the next
+    /// [`Deflate::compress`] starts a fresh one.
+    pub fn release_compressor(&mut self) {
+        self.deflate = None;
+    }
+
     /// Compresses `data` with a sync flush, appending to `out`.
     pub fn compress(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        // Level 6: mail text compresses well; higher levels cost CPU for little.
+        let deflate = self
+            .deflate
+            .get_or_insert_with(|| Compress::new(Compression::new(6), false));
         let mut rest = data;
         loop {
             out.reserve(rest.len() / 2 + 256);
-            let before_in = self.deflate.total_in();
+            let before_in = deflate.total_in();
             // Errors are impossible for in-memory deflate with a valid flush mode.
-            let _ = self
-                .deflate
+            let _ = deflate
                 .compress_vec(rest, out, FlushCompress::Sync)
                 .map(|_| ());
-            let consumed = (self.deflate.total_in() - before_in) as usize;
+            let consumed = (deflate.total_in() - before_in) as usize;
             rest = &rest[consumed..];
             if rest.is_empty() && out.len() < out.capacity() {
                 return;
@@ -152,6 +169,8 @@ mod tests {
         inf.decompress_vec(&z, &mut plain, FlushDecompress::Sync)
             .unwrap();
         assert_eq!(plain, b"* OK one\r\n");
+        // A fresh compressor after a release continues the same stream.
+        d.release_compressor();
         let mut z2 = Vec::new();
         d.compress(b"* OK two\r\n", &mut z2);
         let mut plain2 = Vec::with_capacity(100);

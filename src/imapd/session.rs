@@ -312,6 +312,11 @@ impl Session {
                     return Err(Fatal::Closed);
                 }
             }
+            if let Some(z) = self.deflate.as_mut() {
+                // About to wait for the client: an idle session need not keep the
+                // compressor's tables (see `compress`).
+                z.release_compressor();
+            }
             let s = self.stream.as_mut().ok_or(Fatal::Closed)?;
             let n = s.read(&mut buf).await?;
             if n == 0 {

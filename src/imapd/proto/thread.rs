@@ -8,8 +8,8 @@
 //! # Security
 //! Headers are untrusted. The REFERENCES algorithm never creates a loop (every link
 //! is checked against the ancestor chain), the number of references taken from one
-//! message is bounded by [`MAX_REFERENCES`], and every walk over the thread tree is
-//! iterative or bounded by the tree's depth, which the loop check keeps finite.
+//! message is bounded by [`MAX_REFERENCES`], and the tree is cut at [`MAX_DEPTH`]
+//! so every recursive walk over it is bounded.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -22,6 +22,10 @@ use super::types::{SortCriterion, SortKey};
 /// References taken from one message's header (a longer chain is cut at the front:
 /// the last ones, nearest the message, matter most).
 pub const MAX_REFERENCES: usize = 100;
+
+/// Deepest thread nesting kept; a deeper reply starts a thread of its own. Bounds
+/// the recursion over the tree (a crafted chain of replies cannot exhaust the stack).
+pub const MAX_DEPTH: usize = 256;
 
 /// What SORT and THREAD need of one message.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -383,16 +387,31 @@ pub fn references(msgs: &[SortMsg]) -> Vec<Node> {
     }
 
     // (2)-(3) Root set; build the owned tree.
-    fn build(cs: &[C], c: usize) -> Node {
+    // Subtrees below MAX_DEPTH become threads of their own, so every later
+    // recursion over the tree is bounded.
+    fn build(cs: &[C], c: usize, depth: usize, cut: &mut Vec<usize>) -> Node {
+        let children = if depth >= MAX_DEPTH {
+            cut.extend(&cs[c].children);
+            Vec::new()
+        } else {
+            cs[c]
+                .children
+                .iter()
+                .map(|&k| build(cs, k, depth + 1, cut))
+                .collect()
+        };
         Node {
             msg: cs[c].msg,
-            children: cs[c].children.iter().map(|&k| build(cs, k)).collect(),
+            children,
         }
     }
-    let roots: Vec<Node> = (0..cs.len())
-        .filter(|&c| cs[c].parent.is_none())
-        .map(|c| build(&cs, c))
-        .collect();
+    let mut pending: Vec<usize> = (0..cs.len()).filter(|&c| cs[c].parent.is_none()).collect();
+    let mut roots: Vec<Node> = Vec::new();
+    while let Some(c) = pending.pop() {
+        let mut cut = Vec::new();
+        roots.push(build(&cs, c, 0, &mut cut));
+        pending.extend(cut);
+    }
 
     // (4) Prune dummies.
     fn prune(children: Vec<Node>, at_root: bool) -> Vec<Node> {
@@ -641,6 +660,30 @@ mod tests {
         for n in ["1", "2", "3"] {
             assert!(s.contains(n), "{s}");
         }
+    }
+
+    #[test]
+    fn very_deep_chains_are_cut_not_overflowed() {
+        let n = 3 * MAX_DEPTH as u32;
+        let v: Vec<SortMsg> = (1..=n)
+            .map(|i| {
+                let id = format!("m{i}");
+                let parent = format!("m{}", i - 1);
+                let refs: Vec<&str> = if i > 1 { vec![&parent] } else { vec![] };
+                m(i, "chain", i as i64, &id, &refs)
+            })
+            .collect();
+        let t = references(&v);
+        let s = show(&v, &t);
+        for i in 1..=n {
+            assert!(
+                s.contains(&format!(" {i} "))
+                    || s.contains(&format!("({i} "))
+                    || s.contains(&format!(" {i})")),
+                "{i}"
+            );
+        }
+        assert!(t.len() <= 4, "{}", t.len());
     }
 
     #[test]
