@@ -20,6 +20,7 @@ pub mod fetchids;
 pub mod imapd;
 pub mod quarantine;
 pub mod queue;
+pub mod quota;
 pub mod spool;
 pub mod status;
 pub mod users;

@@ -66,6 +66,22 @@ pub struct FlagChange {
     pub failed: Vec<u32>,
 }
 
+/// What all of a user's mailboxes hold (QUOTA).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Sum of RFC822.SIZE, octets.
+    pub bytes: u64,
+    pub messages: u64,
+}
+
+/// Sizes of one mailbox (STATUS SIZE, DELETED, DELETED-STORAGE).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MailboxUsage {
+    pub bytes: u64,
+    pub deleted: u64,
+    pub deleted_bytes: u64,
+}
+
 /// Wakes when the user's mail changes.
 #[async_trait::async_trait]
 pub trait ChangeSignal: Send {
@@ -154,6 +170,10 @@ pub trait Backend: Send + Sync + 'static {
     ) -> StoreResult<(u32, Vec<(u32, u32)>)>;
     /// Removes messages; returns the UIDs that were removed.
     fn expunge(&self, user: &str, name: &str, uids: &[u32]) -> StoreResult<Vec<u32>>;
+    /// Storage and message count over all the user's mailboxes (QUOTA).
+    fn usage(&self, user: &str) -> StoreResult<Usage>;
+    /// Size, `\Deleted` count and their size, of one mailbox.
+    fn mailbox_usage(&self, user: &str, name: &str) -> StoreResult<MailboxUsage>;
     /// The user's change signal (for IDLE).
     fn watch(&self, user: &str) -> StoreResult<Box<dyn ChangeSignal>>;
 }

@@ -8,13 +8,15 @@
 //! the IMAP command never waits for bogofilter.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tracing::warn;
 
+use super::backend::MailboxUsage;
 use super::backend::{
     Backend, ChangeSignal, FlagChange, MailboxInfo, MailboxState, Meta, StatusData, StoreError,
-    StoreResult,
+    StoreResult, Usage,
 };
 use super::proto::StoreMode;
 use super::view::View;
@@ -26,6 +28,8 @@ pub struct SpoolBackend {
     spool: Spool,
     /// The database to queue spam/ham training in, when bogofilter is on.
     training_db: Option<PathBuf>,
+    /// A connection for QUOTA usage sums, opened on first use.
+    usage_db: Arc<Mutex<Option<crate::db::Connection>>>,
 }
 
 impl SpoolBackend {
@@ -33,6 +37,7 @@ impl SpoolBackend {
         SpoolBackend {
             spool,
             training_db: None,
+            usage_db: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -40,6 +45,23 @@ impl SpoolBackend {
     pub fn with_training(mut self, db: PathBuf) -> SpoolBackend {
         self.training_db = Some(db);
         self
+    }
+
+    /// Runs `f` on the usage connection (QUOTA, STATUS SIZE), opened on first use.
+    fn with_usage_db<T>(
+        &self,
+        f: impl FnOnce(&crate::db::Connection) -> crate::db::Result<T>,
+    ) -> StoreResult<T> {
+        let internal = |e: crate::db::DbError| StoreError::Internal(format!("usage: {e}"));
+        let mut guard = self.usage_db.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            let path = self.spool.data_dir().join("zolder.db");
+            *guard = Some(crate::db::open(&path).map_err(internal)?);
+        }
+        let conn = guard
+            .as_ref()
+            .ok_or_else(|| StoreError::Internal("usage: no database".into()))?;
+        f(conn).map_err(internal)
     }
 
     /// After a copy from `from` to `to`: queue training if Junk is involved.
@@ -314,6 +336,25 @@ impl Backend for SpoolBackend {
 
     fn expunge(&self, user: &str, name: &str, uids: &[u32]) -> StoreResult<Vec<u32>> {
         self.spool.expunge(user, name, uids).map_err(err)
+    }
+
+    fn usage(&self, user: &str) -> StoreResult<Usage> {
+        let u = self.with_usage_db(|c| crate::db::quota::usage(c, user))?;
+        Ok(Usage {
+            bytes: u.bytes,
+            messages: u.messages,
+        })
+    }
+
+    fn mailbox_usage(&self, user: &str, name: &str) -> StoreResult<MailboxUsage> {
+        let u = self
+            .with_usage_db(|c| crate::db::quota::mailbox_usage(c, user, name))?
+            .ok_or(StoreError::NoMailbox)?;
+        Ok(MailboxUsage {
+            bytes: u.bytes,
+            deleted: u.deleted,
+            deleted_bytes: u.deleted_bytes,
+        })
     }
 
     fn watch(&self, user: &str) -> StoreResult<Box<dyn ChangeSignal>> {

@@ -76,6 +76,8 @@ pub struct View {
     /// UIDs the store has expunged that this session has not been told of yet
     /// (held back during commands that use sequence numbers).
     pub pending_expunge: Vec<u32>,
+    /// QRESYNC is enabled: report expunges as `* VANISHED uids` (RFC 7162 §3.2.10).
+    pub qresync: bool,
 }
 
 impl View {
@@ -87,6 +89,7 @@ impl View {
             msgs: Vec::with_capacity(metas.len()),
             flag_table: FlagTable::default(),
             pending_expunge: Vec::new(),
+            qresync: false,
         };
         for m in metas {
             let msg = v.msg_from(&m);
@@ -238,8 +241,19 @@ impl View {
             .collect();
         idx.sort_unstable();
         idx.dedup();
-        for &i in idx.iter().rev() {
-            let _ = write!(Bytes(out), "* {} EXPUNGE\r\n", i + 1);
+        if self.qresync {
+            if !idx.is_empty() {
+                let uids: Vec<u32> = idx.iter().map(|&i| self.msgs[i].uid).collect();
+                let _ = write!(
+                    Bytes(out),
+                    "* VANISHED {}\r\n",
+                    super::proto::seq::compact(&uids)
+                );
+            }
+        } else {
+            for &i in idx.iter().rev() {
+                let _ = write!(Bytes(out), "* {} EXPUNGE\r\n", i + 1);
+            }
         }
         let gone: std::collections::HashSet<u32> = self.pending_expunge.drain(..).collect();
         self.msgs.retain(|m| !gone.contains(&m.uid));
@@ -379,5 +393,20 @@ mod tests {
             "* 5 EXPUNGE\r\n* 3 EXPUNGE\r\n* 2 EXPUNGE\r\n"
         );
         assert_eq!(v.msgs.iter().map(|m| m.uid).collect::<Vec<_>>(), vec![1, 4]);
+    }
+
+    #[test]
+    fn qresync_reports_vanished() {
+        let mut v = View::new(
+            "INBOX".into(),
+            st(5),
+            (1..=6).map(|u| meta(u, 1, "")).collect(),
+            false,
+        );
+        v.qresync = true;
+        let mut out = Vec::new();
+        v.apply(st(6), vec![], vec![2, 3, 5, 99], true, true, &mut out);
+        assert_eq!(String::from_utf8_lossy(&out), "* VANISHED 2:3,5\r\n");
+        assert_eq!(v.exists(), 3);
     }
 }

@@ -1,4 +1,6 @@
-//! FETCH and UID FETCH (RFC 3501 §6.4.5, CONDSTORE CHANGEDSINCE/MODSEQ RFC 7162).
+//! FETCH and UID FETCH (RFC 3501 §6.4.5, CONDSTORE CHANGEDSINCE/MODSEQ RFC 7162,
+//! and QRESYNC's `UID FETCH set (...) (CHANGEDSINCE m VANISHED)`, which first sends
+//! `* VANISHED (EARLIER) uids` for the UIDs of the set expunged since `m`).
 //!
 //! # Format
 //! `FETCH 1:* (FLAGS UID RFC822.SIZE INTERNALDATE ENVELOPE BODYSTRUCTURE
@@ -172,15 +174,51 @@ fn write_fetch(
 }
 
 impl Session {
+    /// `* VANISHED (EARLIER)` for the UIDs in `set` expunged after `since`.
+    async fn fetch_vanished(&mut self, set: &SeqSet, since: u64) {
+        let Some(v) = self.view() else { return };
+        let (id, user) = (v.name.clone(), self.user());
+        let max = v.state.uidnext.saturating_sub(1).max(v.max_uid());
+        let gone = match self.blocking(move |b| b.changes(&user, &id, since)).await {
+            Ok((_, _, gone)) => gone,
+            Err(e) => {
+                tracing::warn!(error = %e, "VANISHED lookup failed");
+                return;
+            }
+        };
+        let Some(v) = self.view() else { return };
+        // Expunges this session was not told of yet stay for the normal VANISHED.
+        let mut gone: Vec<u32> = gone
+            .into_iter()
+            .filter(|&u| set.contains(u, max) && v.index_of(u).is_none())
+            .collect();
+        gone.sort_unstable();
+        gone.dedup();
+        if !gone.is_empty() {
+            let l = format!(
+                "VANISHED (EARLIER) {}",
+                crate::imapd::proto::seq::compact(&gone)
+            );
+            self.untagged(&l);
+        }
+    }
+
     pub(crate) async fn op_fetch(
         &mut self,
         uid: bool,
         set: SeqSet,
         mut attrs: Vec<FetchAttr>,
         changed_since: Option<u64>,
+        vanished: bool,
     ) -> Result<Reply, Fatal> {
+        if vanished && !self.qresync {
+            return Ok(Reply::bad("VANISHED needs ENABLE QRESYNC"));
+        }
         if changed_since.is_some() {
             self.condstore = true;
+        }
+        if let (true, Some(since)) = (vanished, changed_since) {
+            self.fetch_vanished(&set, since).await;
         }
         let Some(v) = self.view() else {
             return Ok(Reply::bad("No mailbox selected"));

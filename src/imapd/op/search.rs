@@ -25,7 +25,7 @@ pub struct Candidate<'a> {
     pub parsed: Option<&'a mail_parser::Message<'a>>,
 }
 
-fn needs_content(k: &SearchKey) -> bool {
+pub(crate) fn needs_content(k: &SearchKey) -> bool {
     match k {
         SearchKey::And(v) => v.iter().any(needs_content),
         SearchKey::Or(a, b) => needs_content(a) || needs_content(b),
