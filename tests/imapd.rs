@@ -875,6 +875,10 @@ async fn qresync_resync_after_another_session_expunged_and_flagged() {
     a.cmd("c9", "UID STORE 1 +FLAGS.SILENT (\\Deleted)").await;
     let r = a.cmd("c10", "EXPUNGE").await;
     assert_eq!(r[0], "* VANISHED 1", "{r:?}");
+    let after = number_after(&r, "[HIGHESTMODSEQ");
+    assert!(after > highest, "{r:?}");
+    let r = a.cmd("c11", "STATUS INBOX (HIGHESTMODSEQ)").await;
+    assert_eq!(number_after(&r, "HIGHESTMODSEQ"), after, "{r:?}");
     srv.running.shutdown().await;
 }
 

@@ -1,5 +1,6 @@
 //! imapd against real client programs: Python's imaplib exercising every command,
-//! mbsync (isync) syncing a Maildir both ways and then finding nothing to do, and
+//! mbsync (isync) syncing a Maildir both ways and then finding nothing to do (and once
+//! more over COMPRESS=DEFLATE), and
 //! mutt reading and moving a message in batch mode, fetchmail and getmail6 fetching
 //! from it over IMAP as from an ISP. Each test prints
 //! "skipped: <prog> not installed" and returns when its program is missing.
@@ -191,6 +192,76 @@ async fn mbsync_two_way_then_nothing_to_do() {
             "third run did work ({verb}): {text}"
         );
     }
+    srv.running.shutdown().await;
+}
+
+/// mbsync (isync ≥ 1.4, built with zlib) turns on COMPRESS=DEFLATE by itself when
+/// the server offers it: a sync over a compressed connection, both ways.
+#[tokio::test(flavor = "multi_thread")]
+async fn mbsync_over_compress_deflate() {
+    if !have("mbsync") {
+        println!("skipped: mbsync not installed");
+        return;
+    }
+    let srv = start().await;
+    let local = srv.dir.path().join("local");
+    let inbox = local.join("INBOX");
+    write_maildir_message(&inbox, "1700000000.l1.host", "lokaal");
+    let cfg = Config::load(&srv.dir.path().join("zolder.toml")).unwrap();
+    let spool = zolder::spool::Spool::open(&cfg).unwrap();
+    let s2 = spool.clone();
+    tokio::task::spawn_blocking(move || {
+        let body = format!(
+            "Subject: gecomprimeerd\r\n\r\n{}\r\n",
+            "tekst ".repeat(2000)
+        );
+        s2.append(
+            "bouke",
+            "INBOX",
+            body.into_bytes(),
+            &zolder::spool::Flags::new(),
+            None,
+        )
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    let rc = srv.dir.path().join("mbsyncrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "IMAPAccount zolder\nHost 127.0.0.1\nPort {}\nUser bouke\nPass {PASSWORD}\n\
+             SSLType None\nAuthMechs LOGIN\n\n\
+             IMAPStore zolder-remote\nAccount zolder\n\n\
+             MaildirStore local\nPath {}/\nInbox {}\nSubFolders Verbatim\n\n\
+             Channel c\nFar :zolder-remote:\nNear :local:\nPatterns INBOX\n\
+             Create Both\nSync All\nSyncState *\n",
+            srv.addr.port(),
+            local.display(),
+            inbox.display()
+        ),
+    )
+    .unwrap();
+    let mut c = Command::new("mbsync");
+    c.arg("-c").arg(&rc).arg("-Dn").arg("-a");
+    let out = run(c).await;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "mbsync: {text}");
+    if !text.contains("COMPRESS DEFLATE") {
+        println!("skipped: this mbsync does not use COMPRESS=DEFLATE");
+        srv.running.shutdown().await;
+        return;
+    }
+    assert!(text.contains("OK DEFLATE active"), "{text}");
+    assert_eq!(count_files(&inbox), 2, "server message came down: {text}");
+    let st = tokio::task::spawn_blocking(move || spool.select("bouke", "INBOX").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(st.messages.len(), 2, "local message went up: {text}");
     srv.running.shutdown().await;
 }
 

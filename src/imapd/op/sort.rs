@@ -5,16 +5,17 @@
 //! # Format
 //! `SORT (REVERSE DATE SUBJECT) UTF-8 UNDELETED` → `* SORT 5 3 4`
 //!
-//! The index gives size and INTERNALDATE; the other keys come from each message's
-//! header, read (header only) on a blocking thread in batches. Messages expunged by
-//! another session meanwhile are left out.
+//! The index gives size and INTERNALDATE (a sort by ARRIVAL/SIZE alone reads no
+//! message); the other keys come from each message's header, read (header only) on
+//! a blocking thread in batches. Messages expunged by another session meanwhile are
+//! left out.
 
 use std::fmt::Write as _;
 
 use crate::imapd::backend::StoreError;
 use crate::imapd::op::search::{Candidate, matches_key, needs_content};
 use crate::imapd::proto::thread::{SortMsg, sort};
-use crate::imapd::proto::{SearchKey, SortCriterion, mime};
+use crate::imapd::proto::{SearchKey, SortCriterion, SortKey, mime};
 use crate::imapd::session::{Fatal, Reply, Session};
 use crate::imapd::view::Msg;
 
@@ -22,8 +23,13 @@ use crate::imapd::view::Msg;
 const BATCH: usize = 256;
 
 impl Session {
-    /// The summaries of the messages matching `key`, in sequence order.
-    pub(crate) async fn sort_input(&mut self, key: SearchKey) -> Result<Vec<SortMsg>, Reply> {
+    /// The summaries of the messages matching `key`, in sequence order; without
+    /// `headers`, only what the index knows (sequence, UID, size, INTERNALDATE).
+    pub(crate) async fn sort_input(
+        &mut self,
+        key: SearchKey,
+        headers: bool,
+    ) -> Result<Vec<SortMsg>, Reply> {
         let Some(v) = self.view() else {
             return Err(Reply::bad("No mailbox selected"));
         };
@@ -51,6 +57,19 @@ impl Session {
             })
             .map(|(i, m)| (i as u32 + 1, *m, v.flags(m).to_string()))
             .collect();
+        if !content && !headers {
+            return Ok(cands
+                .into_iter()
+                .map(|(seq, m, _)| SortMsg {
+                    seq,
+                    uid: m.uid,
+                    size: m.size,
+                    arrival: m.internal_date(),
+                    sent: m.internal_date(),
+                    ..SortMsg::default()
+                })
+                .collect());
+        }
         let (user, id) = (self.user(), v.name.clone());
         let r = self
             .blocking(move |b| {
@@ -96,7 +115,10 @@ impl Session {
         criteria: Vec<SortCriterion>,
         key: SearchKey,
     ) -> Result<Reply, Fatal> {
-        let mut msgs = match self.sort_input(key).await {
+        let headers = criteria
+            .iter()
+            .any(|c| !matches!(c.key, SortKey::Arrival | SortKey::Size));
+        let mut msgs = match self.sort_input(key, headers).await {
             Ok(m) => m,
             Err(r) => return Ok(r),
         };

@@ -15,7 +15,7 @@ impl Session {
         algorithm: ThreadAlgorithm,
         key: SearchKey,
     ) -> Result<Reply, Fatal> {
-        let msgs = match self.sort_input(key).await {
+        let msgs = match self.sort_input(key, true).await {
             Ok(m) => m,
             Err(r) => return Ok(r),
         };
