@@ -9,6 +9,8 @@
 //! bounded lines and literals, the connection is dropped after 60 s idle before
 //! login and 30 min after, LOGIN/AUTHENTICATE are refused in plain text except on
 //! loopback (unless `allow_plaintext_auth`), failed logins are delayed per address.
+//! Under COMPRESS=DEFLATE the bytes are inflated at most 16 KiB at a time before
+//! the framer sees them, so its bounds hold for the inflated stream.
 //! It reads and writes only the logged-in user's mailboxes, through [`Backend`].
 
 use std::net::SocketAddr;
