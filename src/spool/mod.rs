@@ -418,7 +418,9 @@ impl Drop for Pooled<'_> {
             // A connection left inside a transaction (a panic mid-way) is not reused.
             if c.is_autocommit() {
                 let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-                if pool.len() < 8 {
+                // Enough for every session busy at once in the benchmark's 50-client
+                // run: a connection opened anew costs a file open and the schema check.
+                if pool.len() < 32 {
                     pool.push(c);
                 }
             }
@@ -1087,25 +1089,11 @@ impl Spool {
         let store = self.store_of(&u, &name);
         let mut conn = self.conn()?;
         let m = self.mailbox_row(&conn, &u, &name)?;
-        let tx = write_tx(&mut conn)?;
         let mut out = FlagsResult::default();
         let mut sorted = uids.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
-        let rows = db::imapd::messages_in(&tx, m.id, &sorted)?;
-        let stamp = match &store {
-            Store::Maildir(md) => self.stamp_before(m.id, md),
-            Store::Mbox(_) => None,
-        };
-        // Directories whose entries changed (renames), fsynced once each.
-        let mut touched: Vec<PathBuf> = Vec::new();
-        let mut changes: Vec<(u32, Flags, &MessageRow)> = Vec::new();
-        for row in &rows {
-            if unchanged_since.is_some_and(|s| row.modseq > s) {
-                out.failed.push(row.uid);
-                continue;
-            }
-            let old = Flags::parse(&row.flags);
+        let new_flags = |old: &Flags| {
             let mut new = match op {
                 FlagOp::Set => Flags::new(),
                 FlagOp::Add | FlagOp::Remove => old.clone(),
@@ -1114,18 +1102,72 @@ impl Spool {
                 FlagOp::Set | FlagOp::Add => new.add_all(flags),
                 FlagOp::Remove => new.remove_all(flags),
             }
+            new
+        };
+        let track = |touched: &mut Vec<PathBuf>, from: PathBuf, md: &Maildir| {
+            for d in [from, md.dir(Sub::Cur)] {
+                if !touched.contains(&d) {
+                    touched.push(d);
+                }
+            }
+        };
+
+        // 1. Maildir, unconditional STORE: rename the files and fsync their
+        // directories before taking the write lock, so other sessions' commits do not
+        // wait for this one's disk syncs. Remember what each rename was based on.
+        let mut planned: HashMap<u32, String> = HashMap::new();
+        if let (Store::Maildir(md), None) = (&store, unchanged_since) {
+            let stamp = self.stamp_before(m.id, md);
+            let mut touched: Vec<PathBuf> = Vec::new();
+            for row in db::imapd::messages_in(&conn, m.id, &sorted)? {
+                let Some(base) = row.file.as_deref() else {
+                    continue;
+                };
+                let old = Flags::parse(&row.flags);
+                let new = new_flags(&old);
+                if new == old {
+                    continue;
+                }
+                match rename_info(md, base, &old.maildir_info(), &new.maildir_info())? {
+                    Renamed::From(from) => track(&mut touched, from, md),
+                    Renamed::Unchanged => {}
+                    Renamed::Gone => continue,
+                }
+                planned.insert(row.uid, row.flags);
+            }
+            for d in &touched {
+                maildir::fsync_dir(d).map_err(|e| SpoolError::io(d, e))?;
+            }
+            if !touched.is_empty() {
+                self.stamp_after(m.id, md, stamp);
+            }
+        }
+
+        // 2. Under the write lock, from the rows as they are now: a row another
+        // session changed meanwhile is recomputed (and its file renamed again).
+        let tx = write_tx(&mut conn)?;
+        let rows = db::imapd::messages_in(&tx, m.id, &sorted)?;
+        let stamp = match &store {
+            Store::Maildir(md) => self.stamp_before(m.id, md),
+            Store::Mbox(_) => None,
+        };
+        let mut touched: Vec<PathBuf> = Vec::new();
+        let mut changes: Vec<(u32, Flags, &MessageRow)> = Vec::new();
+        for row in &rows {
+            if unchanged_since.is_some_and(|s| row.modseq > s) {
+                out.failed.push(row.uid);
+                continue;
+            }
+            let old = Flags::parse(&row.flags);
+            let new = new_flags(&old);
             if new == old {
                 continue;
             }
-            if let (Store::Maildir(md), Some(base)) = (&store, row.file.as_deref()) {
+            if let (Store::Maildir(md), Some(base)) = (&store, row.file.as_deref())
+                && planned.get(&row.uid) != Some(&row.flags)
+            {
                 match rename_info(md, base, &old.maildir_info(), &new.maildir_info())? {
-                    Renamed::From(from_dir) => {
-                        for d in [from_dir, md.dir(Sub::Cur)] {
-                            if !touched.contains(&d) {
-                                touched.push(d);
-                            }
-                        }
-                    }
+                    Renamed::From(from) => track(&mut touched, from, md),
                     Renamed::Unchanged => {}
                     // Removed by another program: the next select expunges it.
                     Renamed::Gone => continue,
@@ -2067,8 +2109,37 @@ impl DirStamp {
 /// Every write transaction is IMMEDIATE: it takes SQLite's write lock at BEGIN, where
 /// the busy timeout applies. A deferred transaction that reads first and writes later
 /// fails at once with "database is locked" when another process committed meanwhile.
-fn write_tx(conn: &mut Connection) -> Result<db::Transaction<'_>> {
-    Ok(conn.transaction_with_behavior(db::TransactionBehavior::Immediate)?)
+///
+/// Writers in this process also take turns on a mutex first: SQLite's busy handler
+/// waits by sleeping (1, 2, 5, 10 … ms), so fifty IMAP sessions committing at once
+/// through their own connections would mostly sleep. The mutex hands the write lock
+/// over at once; other processes still meet the busy timeout.
+fn write_tx(conn: &mut Connection) -> Result<WriteTx<'_>> {
+    static TURN: Mutex<()> = Mutex::new(());
+    let turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let tx = conn.transaction_with_behavior(db::TransactionBehavior::Immediate)?;
+    Ok(WriteTx { tx, _turn: turn })
+}
+
+/// A write transaction holding this process's writer turn (see [`write_tx`]).
+/// Dropped without [`commit`](Self::commit), it rolls back, then gives the turn up.
+struct WriteTx<'c> {
+    tx: db::Transaction<'c>,
+    _turn: std::sync::MutexGuard<'static, ()>,
+}
+
+impl<'c> Deref for WriteTx<'c> {
+    type Target = db::Transaction<'c>;
+    fn deref(&self) -> &db::Transaction<'c> {
+        &self.tx
+    }
+}
+
+impl WriteTx<'_> {
+    fn commit(self) -> Result<()> {
+        self.tx.commit()?;
+        Ok(())
+    }
 }
 
 fn meta(r: MessageRow) -> MsgMeta {
