@@ -972,25 +972,37 @@ impl Spool {
         let mut sorted = uids.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
-        let (mb_id, rows, mut cached) = {
+        // found[i] is the message of sorted[i].
+        let mut found: Vec<Option<Vec<u8>>> = vec![None; sorted.len()];
+        let (mb_id, rows) = {
             let conn = self.conn()?;
             let m = self.mailbox_row(&conn, &u, &name)?;
-            let rows = db::imapd::messages_in(&conn, m.id, &sorted)?;
-            let cached = if headers_only {
-                db::imapd::headers_in(&conn, m.id, &sorted)?
+            let mut missing = Vec::new();
+            if headers_only {
+                // A cached header exists only while its message does (the trigger
+                // in migrations/0009 removes it with the row).
+                let mut cached = db::imapd::headers_in(&conn, m.id, &sorted)?
+                    .into_iter()
+                    .peekable();
+                for (i, uid) in sorted.iter().enumerate() {
+                    match cached.next_if(|c| c.0 == *uid) {
+                        Some((_, h)) => found[i] = Some(h),
+                        None => missing.push(*uid),
+                    }
+                }
             } else {
+                missing = sorted.clone();
+            }
+            let rows = if missing.is_empty() {
                 Vec::new()
+            } else {
+                db::imapd::messages_in(&conn, m.id, &missing)?
             };
-            (m.id, rows, cached)
+            (m.id, rows)
         };
         let store = self.store_of(&u, &name);
-        let mut found: HashMap<u32, Vec<u8>> = HashMap::with_capacity(rows.len());
-        let mut fresh: Vec<u32> = Vec::new();
+        let mut fresh: Vec<(u32, Vec<u8>)> = Vec::new();
         for row in rows {
-            if let Ok(i) = cached.binary_search_by_key(&row.uid, |c| c.0) {
-                found.insert(row.uid, std::mem::take(&mut cached[i].1));
-                continue;
-            }
             let bytes = match &store {
                 Store::Maildir(md) => {
                     let Some(base) = row.file.as_deref() else {
@@ -1008,22 +1020,23 @@ impl Spool {
                 },
             };
             if headers_only {
-                fresh.push(row.uid);
+                fresh.push((row.uid, wire_header(&bytes)));
             }
-            found.insert(row.uid, bytes);
+            if let Ok(i) = sorted.binary_search(&row.uid) {
+                found[i] = Some(bytes);
+            }
         }
         if !fresh.is_empty() {
             // Cache the headers just read. Losing this on a crash costs only a
             // re-read, so the commit does not wait for the disk.
-            let heads: Vec<(u32, Vec<u8>)> = fresh
-                .iter()
-                .filter_map(|uid| found.get(uid).map(|b| (*uid, wire_header(b))))
-                .collect();
-            if let Err(e) = self.cache_headers(mb_id, &heads) {
+            if let Err(e) = self.cache_headers(mb_id, &fresh) {
                 debug!(user = %u.name, mailbox = %name, "header cache not written: {e}");
             }
         }
-        Ok(uids.iter().map(|uid| found.remove(uid)).collect())
+        Ok(uids
+            .iter()
+            .map(|uid| sorted.binary_search(uid).ok().and_then(|i| found[i].take()))
+            .collect())
     }
 
     /// Writes headers into the cache in one transaction, without a WAL sync.
