@@ -20,6 +20,7 @@ pub mod fetchids;
 pub mod quarantine;
 pub mod queue;
 pub mod quota;
+pub mod sortkeys;
 pub mod spool;
 pub mod status;
 pub mod users;
@@ -52,6 +53,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "0005_scan",
         include_str!("../../migrations/0005_scan.sql"),
+    ),
+    (
+        6,
+        "0006_imapd",
+        include_str!("../../migrations/0006_imapd.sql"),
     ),
 ];
 
