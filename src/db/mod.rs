@@ -17,6 +17,7 @@ pub use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
 pub mod fetch;
 pub mod fetchids;
+pub mod imapd;
 pub mod quarantine;
 pub mod queue;
 pub mod quota;
@@ -48,7 +49,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0004_queue",
         include_str!("../../migrations/0004_queue.sql"),
     ),
-    // (5, "0005_scan", …), (6, "0006_imapd", …): one per owner, added when needed.
+    // (5, "0005_scan", …), (6, "0006_imapd_sort", …): one per owner, added when needed.
     (
         5,
         "0005_scan",
@@ -56,8 +57,13 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (
         6,
-        "0006_imapd",
-        include_str!("../../migrations/0006_imapd.sql"),
+        "0006_imapd_sort",
+        include_str!("../../migrations/0006_imapd_sort.sql"),
+    ),
+    (
+        9,
+        "0009_imapd_cache",
+        include_str!("../../migrations/0009_imapd_cache.sql"),
     ),
 ];
 

@@ -1,4 +1,4 @@
-//! SQL for imapd's SORT/THREAD key cache (`sort_keys`, migration 0006): the header
+//! SQL for imapd's SORT/THREAD key cache (`sort_keys`, migrations/0006_imapd_sort.sql): the header
 //! facts RFC 5256 sorts and threads by, parsed once per message.
 
 use super::{Connection, OptionalExtension, Result, params};

@@ -117,6 +117,17 @@ pub trait Backend: Send + Sync + 'static {
     /// Opens a mailbox (reconciling with the disk): its counters and every message,
     /// by UID.
     fn open(&self, user: &str, name: &str) -> StoreResult<(MailboxState, Vec<Meta>)>;
+    /// Opens a mailbox (as [`open`](Self::open)) straight into a session's view.
+    /// The spool's implementation builds it without an allocation per message.
+    fn open_view(&self, user: &str, name: &str, read_only: bool) -> StoreResult<super::view::View> {
+        let (state, metas) = self.open(user, name)?;
+        Ok(super::view::View::new(
+            name.to_string(),
+            state,
+            metas,
+            read_only,
+        ))
+    }
     /// The counters only (a cheap "did anything change?").
     fn state(&self, user: &str, name: &str) -> StoreResult<MailboxState>;
     /// Messages whose MODSEQ is above `since` (new or changed) and UIDs expunged

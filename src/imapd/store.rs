@@ -19,6 +19,7 @@ use super::backend::{
 };
 use super::backend::{MailboxUsage, SortKeys};
 use super::proto::StoreMode;
+use super::view::View;
 use crate::db::sortkeys::SortKeyRow;
 use crate::spool::{ChangeWatcher, FlagOp, Flags, MsgMeta, Spool, SpoolError};
 
@@ -182,6 +183,31 @@ impl Backend for SpoolBackend {
             },
             s.messages.into_iter().map(meta).collect(),
         ))
+    }
+
+    fn open_view(&self, user: &str, name: &str, read_only: bool) -> StoreResult<View> {
+        let mut v = View::new(
+            name.to_string(),
+            MailboxState {
+                uidvalidity: 0,
+                uidnext: 0,
+                highestmodseq: 0,
+            },
+            Vec::new(),
+            read_only,
+        );
+        let (uidvalidity, uidnext, highestmodseq) = self
+            .spool
+            .select_each(user, name, |uid, size, date, flags, modseq| {
+                v.push(uid, size, date, flags, modseq)
+            })
+            .map_err(err)?;
+        v.state = MailboxState {
+            uidvalidity,
+            uidnext,
+            highestmodseq,
+        };
+        Ok(v)
     }
 
     fn state(&self, user: &str, name: &str) -> StoreResult<MailboxState> {

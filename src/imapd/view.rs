@@ -99,6 +99,28 @@ impl View {
         v
     }
 
+    /// Appends a message read from the index in UID order (opening a mailbox).
+    pub fn push(&mut self, uid: u32, size: u64, date: i64, flags: &str, modseq: u64) {
+        let msg = Msg {
+            uid,
+            size: size.min(u32::MAX as u64) as u32,
+            date: date.clamp(0, u32::MAX as i64) as u32,
+            flags: self.flag_table.intern(flags),
+            modseq,
+        };
+        if self.msgs.last().is_some_and(|l| l.uid >= uid) {
+            // Out of order (never from the index's ORDER BY uid): keep the invariant.
+            let i = self.msgs.partition_point(|m| m.uid < uid);
+            if self.msgs.get(i).is_some_and(|m| m.uid == uid) {
+                self.msgs[i] = msg;
+            } else {
+                self.msgs.insert(i, msg);
+            }
+            return;
+        }
+        self.msgs.push(msg);
+    }
+
     fn msg_from(&mut self, m: &Meta) -> Msg {
         Msg {
             uid: m.uid,
@@ -116,6 +138,24 @@ impl View {
 
     pub fn has_flag(&self, m: &Msg, flag: &str) -> bool {
         has_flag(self.flags(m), flag)
+    }
+
+    /// For each entry of the flag table, whether it holds `flag`: lets a pass over a
+    /// big mailbox test a flag with one index instead of a string scan per message.
+    pub fn sets_with(&self, flag: &str) -> Vec<bool> {
+        self.flag_table
+            .sets
+            .iter()
+            .map(|s| has_flag(s, flag))
+            .collect()
+    }
+
+    /// Index of the first message without `\Seen`.
+    pub fn first_unseen(&self) -> Option<usize> {
+        let seen = self.sets_with("\\Seen");
+        self.msgs
+            .iter()
+            .position(|m| !seen.get(m.flags as usize).copied().unwrap_or(false))
     }
 
     /// Records new flags and MODSEQ for the message at `i`.

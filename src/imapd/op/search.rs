@@ -40,6 +40,47 @@ pub(crate) fn needs_content(k: &SearchKey) -> bool {
     }
 }
 
+/// Whether a key needs the message body (not only its header).
+fn needs_body(k: &SearchKey) -> bool {
+    match k {
+        SearchKey::And(v) => v.iter().any(needs_body),
+        SearchKey::Or(a, b) => needs_body(a) || needs_body(b),
+        SearchKey::Not(a) => needs_body(a),
+        SearchKey::Body(_) | SearchKey::Text(_) => true,
+        _ => false,
+    }
+}
+
+/// Evaluates `key` from the index alone (flags, dates, sizes, numbers): `None` when
+/// the answer depends on the message's content. `FLAGGED SUBJECT x` thus reads only
+/// the flagged messages, as Dovecot does.
+fn quick(key: &SearchKey, c: &Candidate<'_>) -> Option<bool> {
+    match key {
+        SearchKey::And(v) => {
+            let mut unknown = false;
+            for k in v {
+                match quick(k, c) {
+                    Some(false) => return Some(false),
+                    None => unknown = true,
+                    Some(true) => {}
+                }
+            }
+            (!unknown).then_some(true)
+        }
+        SearchKey::Or(a, b) => match (quick(a, c), quick(b, c)) {
+            (Some(true), _) | (_, Some(true)) => Some(true),
+            (Some(false), Some(false)) => Some(false),
+            _ => None,
+        },
+        SearchKey::Not(a) => quick(a, c).map(|x| !x),
+        k if needs_content(k) => None,
+        k => Some(matches_key(k, c)),
+    }
+}
+
+/// Messages whose content is read per blocking call.
+const READ_BATCH: usize = 128;
+
 fn uses_modseq(k: &SearchKey) -> bool {
     match k {
         SearchKey::And(v) => v.iter().any(uses_modseq),
@@ -101,65 +142,63 @@ impl Session {
         let max_seq = v.msgs.len() as u32;
         let max_uid = v.max_uid();
         let modseq_used = uses_modseq(&key);
-        let hits: Vec<(u32, u32, u64)> = if needs_content(&key) {
-            // Read and parse on a blocking thread, in one pass over the mailbox.
-            let msgs: Vec<(Msg, String)> = v
-                .msgs
-                .iter()
-                .map(|m| (*m, v.flags(m).to_string()))
-                .collect();
+        // 1. Decide what the index can; collect the messages whose content decides.
+        let mut hits: Vec<(u32, u32, u64)> = Vec::new();
+        let mut undecided: Vec<(u32, Msg, String)> = Vec::new();
+        for (i, m) in v.msgs.iter().enumerate() {
+            let c = Candidate {
+                seq: i as u32 + 1,
+                msg: m,
+                flags: v.flags(m),
+                max_seq,
+                max_uid,
+                parsed: None,
+            };
+            match quick(&key, &c) {
+                Some(true) => hits.push((c.seq, m.uid, m.modseq)),
+                Some(false) => {}
+                None => undecided.push((c.seq, *m, c.flags.to_string())),
+            }
+        }
+        // 2. Read and parse those on a blocking thread, in batches (only their
+        // headers, from the index's header cache, unless a key needs the body).
+        if !undecided.is_empty() {
             let id = v.name.clone();
             let user = self.user();
             let key2 = key.clone();
+            let headers_only = !needs_body(&key);
             match self
                 .blocking(move |b| {
                     let mut hits = Vec::new();
-                    for (i, (m, flags)) in msgs.iter().enumerate() {
-                        let mut c = Candidate {
-                            seq: i as u32 + 1,
-                            msg: m,
-                            flags,
-                            max_seq,
-                            max_uid,
-                            parsed: None,
-                        };
-                        let bytes = match b.read(&user, &id, m.uid) {
-                            Ok(b) => b,
-                            Err(crate::imapd::backend::StoreError::NoMailbox) => {
-                                return Err(crate::imapd::backend::StoreError::NoMailbox);
+                    for chunk in undecided.chunks(READ_BATCH) {
+                        let uids: Vec<u32> = chunk.iter().map(|(_, m, _)| m.uid).collect();
+                        let bodies = b.read_many(&user, &id, &uids, headers_only)?;
+                        for ((seq, m, flags), bytes) in chunk.iter().zip(bodies) {
+                            // None: expunged meanwhile.
+                            let Some(bytes) = bytes else { continue };
+                            let parsed = mime::parse(&bytes);
+                            let c = Candidate {
+                                seq: *seq,
+                                msg: m,
+                                flags,
+                                max_seq,
+                                max_uid,
+                                parsed: parsed.as_ref(),
+                            };
+                            if matches_key(&key2, &c) {
+                                hits.push((*seq, m.uid, m.modseq));
                             }
-                            Err(_) => continue, // expunged meanwhile
-                        };
-                        let parsed = mime::parse(&bytes);
-                        c.parsed = parsed.as_ref();
-                        if matches_key(&key2, &c) {
-                            hits.push((c.seq, m.uid, m.modseq));
                         }
                     }
                     Ok(hits)
                 })
                 .await
             {
-                Ok(h) => h,
+                Ok(h) => hits.extend(h),
                 Err(e) => return Ok(self.store_no(e)),
             }
-        } else {
-            v.msgs
-                .iter()
-                .enumerate()
-                .filter_map(|(i, m)| {
-                    let c = Candidate {
-                        seq: i as u32 + 1,
-                        msg: m,
-                        flags: v.flags(m),
-                        max_seq,
-                        max_uid,
-                        parsed: None,
-                    };
-                    matches_key(&key, &c).then_some((c.seq, m.uid, m.modseq))
-                })
-                .collect()
-        };
+            hits.sort_unstable();
+        }
         let nums: Vec<u32> = hits.iter().map(|h| if uid { h.1 } else { h.0 }).collect();
         let highest = hits.iter().map(|h| h.2).max();
         let mut out = std::mem::take(&mut self.out);

@@ -51,7 +51,8 @@ impl Session {
         let since = qresync.as_ref().map(|q| (q.uidvalidity, q.modseq));
         let opened = self
             .blocking(move |b| {
-                let (state, metas) = b.open(&user, &name)?;
+                let view = b.open_view(&user, &name, read_only)?;
+                let state = view.state;
                 // Changes since the client's MODSEQ, read right after the snapshot;
                 // anything newer than the snapshot is left to the next sync.
                 let changes = match since {
@@ -61,16 +62,16 @@ impl Session {
                     }
                     _ => None,
                 };
-                Ok((state, metas, changes))
+                Ok((view, changes))
             })
             .await;
-        let (state, metas, changes) = match opened {
+        let (mut view, changes) = match opened {
             Ok(x) => x,
             Err(e) => return self.store_no(e),
         };
-        let mut view = View::new(mailbox.clone(), state, metas, read_only);
+        let state = view.state;
         view.qresync = self.qresync;
-        let first_unseen = view.msgs.iter().position(|m| !view.has_flag(m, "\\Seen"));
+        let first_unseen = view.first_unseen();
         let lines = [
             format!("FLAGS ({SYSTEM_FLAGS})"),
             format!("OK [PERMANENTFLAGS ({SYSTEM_FLAGS} \\*)] Flags permitted."),
