@@ -469,7 +469,7 @@ impl Spool {
         users: Vec<(String, SpoolKind)>,
     ) -> Result<Spool> {
         let db_path = data_dir.join("zolder.db");
-        let conn = db::open(&db_path)?;
+        let conn = open_conn(&db_path)?;
         let users = users
             .into_iter()
             .map(|(name, kind)| (name.to_ascii_lowercase(), UserEntry { name, kind }))
@@ -550,7 +550,7 @@ impl Spool {
             .pop();
         let conn = match pooled {
             Some(c) => c,
-            None => db::open(&self.inner.db_path)?,
+            None => open_conn(&self.inner.db_path)?,
         };
         Ok(Pooled {
             conn: Some(conn),
@@ -857,10 +857,11 @@ impl Spool {
         let u = self.user(user)?;
         self.prepare_user(&u.name)?;
         let name = normalize_name(mailbox)?;
-        let conn = self.conn()?;
+        let mut conn = self.conn()?;
         let m = self.mailbox_row(&conn, &u, &name)?;
-        dbs::set_subscribed(&conn, m.id, subscribed)?;
-        Ok(())
+        let tx = write_tx(&mut conn)?;
+        dbs::set_subscribed(&tx, m.id, subscribed)?;
+        tx.commit()
     }
 
     /// Opens a mailbox: reconciles the index with the disk, then returns UIDVALIDITY,
@@ -971,25 +972,37 @@ impl Spool {
         let mut sorted = uids.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
-        let (mb_id, rows, mut cached) = {
+        // found[i] is the message of sorted[i].
+        let mut found: Vec<Option<Vec<u8>>> = vec![None; sorted.len()];
+        let (mb_id, rows) = {
             let conn = self.conn()?;
             let m = self.mailbox_row(&conn, &u, &name)?;
-            let rows = db::imapd::messages_in(&conn, m.id, &sorted)?;
-            let cached = if headers_only {
-                db::imapd::headers_in(&conn, m.id, &sorted)?
+            let mut missing = Vec::new();
+            if headers_only {
+                // A cached header exists only while its message does (the trigger
+                // in migrations/0009 removes it with the row).
+                let mut cached = db::imapd::headers_in(&conn, m.id, &sorted)?
+                    .into_iter()
+                    .peekable();
+                for (i, uid) in sorted.iter().enumerate() {
+                    match cached.next_if(|c| c.0 == *uid) {
+                        Some((_, h)) => found[i] = Some(h),
+                        None => missing.push(*uid),
+                    }
+                }
             } else {
+                missing = sorted.clone();
+            }
+            let rows = if missing.is_empty() {
                 Vec::new()
+            } else {
+                db::imapd::messages_in(&conn, m.id, &missing)?
             };
-            (m.id, rows, cached)
+            (m.id, rows)
         };
         let store = self.store_of(&u, &name);
-        let mut found: HashMap<u32, Vec<u8>> = HashMap::with_capacity(rows.len());
-        let mut fresh: Vec<u32> = Vec::new();
+        let mut fresh: Vec<(u32, Vec<u8>)> = Vec::new();
         for row in rows {
-            if let Ok(i) = cached.binary_search_by_key(&row.uid, |c| c.0) {
-                found.insert(row.uid, std::mem::take(&mut cached[i].1));
-                continue;
-            }
             let bytes = match &store {
                 Store::Maildir(md) => {
                     let Some(base) = row.file.as_deref() else {
@@ -1007,37 +1020,34 @@ impl Spool {
                 },
             };
             if headers_only {
-                fresh.push(row.uid);
+                fresh.push((row.uid, wire_header(&bytes)));
             }
-            found.insert(row.uid, bytes);
+            if let Ok(i) = sorted.binary_search(&row.uid) {
+                found[i] = Some(bytes);
+            }
         }
         if !fresh.is_empty() {
             // Cache the headers just read. Losing this on a crash costs only a
             // re-read, so the commit does not wait for the disk.
-            let heads: Vec<(u32, Vec<u8>)> = fresh
-                .iter()
-                .filter_map(|uid| found.get(uid).map(|b| (*uid, wire_header(b))))
-                .collect();
-            if let Err(e) = self.cache_headers(mb_id, &heads) {
+            if let Err(e) = self.cache_headers(mb_id, &fresh) {
                 debug!(user = %u.name, mailbox = %name, "header cache not written: {e}");
             }
         }
-        Ok(uids.iter().map(|uid| found.remove(uid)).collect())
+        Ok(uids
+            .iter()
+            .map(|uid| sorted.binary_search(uid).ok().and_then(|i| found[i].take()))
+            .collect())
     }
 
     /// Writes headers into the cache in one transaction, without a WAL sync.
     pub(crate) fn cache_headers(&self, mailbox_id: i64, heads: &[(u32, Vec<u8>)]) -> Result<()> {
         let mut conn = self.conn()?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        let res = (|| -> Result<()> {
-            let tx = write_tx(&mut conn)?;
-            let refs: Vec<(u32, &[u8])> = heads.iter().map(|(u, h)| (*u, h.as_slice())).collect();
-            db::imapd::put_headers(&tx, mailbox_id, &refs)?;
-            tx.commit()?;
-            Ok(())
-        })();
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        res
+        let tx = write_tx(&mut conn)?;
+        let refs: Vec<(u32, &[u8])> = heads.iter().map(|(u, h)| (*u, h.as_slice())).collect();
+        db::imapd::put_headers(&tx, mailbox_id, &refs)?;
+        // A cache: the WAL is synced by the next durable commit.
+        let _unsynced = tx.commit_deferred()?;
+        Ok(())
     }
 
     /// Stores one message (IMAP APPEND). Returns its UID (APPENDUID).
@@ -1112,13 +1122,19 @@ impl Spool {
             }
         };
 
-        // 1. Maildir, unconditional STORE: rename the files and fsync their
-        // directories before taking the write lock, so other sessions' commits do not
-        // wait for this one's disk syncs. Remember what each rename was based on.
+        // 1. Maildir, unconditional STORE: rename the files before taking the write
+        // lock, so other sessions' commits do not wait for this one's file system
+        // work. Remember what each rename was based on.
+        //
+        // The renames' directories are fsynced after the index commit, before its WAL
+        // sync: both are durable before the client hears OK, and a crash in between
+        // leaves either the new name (the next sync takes the flags from it) or the
+        // old flags everywhere — nothing acknowledged is lost either way. (Unlike
+        // delivery and expunge, where the order of file and index matters.)
         let mut planned: HashMap<u32, String> = HashMap::new();
+        let mut touched: Vec<PathBuf> = Vec::new();
         if let (Store::Maildir(md), None) = (&store, unchanged_since) {
             let stamp = self.stamp_before(m.id, md);
-            let mut touched: Vec<PathBuf> = Vec::new();
             for row in db::imapd::messages_in(&conn, m.id, &sorted)? {
                 let Some(base) = row.file.as_deref() else {
                     continue;
@@ -1135,9 +1151,6 @@ impl Spool {
                 }
                 planned.insert(row.uid, row.flags);
             }
-            for d in &touched {
-                maildir::fsync_dir(d).map_err(|e| SpoolError::io(d, e))?;
-            }
             if !touched.is_empty() {
                 self.stamp_after(m.id, md, stamp);
             }
@@ -1151,7 +1164,7 @@ impl Spool {
             Store::Maildir(md) => self.stamp_before(m.id, md),
             Store::Mbox(_) => None,
         };
-        let mut touched: Vec<PathBuf> = Vec::new();
+        let renamed_before = touched.len();
         let mut changes: Vec<(u32, Flags, &MessageRow)> = Vec::new();
         for row in &rows {
             if unchanged_since.is_some_and(|s| row.modseq > s) {
@@ -1175,11 +1188,8 @@ impl Spool {
             }
             changes.push((row.uid, new, row));
         }
-        for d in &touched {
-            maildir::fsync_dir(d).map_err(|e| SpoolError::io(d, e))?;
-        }
         if let Store::Maildir(md) = &store
-            && !touched.is_empty()
+            && touched.len() > renamed_before
         {
             self.stamp_after(m.id, md, stamp);
         }
@@ -1199,7 +1209,11 @@ impl Spool {
         if !out.updated.is_empty() {
             dbs::bump_changes(&tx, &u.name)?;
         }
-        tx.commit()?;
+        let ticket = tx.commit_deferred()?;
+        for d in &touched {
+            maildir::fsync_dir(d).map_err(|e| SpoolError::io(d, e))?;
+        }
+        ticket.sync()?;
         if !out.updated.is_empty() {
             self.notify(&u.name, &name);
         }
@@ -2136,8 +2150,90 @@ impl<'c> Deref for WriteTx<'c> {
 }
 
 impl WriteTx<'_> {
+    /// Commits durably: returns once the WAL holding this commit is on disk.
     fn commit(self) -> Result<()> {
-        self.tx.commit()?;
+        self.commit_deferred()?.sync()
+    }
+
+    /// Commits and gives the writer turn back at once; the commit is durable only
+    /// after [`WalTicket::sync`]. Lets a caller put its own disk syncs (directory
+    /// fsyncs) between the commit and the WAL's, so both overlap with others' work.
+    fn commit_deferred(self) -> Result<WalTicket> {
+        let WriteTx { tx, _turn } = self;
+        let wal = tx
+            .path()
+            .filter(|p| !p.is_empty())
+            .map(|p| format!("{p}-wal"));
+        tx.commit()?;
+        drop(_turn);
+        Ok(match wal {
+            Some(path) => {
+                let group = WalGroup::of(&path);
+                let ticket = group
+                    .committed
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                    + 1;
+                WalTicket(Some((group, path, ticket)))
+            }
+            None => WalTicket(None),
+        })
+    }
+}
+
+/// Spool connections commit with `synchronous = NORMAL` (no fsync inside SQLite) and
+/// then sync the WAL themselves through [`WalTicket::sync`]: one fsync covers every
+/// commit made before it started (group commit), so fifty sessions committing at
+/// once wait for a few fsyncs instead of fifty in a row. A commit is acknowledged
+/// only after its sync, exactly as with `synchronous = FULL`.
+fn open_conn(path: &Path) -> Result<Connection> {
+    let c = db::open(path)?;
+    c.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(c)
+}
+
+/// The WAL file of one database: commits counted, and how many are known synced.
+struct WalGroup {
+    committed: std::sync::atomic::AtomicU64,
+    synced: Mutex<u64>,
+}
+
+impl WalGroup {
+    fn of(wal: &str) -> Arc<WalGroup> {
+        static GROUPS: Mutex<Option<HashMap<String, Arc<WalGroup>>>> = Mutex::new(None);
+        let mut g = GROUPS.lock().unwrap_or_else(|e| e.into_inner());
+        g.get_or_insert_with(HashMap::new)
+            .entry(wal.to_string())
+            .or_insert_with(|| {
+                Arc::new(WalGroup {
+                    committed: std::sync::atomic::AtomicU64::new(0),
+                    synced: Mutex::new(0),
+                })
+            })
+            .clone()
+    }
+}
+
+/// A commit whose WAL sync is still to be done (see [`open_conn`]).
+#[must_use = "a commit is durable only after sync()"]
+struct WalTicket(Option<(Arc<WalGroup>, String, u64)>);
+
+impl WalTicket {
+    /// Returns once this commit's WAL frames are on disk: at once when a sync that
+    /// started after the commit has finished, else after one (shared) fsync.
+    fn sync(self) -> Result<()> {
+        let Some((group, path, ticket)) = self.0 else {
+            return Ok(());
+        };
+        let mut synced = group.synced.lock().unwrap_or_else(|e| e.into_inner());
+        if *synced >= ticket {
+            return Ok(());
+        }
+        // Every commit counted so far wrote its frames before being counted.
+        let upto = group.committed.load(std::sync::atomic::Ordering::SeqCst);
+        std::fs::File::open(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| SpoolError::io(&path, e))?;
+        *synced = upto;
         Ok(())
     }
 }
