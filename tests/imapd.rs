@@ -1244,11 +1244,31 @@ async fn sort_and_thread_on_fixture_messages() {
         sort(c.cmd("m", "THREAD REFERENCES UTF-8 ALL").await),
         "* THREAD (3 6)(1 (5)(2 4))"
     );
+    // The header keys were parsed once and cached in the index; an expunge drops
+    // the message's row with it.
+    let db = srv.config_path.parent().unwrap().join("data/zolder.db");
+    let cached = |db: std::path::PathBuf| {
+        let c = zolder::db::open(&db).unwrap();
+        let mut v: Vec<u32> = zolder::db::sortkeys::load(&c, "bouke", "INBOX")
+            .unwrap()
+            .iter()
+            .map(|r| r.uid)
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    assert_eq!(cached(db.clone()), vec![1, 2, 3, 4, 5, 6]);
     // Without 1 (searched away) its replies hang under a dummy, by date.
     c.cmd("n0", "STORE 1 +FLAGS.SILENT (\\Deleted)").await;
     assert_eq!(
         sort(c.cmd("n", "UID THREAD REFERENCES UTF-8 UNDELETED").await),
         "* THREAD (3 6)((5)(2 4))"
+    );
+    c.cmd("n1", "EXPUNGE").await;
+    assert_eq!(cached(db), vec![2, 3, 4, 5, 6]);
+    assert_eq!(
+        sort(c.cmd("n2", "UID SORT (DATE) UTF-8 ALL").await),
+        "* SORT 3 5 2 4 6"
     );
     let r = c
         .cmd("o", "THREAD REFERENCES UTF-8 SUBJECT nothing-matches")

@@ -82,6 +82,22 @@ pub struct MailboxUsage {
     pub deleted_bytes: u64,
 }
 
+/// SORT/THREAD keys of one message as cached by the store (RFC 5256; see
+/// `proto::thread::SortMsg`, which adds what the index knows).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SortKeys {
+    pub uid: u32,
+    /// The Date: header; `None` when it has none that parses.
+    pub sent: Option<i64>,
+    pub subject: String,
+    pub is_reply: bool,
+    pub from: String,
+    pub to: String,
+    pub cc: String,
+    pub message_id: Option<String>,
+    pub references: Vec<String>,
+}
+
 /// Wakes when the user's mail changes.
 #[async_trait::async_trait]
 pub trait ChangeSignal: Send {
@@ -172,6 +188,10 @@ pub trait Backend: Send + Sync + 'static {
     fn expunge(&self, user: &str, name: &str, uids: &[u32]) -> StoreResult<Vec<u32>>;
     /// Storage and message count over all the user's mailboxes (QUOTA).
     fn usage(&self, user: &str) -> StoreResult<Usage>;
+    /// The cached SORT/THREAD keys of a mailbox's messages (any subset of them).
+    fn sort_keys(&self, user: &str, name: &str) -> StoreResult<Vec<SortKeys>>;
+    /// Caches SORT/THREAD keys (a header never changes for a UID).
+    fn put_sort_keys(&self, user: &str, name: &str, keys: &[SortKeys]) -> StoreResult<()>;
     /// Size, `\Deleted` count and their size, of one mailbox.
     fn mailbox_usage(&self, user: &str, name: &str) -> StoreResult<MailboxUsage>;
     /// The user's change signal (for IDLE).

@@ -13,13 +13,14 @@ use std::time::Duration;
 
 use tracing::warn;
 
-use super::backend::MailboxUsage;
 use super::backend::{
     Backend, ChangeSignal, FlagChange, MailboxInfo, MailboxState, Meta, StatusData, StoreError,
     StoreResult, Usage,
 };
+use super::backend::{MailboxUsage, SortKeys};
 use super::proto::StoreMode;
 use super::view::View;
+use crate::db::sortkeys::SortKeyRow;
 use crate::spool::{ChangeWatcher, FlagOp, Flags, MsgMeta, Spool, SpoolError};
 
 /// The spool as imapd's store.
@@ -47,7 +48,8 @@ impl SpoolBackend {
         self
     }
 
-    /// Runs `f` on the usage connection (QUOTA, STATUS SIZE), opened on first use.
+    /// Runs `f` on imapd's own connection (QUOTA and STATUS sizes, the SORT key
+    /// cache), opened on first use.
     fn with_usage_db<T>(
         &self,
         f: impl FnOnce(&crate::db::Connection) -> crate::db::Result<T>,
@@ -344,6 +346,47 @@ impl Backend for SpoolBackend {
             bytes: u.bytes,
             messages: u.messages,
         })
+    }
+
+    fn sort_keys(&self, user: &str, name: &str) -> StoreResult<Vec<SortKeys>> {
+        let rows = self.with_usage_db(|c| crate::db::sortkeys::load(c, user, name))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| SortKeys {
+                uid: r.uid,
+                sent: r.sent,
+                subject: r.subject,
+                is_reply: r.is_reply,
+                from: r.from,
+                to: r.to,
+                cc: r.cc,
+                message_id: r.message_id,
+                references: r
+                    .refs
+                    .split(' ')
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect(),
+            })
+            .collect())
+    }
+
+    fn put_sort_keys(&self, user: &str, name: &str, keys: &[SortKeys]) -> StoreResult<()> {
+        let rows: Vec<SortKeyRow> = keys
+            .iter()
+            .map(|k| SortKeyRow {
+                uid: k.uid,
+                sent: k.sent,
+                subject: k.subject.clone(),
+                is_reply: k.is_reply,
+                from: k.from.clone(),
+                to: k.to.clone(),
+                cc: k.cc.clone(),
+                message_id: k.message_id.clone(),
+                refs: k.references.join(" "),
+            })
+            .collect();
+        self.with_usage_db(|c| crate::db::sortkeys::store(c, user, name, &rows))
     }
 
     fn mailbox_usage(&self, user: &str, name: &str) -> StoreResult<MailboxUsage> {

@@ -6,13 +6,18 @@
 //! `SORT (REVERSE DATE SUBJECT) UTF-8 UNDELETED` → `* SORT 5 3 4`
 //!
 //! The index gives size and INTERNALDATE (a sort by ARRIVAL/SIZE alone reads no
-//! message); the other keys come from each message's header, read (header only) on
-//! a blocking thread in batches. Messages expunged by another session meanwhile are
-//! left out.
+//! message); the other keys come from each message's header, parsed once and then
+//! cached in the index (`sort_keys`, as Dovecot keeps them in its cache file): a
+//! later SORT/THREAD reads only the headers of messages new since. Messages
+//! expunged by another session meanwhile are left out.
 
 use std::fmt::Write as _;
 
-use crate::imapd::backend::StoreError;
+use std::collections::HashMap;
+
+use tracing::warn;
+
+use crate::imapd::backend::{SortKeys, StoreError};
 use crate::imapd::op::search::{Candidate, matches_key, needs_content};
 use crate::imapd::proto::thread::{SortMsg, sort};
 use crate::imapd::proto::{SearchKey, SortCriterion, SortKey, mime};
@@ -21,6 +26,40 @@ use crate::imapd::view::Msg;
 
 /// Headers read per store call.
 const BATCH: usize = 256;
+
+/// What the store caches of a summary (the header part).
+fn keys_of(s: &SortMsg) -> SortKeys {
+    SortKeys {
+        uid: s.uid,
+        sent: s.dated.then_some(s.sent),
+        subject: s.subject.clone(),
+        is_reply: s.is_reply,
+        from: s.from.clone(),
+        to: s.to.clone(),
+        cc: s.cc.clone(),
+        message_id: s.message_id.clone(),
+        references: s.references.clone(),
+    }
+}
+
+/// A summary from cached keys and the index.
+fn from_keys(seq: u32, m: &Msg, k: SortKeys) -> SortMsg {
+    SortMsg {
+        seq,
+        uid: m.uid,
+        size: m.size,
+        arrival: m.internal_date(),
+        sent: k.sent.unwrap_or(m.internal_date()),
+        dated: k.sent.is_some(),
+        subject: k.subject,
+        is_reply: k.is_reply,
+        from: k.from,
+        to: k.to,
+        cc: k.cc,
+        message_id: k.message_id,
+        references: k.references,
+    }
+}
 
 impl Session {
     /// The summaries of the messages matching `key`, in sequence order; without
@@ -73,16 +112,34 @@ impl Session {
         let (user, id) = (self.user(), v.name.clone());
         let r = self
             .blocking(move |b| {
+                // Keys cached by earlier SORT/THREADs; a failing cache only costs time.
+                let mut cached: HashMap<u32, SortKeys> = match b.sort_keys(&user, &id) {
+                    Ok(v) => v.into_iter().map(|k| (k.uid, k)).collect(),
+                    Err(e) => {
+                        warn!(error = %e, "SORT key cache unreadable");
+                        HashMap::new()
+                    }
+                };
                 let mut out = Vec::with_capacity(cands.len());
-                for chunk in cands.chunks(BATCH) {
+                let mut fresh = Vec::new();
+                // Content keys need every candidate's bytes; otherwise only the
+                // headers of messages not cached yet are read.
+                let to_read: Vec<&(u32, Msg, String)> = cands
+                    .iter()
+                    .filter(|c| content || !cached.contains_key(&c.1.uid))
+                    .collect();
+                let mut read: HashMap<u32, SortMsg> = HashMap::new();
+                for chunk in to_read.chunks(BATCH) {
                     let uids: Vec<u32> = chunk.iter().map(|c| c.1.uid).collect();
                     let bodies = b.read_many(&user, &id, &uids, !content)?;
-                    for ((seq, m, flags), body) in chunk.iter().zip(bodies) {
+                    for ((seq, m, flags), body) in
+                        chunk.iter().map(|c| (c.0, &c.1, &c.2)).zip(bodies)
+                    {
                         let Some(body) = body else { continue };
                         if content {
                             let parsed = mime::parse(&body);
                             let c = Candidate {
-                                seq: *seq,
+                                seq,
                                 msg: m,
                                 flags,
                                 max_seq,
@@ -93,15 +150,28 @@ impl Session {
                                 continue;
                             }
                         }
+                        if cached.contains_key(&m.uid) {
+                            read.insert(m.uid, SortMsg::default());
+                            continue;
+                        }
                         let hdr = &body[..mime::header_end(&body).min(body.len())];
-                        out.push(SortMsg::from_header(
-                            *seq,
-                            m.uid,
-                            m.size,
-                            m.internal_date(),
-                            hdr,
-                        ));
+                        let s = SortMsg::from_header(seq, m.uid, m.size, m.internal_date(), hdr);
+                        fresh.push(keys_of(&s));
+                        read.insert(m.uid, s);
                     }
+                }
+                for (seq, m, _) in &cands {
+                    if content && !read.contains_key(&m.uid) {
+                        continue; // did not match, or expunged meanwhile
+                    }
+                    if let Some(k) = cached.remove(&m.uid) {
+                        out.push(from_keys(*seq, m, k));
+                    } else if let Some(s) = read.remove(&m.uid) {
+                        out.push(s);
+                    }
+                }
+                if let Err(e) = b.put_sort_keys(&user, &id, &fresh) {
+                    warn!(error = %e, "SORT key cache not written");
                 }
                 Ok::<_, StoreError>(out)
             })

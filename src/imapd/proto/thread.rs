@@ -37,6 +37,8 @@ pub struct SortMsg {
     pub arrival: i64,
     /// The Date: header, or INTERNALDATE when it has none that parses (RFC 5256 §3).
     pub sent: i64,
+    /// Whether `sent` came from a Date: header.
+    pub dated: bool,
     /// Base subject, upper-cased for i;ascii-casemap comparison.
     pub subject: String,
     /// Whether base-subject extraction removed a reply/forward marker.
@@ -87,6 +89,7 @@ impl SortMsg {
         };
         if let Some(d) = m.date().filter(|d| d.is_valid()) {
             s.sent = d.to_timestamp();
+            s.dated = true;
         }
         let (base, reply) = base_subject(m.subject().unwrap_or(""));
         s.subject = base.to_ascii_uppercase();
