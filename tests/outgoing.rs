@@ -958,3 +958,63 @@ async fn targeted_flush_by_site_and_by_id() {
     assert_eq!(sum.sent, 1, "{sum:?}");
     assert_eq!(sink.all().len(), 3);
 }
+
+/// `[smarthost] oauth2`: XOAUTH2 with an access token from the refresh token; the
+/// first token is refused (334 challenge, then 535), a fresh one is fetched and the
+/// login retried on the same connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smarthost_oauth2_login_refreshes_a_refused_token() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A token endpoint handing out tok-1, tok-2, … for the refresh token "R1".
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let token_url = format!("http://{}/token", l.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok((mut s, _)) = l.accept().await {
+            let mut buf = vec![0u8; 4096];
+            let mut got = 0;
+            while got < buf.len() {
+                let k = s.read(&mut buf[got..]).await.unwrap_or(0);
+                got += k;
+                let t = String::from_utf8_lossy(&buf[..got]).into_owned();
+                if k == 0 || t.contains("client_id=cid") {
+                    break;
+                }
+            }
+            n += 1;
+            let body = format!("{{\"access_token\":\"tok-{n}\",\"expires_in\":3600}}");
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(resp.as_bytes()).await;
+        }
+    });
+    let sink = FakeSink::start_pipelining().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "\"127.0.0.1:0\"",
+        "\"127.0.0.1/32\"",
+        &smarthost_table(
+            sink.port,
+            &format!(
+                "username = \"sjoerd\"\noauth2 = {{ token_url = \"{token_url}\", client_id = \"cid\", refresh_token = \"R1\" }}\n"
+            ),
+        ),
+    );
+    let d = Daemon::start(&cfg).await;
+    let mut c = Raw::connect(d.submission(), None).await;
+    assert_eq!(c.cmd("EHLO client.lan").await.0, 250);
+    assert_eq!(c.cmd("MAIL FROM:<sjoerd@zolder.thuis>").await.0, 250);
+    assert_eq!(c.cmd("RCPT TO:<friend@remote.example>").await.0, 250);
+    assert_eq!(c.data("Subject: oauth\r\n\r\nhi").await.0, 250);
+    assert_eq!(c.cmd("QUIT").await.0, 221);
+    let sum = d.flush().await;
+    assert_eq!((sum.sent, sum.deferred), (1, 0), "{sum:?}");
+    assert_eq!(sink.all().len(), 1);
+    assert_eq!(
+        sink.connections.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+}

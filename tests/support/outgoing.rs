@@ -165,6 +165,21 @@ async fn sink_session(
             } else {
                 b"535 5.7.8 Authentication credentials invalid\r\n"
             }
+        } else if up.starts_with("AUTH XOAUTH2 ") {
+            // Only the second access token of the test's endpoint is good: the first
+            // gets the JSON challenge, then 535 (Gmail's behaviour).
+            use base64::Engine;
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(line[13..].trim())
+                .unwrap_or_default();
+            if raw == b"user=sjoerd\x01auth=Bearer tok-2\x01\x01" {
+                b"235 2.7.0 Accepted\r\n"
+            } else {
+                w.write_all(b"334 eyJzdGF0dXMiOiI0MDEifQ==\r\n").await?;
+                line.clear();
+                r.read_line(&mut line).await?;
+                b"535 5.7.8 Username and Password not accepted\r\n"
+            }
         } else if up.starts_with("MAIL FROM:") && in_tx && pipelining {
             b"503 5.5.1 Error: nested MAIL command\r\n"
         } else if up.starts_with("MAIL FROM:") {
