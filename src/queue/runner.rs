@@ -9,7 +9,8 @@
 //!    single connection, recording each message's outcome before the next is sent,
 //! 3. writes notices (bounces, delay warnings, success reports) BEFORE marking the
 //!    recipients final, so a crash may repeat a notice but never lose one,
-//! 4. removes finished messages: a FULL commit first, the file afterwards.
+//! 4. removes finished messages: a FULL commit first, the file afterwards (on the
+//!    remover thread, so a slow unlink never holds the relay up).
 //!
 //! Only one runner may own a queue (the daemon holds `queue/runner.lock`; a `flush`
 //! without a daemon takes the same lock).
@@ -138,6 +139,66 @@ pub struct Runner {
     /// In-flight markers not yet committed: they ride along with the next outcome
     /// commit (one transaction per relayed message).
     pending_inflight: Vec<(String, Vec<String>)>,
+    remover: Remover,
+}
+
+/// Unlinks the files of removed messages on its own thread, after their rows are
+/// gone (committed): on a filesystem mounted with `discard` an unlink waits for the
+/// device, and the relay must not. A crash before the unlink leaves a file without a
+/// row, which [`Runner::recover`] removes. Dropping it waits for the pending unlinks.
+struct Remover {
+    tx: Option<std::sync::mpsc::Sender<Vec<String>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    store: super::Store,
+}
+
+impl Remover {
+    fn new(store: super::Store) -> Remover {
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<String>>();
+        let st = store.clone();
+        let thread = std::thread::Builder::new()
+            .name("queue-remover".into())
+            .spawn(move || {
+                for ids in rx {
+                    for id in ids {
+                        if let Err(e) = st.remove(&id) {
+                            warn!(queue_id = %id, error = %e, "cannot remove queue file");
+                        }
+                    }
+                }
+            })
+            .ok();
+        Remover {
+            tx: thread.is_some().then_some(tx),
+            thread,
+            store,
+        }
+    }
+
+    fn remove(&self, ids: Vec<String>) {
+        let ids = match &self.tx {
+            Some(tx) => match tx.send(ids) {
+                Ok(()) => return,
+                Err(e) => e.0,
+            },
+            None => ids,
+        };
+        // No thread: unlink here.
+        for id in ids {
+            if let Err(e) = self.store.remove(&id) {
+                warn!(queue_id = %id, error = %e, "cannot remove queue file");
+            }
+        }
+    }
+}
+
+impl Drop for Remover {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// A notice to send about one message.
@@ -164,6 +225,7 @@ impl Runner {
             relay_host: cfg.smarthost.as_ref().map(|s| s.host.clone()),
             finished: true,
             pending_inflight: Vec::new(),
+            remover: Remover::new(queue.store().clone()),
             queue,
             local,
             relay,
@@ -189,7 +251,7 @@ impl Runner {
         let ids: std::collections::HashSet<String> = q::all_ids(&self.conn)?.into_iter().collect();
         for f in store.list()? {
             if !ids.contains(&f) {
-                info!(file = %store.path(&f).display(), "removing queue file without a queue row (never acknowledged)");
+                info!(file = %store.path(&f).display(), "removing queue file without a queue row (finished, or never acknowledged)");
                 store.remove(&f)?;
             }
         }
@@ -729,12 +791,8 @@ impl Runner {
                 error!(error = %e, "cannot remove finished messages");
                 break;
             }
-            for id in &done {
-                if let Err(e) = self.queue.store().remove(id) {
-                    warn!(queue_id = %id, error = %e, "cannot remove queue file");
-                }
-            }
             debug!(n = done.len(), "finished messages removed");
+            self.remover.remove(done);
         }
     }
 }

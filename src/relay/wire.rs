@@ -97,7 +97,7 @@ pub(crate) fn envelope(
     s.push_str("MAIL FROM:<");
     s.push_str(sender);
     s.push('>');
-    let eight = caps.eightbit && body.iter().any(|b| *b >= 0x80);
+    let eight = caps.eightbit && !body.is_ascii();
     if eight {
         s.push_str(" BODY=8BITMIME");
     }
