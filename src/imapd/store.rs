@@ -8,15 +8,19 @@
 //! the IMAP command never waits for bogofilter.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tracing::warn;
 
 use super::backend::{
     Backend, ChangeSignal, FlagChange, MailboxInfo, MailboxState, Meta, StatusData, StoreError,
-    StoreResult,
+    StoreResult, Usage,
 };
+use super::backend::{MailboxUsage, SortKeys};
 use super::proto::StoreMode;
+use super::view::View;
+use crate::db::sortkeys::SortKeyRow;
 use crate::spool::{ChangeWatcher, FlagOp, Flags, MsgMeta, Spool, SpoolError};
 
 /// The spool as imapd's store.
@@ -25,6 +29,8 @@ pub struct SpoolBackend {
     spool: Spool,
     /// The database to queue spam/ham training in, when bogofilter is on.
     training_db: Option<PathBuf>,
+    /// A connection for QUOTA usage sums, opened on first use.
+    usage_db: Arc<Mutex<Option<crate::db::Connection>>>,
 }
 
 impl SpoolBackend {
@@ -32,6 +38,7 @@ impl SpoolBackend {
         SpoolBackend {
             spool,
             training_db: None,
+            usage_db: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -39,6 +46,24 @@ impl SpoolBackend {
     pub fn with_training(mut self, db: PathBuf) -> SpoolBackend {
         self.training_db = Some(db);
         self
+    }
+
+    /// Runs `f` on imapd's own connection (QUOTA and STATUS sizes, the SORT key
+    /// cache), opened on first use.
+    fn with_usage_db<T>(
+        &self,
+        f: impl FnOnce(&crate::db::Connection) -> crate::db::Result<T>,
+    ) -> StoreResult<T> {
+        let internal = |e: crate::db::DbError| StoreError::Internal(format!("usage: {e}"));
+        let mut guard = self.usage_db.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            let path = self.spool.data_dir().join("zolder.db");
+            *guard = Some(crate::db::open(&path).map_err(internal)?);
+        }
+        let conn = guard
+            .as_ref()
+            .ok_or_else(|| StoreError::Internal("usage: no database".into()))?;
+        f(conn).map_err(internal)
     }
 
     /// After a copy from `from` to `to`: queue training if Junk is involved.
@@ -158,6 +183,31 @@ impl Backend for SpoolBackend {
             },
             s.messages.into_iter().map(meta).collect(),
         ))
+    }
+
+    fn open_view(&self, user: &str, name: &str, read_only: bool) -> StoreResult<View> {
+        let mut v = View::new(
+            name.to_string(),
+            MailboxState {
+                uidvalidity: 0,
+                uidnext: 0,
+                highestmodseq: 0,
+            },
+            Vec::new(),
+            read_only,
+        );
+        let (uidvalidity, uidnext, highestmodseq) = self
+            .spool
+            .select_each(user, name, |uid, size, date, flags, modseq| {
+                v.push(uid, size, date, flags, modseq)
+            })
+            .map_err(err)?;
+        v.state = MailboxState {
+            uidvalidity,
+            uidnext,
+            highestmodseq,
+        };
+        Ok(v)
     }
 
     fn state(&self, user: &str, name: &str) -> StoreResult<MailboxState> {
@@ -288,6 +338,66 @@ impl Backend for SpoolBackend {
 
     fn expunge(&self, user: &str, name: &str, uids: &[u32]) -> StoreResult<Vec<u32>> {
         self.spool.expunge(user, name, uids).map_err(err)
+    }
+
+    fn usage(&self, user: &str) -> StoreResult<Usage> {
+        let u = self.with_usage_db(|c| crate::db::quota::usage(c, user))?;
+        Ok(Usage {
+            bytes: u.bytes,
+            messages: u.messages,
+        })
+    }
+
+    fn sort_keys(&self, user: &str, name: &str) -> StoreResult<Vec<SortKeys>> {
+        let rows = self.with_usage_db(|c| crate::db::sortkeys::load(c, user, name))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| SortKeys {
+                uid: r.uid,
+                sent: r.sent,
+                subject: r.subject,
+                is_reply: r.is_reply,
+                from: r.from,
+                to: r.to,
+                cc: r.cc,
+                message_id: r.message_id,
+                references: r
+                    .refs
+                    .split(' ')
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect(),
+            })
+            .collect())
+    }
+
+    fn put_sort_keys(&self, user: &str, name: &str, keys: &[SortKeys]) -> StoreResult<()> {
+        let rows: Vec<SortKeyRow> = keys
+            .iter()
+            .map(|k| SortKeyRow {
+                uid: k.uid,
+                sent: k.sent,
+                subject: k.subject.clone(),
+                is_reply: k.is_reply,
+                from: k.from.clone(),
+                to: k.to.clone(),
+                cc: k.cc.clone(),
+                message_id: k.message_id.clone(),
+                refs: k.references.join(" "),
+            })
+            .collect();
+        self.with_usage_db(|c| crate::db::sortkeys::store(c, user, name, &rows))
+    }
+
+    fn mailbox_usage(&self, user: &str, name: &str) -> StoreResult<MailboxUsage> {
+        let u = self
+            .with_usage_db(|c| crate::db::quota::mailbox_usage(c, user, name))?
+            .ok_or(StoreError::NoMailbox)?;
+        Ok(MailboxUsage {
+            bytes: u.bytes,
+            deleted: u.deleted,
+            deleted_bytes: u.deleted_bytes,
+        })
     }
 
     fn watch(&self, user: &str) -> StoreResult<Box<dyn ChangeSignal>> {

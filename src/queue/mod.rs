@@ -121,6 +121,15 @@ pub enum QueueError {
 
 /// A fresh queue id: time-ordered hex (microseconds) plus 24 random bits, so ids from
 /// the daemon, `sendmail` and the maildrop never collide and sort by arrival.
+impl From<crate::message::Generated> for NewMessage {
+    /// Mail a delivery generated (a vacation reply, a redirect, a notice, a bounce),
+    /// queued by whoever called the delivery; its source names the reason.
+    fn from(g: crate::message::Generated) -> Self {
+        let source = format!("generated:{}", g.reason);
+        NewMessage::new(g.sender, g.recipients, g.bytes, &source)
+    }
+}
+
 pub fn new_id() -> String {
     let micros = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
