@@ -78,6 +78,60 @@ fn quick(key: &SearchKey, c: &Candidate<'_>) -> Option<bool> {
     }
 }
 
+/// A message's header as lowercase text, for ruling header keys out before a full
+/// parse (most messages of a big mailbox fail a `FROM x`; parsing each would cost far
+/// more than this look).
+struct RawText {
+    /// `None` when the raw text can't decide (encoded words, or not the header only).
+    lower: Option<String>,
+}
+
+impl RawText {
+    fn new(bytes: &[u8], header_only: bool) -> RawText {
+        // An RFC 2047 encoded word, or 8-bit text in another charset, may decode to
+        // the needle: leave those to the parse.
+        let text = std::str::from_utf8(bytes)
+            .ok()
+            .filter(|_| header_only && memchr::memmem::find(bytes, b"=?").is_none());
+        RawText {
+            lower: text.map(str::to_lowercase),
+        }
+    }
+}
+
+/// Like [`quick`], but also rules out header keys whose needle appears nowhere in the
+/// raw header (`Some(false)`); a needle that does appear is left to the full parse.
+fn raw_quick(key: &SearchKey, c: &Candidate<'_>, raw: &RawText) -> Option<bool> {
+    match key {
+        SearchKey::And(v) => {
+            let mut unknown = false;
+            for k in v {
+                match raw_quick(k, c, raw) {
+                    Some(false) => return Some(false),
+                    None => unknown = true,
+                    Some(true) => {}
+                }
+            }
+            (!unknown).then_some(true)
+        }
+        SearchKey::Or(a, b) => match (raw_quick(a, c, raw), raw_quick(b, c, raw)) {
+            (Some(true), _) | (_, Some(true)) => Some(true),
+            (Some(false), Some(false)) => Some(false),
+            _ => None,
+        },
+        SearchKey::Not(a) => raw_quick(a, c, raw).map(|x| !x),
+        // A needle with white space may span a folded line: parse.
+        SearchKey::Header(_, v) if !v.is_empty() && !v.chars().any(char::is_whitespace) => {
+            match &raw.lower {
+                Some(l) if !l.contains(&v.to_lowercase()) => Some(false),
+                _ => None,
+            }
+        }
+        k if needs_content(k) => None,
+        k => Some(matches_key(k, c)),
+    }
+}
+
 /// Messages whose content is read per blocking call.
 const READ_BATCH: usize = 128;
 
@@ -176,6 +230,23 @@ impl Session {
                         for ((seq, m, flags), bytes) in chunk.iter().zip(bodies) {
                             // None: expunged meanwhile.
                             let Some(bytes) = bytes else { continue };
+                            let c = Candidate {
+                                seq: *seq,
+                                msg: m,
+                                flags,
+                                max_seq,
+                                max_uid,
+                                parsed: None,
+                            };
+                            let raw = RawText::new(&bytes, headers_only);
+                            match raw_quick(&key2, &c, &raw) {
+                                Some(true) => {
+                                    hits.push((*seq, m.uid, m.modseq));
+                                    continue;
+                                }
+                                Some(false) => continue,
+                                None => {}
+                            }
                             let parsed = mime::parse(&bytes);
                             let c = Candidate {
                                 seq: *seq,
@@ -247,5 +318,72 @@ impl Session {
         }
         self.out = out;
         Ok(Reply::ok("Search completed"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The raw-header shortcut never contradicts the full parse.
+    #[test]
+    fn raw_header_shortcut_agrees_with_the_parse() {
+        let heads: [&[u8]; 4] = [
+            b"From: \"Anna Berg\" <anna.berg@example.com>\r\nSubject: Hello\r\n\r\n",
+            b"From: Ben <ben@example.org>\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe_Anna?=\r\n\r\n",
+            b"From: Carla <carla@example.net>\r\nSubject: a\r\n\tfolded anna line\r\n\r\n",
+            b"From: David <d@example.net>\r\nSubject: Gr\xc3\xbc\xc3\x9fe\r\n\r\n",
+        ];
+        let keys = [
+            SearchKey::Header("From".into(), "anna".into()),
+            SearchKey::Header("Subject".into(), "anna".into()),
+            SearchKey::Header("Subject".into(), "GRÜSSE".into()),
+            SearchKey::Header("Subject".into(), "grüße".into()),
+            SearchKey::Not(Box::new(SearchKey::Header("From".into(), "ben".into()))),
+            SearchKey::Or(
+                Box::new(SearchKey::Header("From".into(), "zzz".into())),
+                Box::new(SearchKey::Flag("\\Seen".into())),
+            ),
+        ];
+        let msg = Msg {
+            uid: 1,
+            size: 10,
+            date: 0,
+            flags: 0,
+            modseq: 1,
+        };
+        for h in heads {
+            let parsed = mime::parse(h);
+            for k in &keys {
+                let mut c = Candidate {
+                    seq: 1,
+                    msg: &msg,
+                    flags: "\\Seen",
+                    max_seq: 1,
+                    max_uid: 1,
+                    parsed: None,
+                };
+                let quick = raw_quick(k, &c, &RawText::new(h, true));
+                c.parsed = parsed.as_ref();
+                let full = matches_key(k, &c);
+                if let Some(q) = quick {
+                    assert_eq!(q, full, "{k:?} on {}", String::from_utf8_lossy(h));
+                }
+            }
+        }
+        // It does decide the common case: a plain header without the needle.
+        let c = Candidate {
+            seq: 1,
+            msg: &msg,
+            flags: "",
+            max_seq: 1,
+            max_uid: 1,
+            parsed: None,
+        };
+        let k = SearchKey::Header("From".into(), "zzz".into());
+        assert_eq!(
+            raw_quick(&k, &c, &RawText::new(heads[0], true)),
+            Some(false)
+        );
     }
 }
