@@ -11,10 +11,12 @@
 #   tests/crash/flush-crash.sh                  # N=1000 ROUNDS=20
 #   N=200 ROUNDS=5 tests/crash/flush-crash.sh   # the short CI form
 # Env: ZOLDER=path/to/zolder (default target/release/zolder, else target/debug/zolder)
+#      KILL_MAX=0.08: the kill comes 0.02 + rand*KILL_MAX s after the flush starts (short
+#      enough that every round kills a relay in progress at >1000 msg/s)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 INTEROP=${INTEROP:-$ROOT/../shared/interop}; [ -d "$INTEROP" ] || INTEROP=/work/shared/interop
-N=${N:-1000}; ROUNDS=${ROUNDS:-20}
+N=${N:-1000}; ROUNDS=${ROUNDS:-20}; KILL_MAX=${KILL_MAX:-0.08}
 ZOLDER=${ZOLDER:-}
 if [ -z "$ZOLDER" ]; then
   if [ -x "$ROOT/target/release/zolder" ]; then ZOLDER=$ROOT/target/release/zolder; else ZOLDER=$ROOT/target/debug/zolder; fi
@@ -76,7 +78,7 @@ for r in $(seq "$ROUNDS"); do
   start
   Z flush > /dev/null 2>&1 &
   FPID=$!
-  sleep "$(awk -v s=$RANDOM 'BEGIN{srand(s); printf "%.3f", 0.05 + rand()*1.2}')"
+  sleep "$(awk -v s=$RANDOM -v m="$KILL_MAX" 'BEGIN{srand(s); printf "%.3f", 0.02 + rand()*m}')"
   kill -9 "$DPID"; wait "$DPID" 2>/dev/null || true; DPID=
   wait "$FPID" 2>/dev/null || true
   got=$(ls "$W/sink" | grep -c '\.eml$' || true)
