@@ -1018,3 +1018,39 @@ async fn smarthost_oauth2_login_refreshes_a_refused_token() {
         1
     );
 }
+
+/// A smarthost that ends the session after 3 messages (421 to the next MAIL, then
+/// closes): the message whose envelope met the 421 goes again on a new connection, so
+/// one flush still sends everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smarthost_closing_after_n_messages_costs_a_reconnect_not_a_deferral() {
+    let sink = FakeSink::start_limited(3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "\"127.0.0.1:0\"",
+        "\"127.0.0.1/32\"",
+        &smarthost_table(sink.port, ""),
+    );
+    let d = Daemon::start(&cfg).await;
+    let mut c = Raw::connect(d.submission(), None).await;
+    assert_eq!(c.cmd("EHLO client.lan").await.0, 250);
+    for i in 0..8 {
+        assert_eq!(c.cmd("MAIL FROM:<sjoerd@zolder.thuis>").await.0, 250);
+        assert_eq!(
+            c.cmd(&format!("RCPT TO:<r{i}@remote.example>")).await.0,
+            250
+        );
+        assert_eq!(c.data(&format!("Subject: n{i}\r\n\r\nhi")).await.0, 250);
+    }
+    assert_eq!(c.cmd("QUIT").await.0, 221);
+    let sum = d.flush().await;
+    assert_eq!((sum.sent, sum.deferred), (8, 0), "{sum:?}");
+    let got: Vec<String> = sink.all().iter().map(|g| g.rcpts[0].clone()).collect();
+    let want: Vec<String> = (0..8).map(|i| format!("r{i}@remote.example")).collect();
+    assert_eq!(got, want);
+    assert_eq!(
+        sink.connections.load(std::sync::atomic::Ordering::SeqCst),
+        3
+    );
+}

@@ -31,7 +31,7 @@ impl Msg {
 }
 
 /// Distinct flag sets of a mailbox, each stored once.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct FlagTable {
     sets: Vec<Box<str>>,
     index: std::collections::HashMap<Box<str>, u32>,

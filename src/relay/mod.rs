@@ -595,13 +595,14 @@ impl Deliver for Relay {
         let mut sess: Option<Session> = None;
         let mut dead: Option<String> = None;
         let mut sent = 0usize;
-        // The next message, and its prepared form when its envelope is on the wire.
-        let mut carry: Option<(Incoming, Option<Prepared>)> = None;
+        // The next message, its prepared form when its envelope is on the wire, and
+        // whether it already went to a fresh connection after losing one.
+        let mut carry: Option<(Incoming, Option<Prepared>, bool)> = None;
         loop {
-            let (msg, ready) = match carry.take() {
+            let (msg, ready, retried) = match carry.take() {
                 Some(c) => c,
                 None => match source.next().await {
-                    Some(m) => (m, None),
+                    Some(m) => (m, None, false),
                     None => break,
                 },
             };
@@ -640,6 +641,14 @@ impl Deliver for Relay {
             .await
             {
                 Ok(Ok(r)) => r,
+                Ok(Err(t)) if !retried => {
+                    // Nothing of this message was sent yet (a smarthost that closes
+                    // after N messages per session): once more on a new connection.
+                    warn!(host = %self.cfg.host, error = %t, "smarthost connection lost; reconnecting");
+                    self.drop_session(&mut sess).await;
+                    carry = Some((msg, None, true));
+                    continue;
+                }
                 Ok(Err(t)) => {
                     warn!(host = %self.cfg.host, error = %t, "smarthost connection lost; reconnecting for the next message");
                     self.drop_session(&mut sess).await;
@@ -658,6 +667,19 @@ impl Deliver for Relay {
                 }
             };
             let dsn_passed_on = s.caps.dsn;
+            if let Some(RcptOutcome::TempFail(t)) = &replies.mail
+                && t.starts_with("421")
+            {
+                // 421: the server is closing this session ("too many messages").
+                self.drop_session(&mut sess).await;
+                if !retried {
+                    info!(host = %self.cfg.host, reply = %t, "smarthost ended the session; reconnecting");
+                    carry = Some((msg, None, true));
+                } else {
+                    source.done(all_deferred(&msg, t)).await;
+                }
+                continue;
+            }
             if let Some(o) = &replies.mail {
                 // MAIL refused: it decides for everyone; no transaction is open.
                 let mut r = finish(&msg, &replies.rcpts, o);
@@ -733,7 +755,13 @@ impl Deliver for Relay {
             r.dsn_passed_on = dsn_passed_on;
             // Recorded before the next message's data goes out.
             source.done(r).await;
-            carry = next.map(|(m, np)| if next_sent { (m, Some(np)) } else { (m, None) });
+            carry = next.map(|(m, np)| {
+                if next_sent {
+                    (m, Some(np), false)
+                } else {
+                    (m, None, false)
+                }
+            });
         }
         if let Some(mut s) = sess {
             let _ = s.conn.quit().await;

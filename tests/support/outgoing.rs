@@ -95,15 +95,20 @@ pub struct FakeSink {
 
 impl FakeSink {
     pub async fn start() -> FakeSink {
-        Self::start_with(false, false).await
+        Self::start_with(false, false, 0).await
     }
     pub async fn start_pipelining() -> FakeSink {
-        Self::start_with(true, false).await
+        Self::start_with(true, false, 0).await
     }
     pub async fn start_dsn() -> FakeSink {
-        Self::start_with(true, true).await
+        Self::start_with(true, true, 0).await
     }
-    async fn start_with(pipelining: bool, dsn: bool) -> FakeSink {
+    /// Pipelining, and after `limit` messages per session the next MAIL gets
+    /// "421 too many messages" and the connection is closed (some ISPs do this).
+    pub async fn start_limited(limit: usize) -> FakeSink {
+        Self::start_with(true, false, limit).await
+    }
+    async fn start_with(pipelining: bool, dsn: bool, limit: usize) -> FakeSink {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = l.local_addr().unwrap().port();
         let got: Arc<Mutex<Vec<SinkGot>>> = Arc::default();
@@ -114,7 +119,7 @@ impl FakeSink {
                 c.fetch_add(1, Ordering::SeqCst);
                 let g = g.clone();
                 tokio::spawn(async move {
-                    let _ = sink_session(s, g, pipelining, dsn).await;
+                    let _ = sink_session(s, g, pipelining, dsn, limit).await;
                 });
             }
         });
@@ -134,7 +139,9 @@ async fn sink_session(
     got: Arc<Mutex<Vec<SinkGot>>>,
     pipelining: bool,
     dsn: bool,
+    limit: usize,
 ) -> std::io::Result<()> {
+    let mut taken = 0usize;
     let (r, mut w) = s.into_split();
     let mut r = BufReader::new(r);
     w.write_all(b"220 sink ESMTP\r\n").await?;
@@ -180,6 +187,10 @@ async fn sink_session(
                 r.read_line(&mut line).await?;
                 b"535 5.7.8 Username and Password not accepted\r\n"
             }
+        } else if up.starts_with("MAIL FROM:") && limit > 0 && taken >= limit {
+            w.write_all(b"421 4.7.0 Too many messages in this session\r\n")
+                .await?;
+            return Ok(());
         } else if up.starts_with("MAIL FROM:") && in_tx && pipelining {
             b"503 5.5.1 Error: nested MAIL command\r\n"
         } else if up.starts_with("MAIL FROM:") {
@@ -235,6 +246,7 @@ async fn sink_session(
                 lines: std::mem::take(&mut lines),
             });
             in_tx = false;
+            taken += 1;
             b"250 2.0.0 queued\r\n"
         } else if up.starts_with("RSET") {
             in_tx = false;
