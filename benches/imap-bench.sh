@@ -15,7 +15,7 @@
 #      in and idling − PSS with none) / 50, PSS from /proc/PID/smaps_rollup.
 #   4. a big mailbox (BIG messages, default 50000): SELECT, FETCH 1:* FLAGS, UID SEARCH,
 #      EXPUNGE of 1000, one client, both servers.
-# Env: MSGS=2000 BIG=50000 ROUNDS=... KEEP=1 (keep the work folder)
+# Env: MSGS=2000 BIG=50000 ROUNDS=... KEEP=1 (keep the work folder) NS="1 10 50"
 #      IMAP_BENCH_BIN=path (use that binary instead of building one)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -90,7 +90,7 @@ drive 127.0.0.1 "$DPORT" bench $PW 1 1 >/dev/null
 
 printf '\n%-8s %-8s %10s %9s %9s\n' server clients "ops/s" "p50 ms" "p99 ms"
 declare -A R
-for n in 1 10 50; do
+for n in ${NS:-1 10 50}; do
   rounds=${ROUNDS:-$(( n == 1 ? 10 : (n == 10 ? 3 : 2) ))}
   for s in zolder dovecot; do
     port=$ZPORT; [ $s = dovecot ] && port=$DPORT
@@ -102,6 +102,13 @@ for n in 1 10 50; do
   done
   read -r zo zp50 zp99 <<<"${R[zolder$n]}"; read -r do dp50 dp99 <<<"${R[dovecot$n]}"
   python3 -c "print('ratio    %-8s %10.2f %9.2f %9.2f   (zolder/dovecot; ops/s higher is better, latency lower)' % ($n, $zo/$do, $zp50/$dp50, $zp99/$dp99))"
+  # Per operation p50 (ms), to see where the time goes.
+  python3 - "$WORK/zolder-$n.json" "$WORK/dovecot-$n.json" <<'PY'
+import json, sys
+z, d = (json.load(open(f))["per_op"] for f in sys.argv[1:3])
+print("  p50 ms  " + "  ".join("%s %.1f/%.1f" % (k, z[k]["p50_ms"], d[k]["p50_ms"]) for k in z if k in d)
+      + "   (zolder/dovecot)")
+PY
 done
 
 echo

@@ -31,6 +31,8 @@ pub struct Context {
     pub spool: crate::spool::Spool,
     /// The local delivery pipeline: the `Deliver` fetch and the queue hand local mail to.
     pub local_delivery: Arc<crate::deliver::LocalDelivery>,
+    /// Wakes the fetch scheduler: every account polls now (SIGUSR1, [`Running::wake_up`]).
+    pub poll_now: Arc<tokio::sync::Notify>,
 }
 
 /// A started daemon: its bound addresses per service ("imap", "pop3", "submission", …)
@@ -73,12 +75,7 @@ impl crate::message::Deliver for EnqueueGenerated {
         for r in &mut reports {
             for g in std::mem::take(&mut r.generated) {
                 let reason = g.reason.clone();
-                let m = crate::queue::NewMessage::new(
-                    g.sender,
-                    g.recipients,
-                    g.bytes,
-                    &format!("generated:{reason}"),
-                );
+                let m = crate::queue::NewMessage::from(g);
                 if let Err(e) = self.queue.enqueue(m).await {
                     error!(%reason, error = %e, "cannot queue mail generated during delivery");
                 }
@@ -151,6 +148,19 @@ pub fn runner_lock(data_dir: &std::path::Path) -> anyhow::Result<nix::fcntl::Flo
 }
 
 impl Running {
+    /// The line is up (SIGUSR1, an `ip-up` script): every fetch account polls now, and
+    /// the queue is flushed to the smarthost regardless of back-off, like `zolder flush`.
+    pub fn wake_up(&self) {
+        self.ctx.poll_now.notify_waiters();
+        if let Some(q) = self.queue.clone() {
+            tokio::spawn(async move {
+                if let Some(s) = q.flush().await {
+                    info!(summary = ?s, "flush after wake-up done");
+                }
+            });
+        }
+    }
+
     /// The first bound address of `service`; panics if it is not configured (tests).
     pub fn addr(&self, service: &str) -> SocketAddr {
         self.addrs
@@ -200,6 +210,7 @@ pub async fn start_with(
         shutdown: CancellationToken::new(),
         spool,
         local_delivery,
+        poll_now: Arc::new(tokio::sync::Notify::new()),
     };
     let tasks = TaskTracker::new();
     let mut addrs: BTreeMap<&'static str, Vec<SocketAddr>> = BTreeMap::new();
@@ -361,7 +372,11 @@ pub async fn start_with(
         f.progress = crate::fetch::progress::Progress::quiet();
         f.shutdown = ctx.shutdown.child_token();
         f.reload = fetch_reload.clone();
-        tasks.spawn(crate::fetch::scheduler::run(f, accounts));
+        tasks.spawn(crate::fetch::scheduler::run(
+            f,
+            accounts,
+            ctx.poll_now.clone(),
+        ));
     }
 
     // Spam training from the family's Junk moves (the IMAP server fills the queue).
@@ -403,10 +418,15 @@ pub async fn run(cfg: Config, config_path: PathBuf) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
     loop {
         tokio::select! {
             _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
             _ = int.recv() => { info!("SIGINT: shutting down"); break; }
+            _ = usr1.recv() => {
+                info!("SIGUSR1: the line is up — polling every account and flushing the queue now");
+                running.wake_up();
+            }
             _ = hup.recv() => {
                 match Config::load(&running.ctx.config_path) {
                     Ok(_) => {

@@ -50,6 +50,7 @@ spool = "mbox"
 both = ["bouke", "sjoerd"]
 loop1 = ["loop2"]
 loop2 = ["loop1"]
+family = ["bouke", "oma@elsewhere.example"]
 {extra}
 "#
         );
@@ -270,6 +271,38 @@ fn exit_codes_for_unknown_user_empty_input_and_alias_loop() {
         !env.maildir_new("bouke").exists()
             || std::fs::read_dir(env.maildir_new("bouke")).unwrap().count() == 0
     );
+}
+
+#[test]
+fn remote_alias_target_is_queued_for_the_smarthost() {
+    let env = Env::new("");
+    let (code, err) = env.deliver(
+        &["--user", "family"],
+        b"Return-Path: <kees@isp.example>\nSubject: to all\n\nhello\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    // The local member has it.
+    assert_eq!(
+        std::fs::read_dir(env.maildir_new("bouke")).unwrap().count(),
+        1
+    );
+    // The remote member's copy waits in the queue (no daemon, no smarthost yet).
+    let mut c = Command::new(env!("CARGO_BIN_EXE_zolder"));
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("ZOLDER_") {
+            c.env_remove(k);
+        }
+    }
+    let out = c
+        .arg("--config")
+        .arg(env.config_path())
+        .args(["queue", "list"])
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{list}");
+    assert!(list.contains("oma@elsewhere.example"), "{list}");
+    assert!(!list.contains("bouke@"), "{list}");
 }
 
 #[test]

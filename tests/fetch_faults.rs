@@ -239,6 +239,46 @@ async fn deferred_delivery_keeps_the_message_at_the_isp() {
     assert!(mb.lock().unwrap().msgs.is_empty());
 }
 
+/// `schedule = "manual"` (the dial-up mode): the daemon does not poll on its own, and
+/// a wake-up (SIGUSR1 in `zolder serve`, what an `ip-up` script sends) polls now.
+#[tokio::test(flavor = "multi_thread")]
+async fn manual_account_waits_for_the_wake_up_signal() {
+    let mb = Arc::new(Mutex::new(Mailbox {
+        msgs: (1..=3).map(|i| (format!("uidl-{i}"), message(i))).collect(),
+        fault: Fault::None,
+        connections: 0,
+    }));
+    let port = serve(mb.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let acc = format!(
+        "[[accounts]]\nname = \"dialup\"\nprotocol = \"pop3\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nusername = \"u\"\npassword = \"p\"\ndeliver_to = [\"bouke\"]\nkeep = false\nschedule = \"manual\"\n"
+    );
+    let cfg = config(dir.path(), &["bouke"], &acc);
+    let running = zolder::daemon::start(cfg, dir.path().join("zolder.toml"))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(
+        mb.lock().unwrap().connections,
+        0,
+        "a manual account is not polled at start"
+    );
+
+    running.wake_up();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !mb.lock().unwrap().msgs.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the wake-up did not fetch the mail"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let inbox = running.ctx.spool.select("bouke", "INBOX").unwrap();
+    assert_eq!(inbox.messages.len(), 3);
+    assert_eq!(mb.lock().unwrap().connections, 1);
+    running.shutdown().await;
+}
+
 /// `fetchmailrc = "PATH"` used live: a POP3 `keep` account starts from fetchmail's
 /// `.fetchids` the first time, so what fetchmail already fetched is not fetched again;
 /// once zolder has state for the account, a stale `.fetchids` changes nothing.
@@ -322,7 +362,11 @@ async fn reload_starts_an_account_added_to_the_config() {
     let d = Arc::new(MaildirDeliver::new(&dir.path().join("mail")));
     let mut f = Fetcher::new(Arc::new(cfg), db, d.clone());
     f.progress = zolder::fetch::progress::Progress::quiet();
-    let task = tokio::spawn(zolder::fetch::scheduler::run(f.clone(), vec![]));
+    let task = tokio::spawn(zolder::fetch::scheduler::run(
+        f.clone(),
+        vec![],
+        Arc::new(tokio::sync::Notify::new()),
+    ));
 
     // The admin adds an account and sends SIGHUP.
     let path = dir.path().join("zolder.toml");

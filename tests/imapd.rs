@@ -378,8 +378,10 @@ async fn thunderbird_startup_sequence() {
     let r = c.cmd("6", "select \"INBOX\"").await;
     assert!(r.iter().any(|l| l == "* 0 EXISTS"), "{r:?}");
     assert!(last(&r).starts_with("6 OK [READ-WRITE]"));
+    // No limits configured: the mailbox has no quota root.
     let r = c.cmd("7", "getquotaroot \"INBOX\"").await;
-    assert!(last(&r).starts_with("7 BAD"), "QUOTA is not advertised");
+    assert_eq!(r[0], "* QUOTAROOT \"INBOX\"", "{r:?}");
+    assert!(last(&r).starts_with("7 OK"), "{r:?}");
     let r = c.cmd("8", "UID fetch 1:* (FLAGS)").await;
     assert_eq!(r, vec!["8 OK Fetch completed".to_string()]);
     let r = c.cmd("8b", "fetch 1:* (FLAGS)").await;
@@ -733,4 +735,698 @@ async fn junk_moves_queue_spam_and_ham_training() {
         ],
         "into Junk = spam, out of Junk = ham, into Trash = nothing"
     );
+}
+
+// ---- Extensions: QRESYNC, APPENDLIMIT, COMPRESS=DEFLATE, SORT/THREAD, QUOTA, UTF8=ACCEPT.
+
+/// Starts the daemon with `extra_top` appended after `[listen]` (more tables) and
+/// `extra_user` inside bouke's `[[users]]` entry.
+async fn start_ext(extra_top: &str, extra_user: &str) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = zolder::auth::hash_password(PASSWORD).unwrap();
+    let text = format!(
+        "hostname = \"zolder.test\"\ndata_dir = \"data\"\n\
+         [listen]\nimap = \"127.0.0.1:0\"\n{extra_top}\n\
+         [[users]]\nname = \"bouke\"\npassword_hash = \"{hash}\"\n{extra_user}\n"
+    );
+    let path = dir.path().join("zolder.toml");
+    std::fs::write(&path, text).unwrap();
+    let cfg = Config::load(&path).unwrap();
+    let running = daemon::start(cfg, path.clone()).await.unwrap();
+    let addr = running.addr("imap");
+    Server {
+        _dir: dir,
+        running,
+        addr,
+        config_path: path,
+    }
+}
+
+/// The number after `key` in a response line (`[HIGHESTMODSEQ 7]` → 7).
+fn number_after(lines: &[String], key: &str) -> u64 {
+    lines
+        .iter()
+        .find_map(|l| {
+            let i = l.find(key)? + key.len();
+            let digits: String = l[i..]
+                .trim_start()
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no {key} in {lines:?}"))
+}
+
+#[tokio::test]
+async fn qresync_resync_after_another_session_expunged_and_flagged() {
+    let srv = start().await;
+    let (mut a, _) = Raw::connect(srv.addr).await;
+    a.login().await;
+    for i in 1..=6 {
+        append(&mut a, "INBOX", &message(&format!("q{i}"), "body")).await;
+    }
+    // Without ENABLE QRESYNC the SELECT parameter is refused, and nothing breaks.
+    let r = a.cmd("a0", "SELECT INBOX (QRESYNC (1 1))").await;
+    assert!(last(&r).starts_with("a0 BAD"), "{r:?}");
+    let r = a.cmd("a1", "ENABLE QRESYNC").await;
+    assert_eq!(r[0], "* ENABLED QRESYNC");
+    let r = a.cmd("a2", "SELECT INBOX").await;
+    let validity = number_after(&r, "[UIDVALIDITY");
+    let modseq = number_after(&r, "[HIGHESTMODSEQ");
+    a.cmd("a3", "LOGOUT").await;
+
+    // Another client flags 2, deletes 3 and 4, and 6 (which the first client will
+    // say it does not know).
+    let (mut b, _) = Raw::connect(srv.addr).await;
+    b.login().await;
+    b.cmd("b1", "SELECT INBOX").await;
+    b.cmd("b2", "STORE 2 +FLAGS.SILENT (\\Flagged)").await;
+    b.cmd("b3", "STORE 3,4,6 +FLAGS.SILENT (\\Deleted)").await;
+    let r = b.cmd("b4", "EXPUNGE").await;
+    assert!(last(&r).starts_with("b4 OK"), "{r:?}");
+
+    // The first client comes back and resyncs knowing UIDs 1:5.
+    let (mut a, _) = Raw::connect(srv.addr).await;
+    a.login().await;
+    a.cmd("c1", "ENABLE QRESYNC").await;
+    let r = a
+        .cmd(
+            "c2",
+            &format!("SELECT INBOX (QRESYNC ({validity} {modseq} 1:5))"),
+        )
+        .await;
+    assert!(last(&r).starts_with("c2 OK [READ-WRITE]"), "{r:?}");
+    assert!(r.iter().any(|l| l == "* 3 EXISTS"), "{r:?}");
+    let vanished: Vec<&String> = r.iter().filter(|l| l.contains("VANISHED")).collect();
+    assert_eq!(vanished, vec!["* VANISHED (EARLIER) 3:4"], "{r:?}");
+    let fetch: Vec<&String> = r.iter().filter(|l| l.contains("FETCH")).collect();
+    assert_eq!(fetch.len(), 1, "{r:?}");
+    assert!(
+        fetch[0].starts_with("* 2 FETCH (UID 2 FLAGS (\\Flagged) MODSEQ ("),
+        "{r:?}"
+    );
+    let highest = number_after(&r, "[HIGHESTMODSEQ");
+    assert!(highest > modseq);
+
+    // A wrong UIDVALIDITY: a plain SELECT, no resync data.
+    let r = a
+        .cmd(
+            "c3",
+            &format!("EXAMINE INBOX (QRESYNC ({} {modseq}))", validity + 1),
+        )
+        .await;
+    assert!(
+        !r.iter()
+            .any(|l| l.contains("VANISHED") || l.contains("FETCH")),
+        "{r:?}"
+    );
+    let r = a.cmd("c4", "SELECT INBOX").await;
+    assert!(last(&r).starts_with("c4 OK"), "{r:?}");
+
+    // UID FETCH ... (CHANGEDSINCE m VANISHED): expunges in the set, then changes.
+    let r = a
+        .cmd(
+            "c5",
+            &format!("UID FETCH 1:* (FLAGS) (CHANGEDSINCE {modseq} VANISHED)"),
+        )
+        .await;
+    assert_eq!(r[0], "* VANISHED (EARLIER) 3:4,6", "{r:?}");
+    assert!(
+        r[1].starts_with("* 2 FETCH (UID 2 FLAGS (\\Flagged) MODSEQ ("),
+        "{r:?}"
+    );
+    assert_eq!(r.len(), 3, "{r:?}");
+    // VANISHED without CHANGEDSINCE, or on FETCH by sequence number, is bad syntax.
+    let r = a.cmd("c6", "UID FETCH 1:* (FLAGS) (VANISHED)").await;
+    assert!(last(&r).starts_with("c6 BAD"), "{r:?}");
+    let r = a
+        .cmd("c7", "FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)")
+        .await;
+    assert!(last(&r).starts_with("c7 BAD"), "{r:?}");
+
+    // Live: the other client expunges UID 5; this one hears VANISHED, not EXPUNGE.
+    b.cmd("b5", "UID STORE 5 +FLAGS.SILENT (\\Deleted)").await;
+    b.cmd("b6", "EXPUNGE").await;
+    let r = a.cmd("c8", "NOOP").await;
+    assert!(r.iter().any(|l| l == "* VANISHED 5"), "{r:?}");
+    assert!(!r.iter().any(|l| l.ends_with("EXPUNGE")), "{r:?}");
+    // Its own EXPUNGE too.
+    a.cmd("c9", "UID STORE 1 +FLAGS.SILENT (\\Deleted)").await;
+    let r = a.cmd("c10", "EXPUNGE").await;
+    assert_eq!(r[0], "* VANISHED 1", "{r:?}");
+    let after = number_after(&r, "[HIGHESTMODSEQ");
+    assert!(after > highest, "{r:?}");
+    let r = a.cmd("c11", "STATUS INBOX (HIGHESTMODSEQ)").await;
+    assert_eq!(number_after(&r, "HIGHESTMODSEQ"), after, "{r:?}");
+    srv.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn appendlimit_is_the_configured_message_size() {
+    let srv = start_ext("[limits]\nmessage_size = 2000\n", "").await;
+    let (mut c, _) = Raw::connect(srv.addr).await;
+    c.login().await;
+    let r = c.cmd("a1", "CAPABILITY").await;
+    assert!(r[0].contains(" APPENDLIMIT=2000"), "{r:?}");
+    let big = message("big", &"x".repeat(2500));
+    let r = c
+        .cmd("a2", &format!("APPEND INBOX {{{}}}", big.len()))
+        .await;
+    assert!(last(&r).contains("[TOOBIG]"), "{r:?}");
+    let small = message("small", "fits");
+    append(&mut c, "INBOX", &small).await;
+    srv.running.shutdown().await;
+}
+
+/// A client side of COMPRESS=DEFLATE over any stream.
+struct Zc<S> {
+    s: S,
+    def: flate2::Compress,
+    inf: flate2::Decompress,
+    plain: Vec<u8>,
+}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Zc<S> {
+    fn new(s: S) -> Zc<S> {
+        Zc {
+            s,
+            def: flate2::Compress::new(flate2::Compression::default(), false),
+            inf: flate2::Decompress::new(false),
+            plain: Vec::new(),
+        }
+    }
+
+    async fn send_raw(&mut self, data: &[u8]) {
+        let mut out = Vec::with_capacity(data.len() + 1024);
+        let mut rest = data;
+        loop {
+            let before = self.def.total_in();
+            self.def
+                .compress_vec(rest, &mut out, flate2::FlushCompress::Sync)
+                .unwrap();
+            rest = &rest[(self.def.total_in() - before) as usize..];
+            if rest.is_empty() && out.len() < out.capacity() {
+                break;
+            }
+            out.reserve(64 * 1024);
+        }
+        self.s.write_all(&out).await.unwrap();
+        self.s.flush().await.unwrap();
+    }
+
+    async fn fill(&mut self) {
+        let mut buf = vec![0u8; 8192];
+        let n = tokio::time::timeout(Duration::from_secs(20), self.s.read(&mut buf))
+            .await
+            .expect("server answered in time")
+            .unwrap();
+        assert!(n > 0, "connection closed");
+        let mut input = &buf[..n];
+        while !input.is_empty() {
+            let mut out = Vec::with_capacity(64 * 1024);
+            let before = self.inf.total_in();
+            self.inf
+                .decompress_vec(input, &mut out, flate2::FlushDecompress::Sync)
+                .unwrap();
+            input = &input[(self.inf.total_in() - before) as usize..];
+            self.plain.extend_from_slice(&out);
+        }
+    }
+
+    /// One response line, with a trailing literal read and appended.
+    async fn line(&mut self) -> String {
+        loop {
+            if let Some(i) = self.plain.iter().position(|&b| b == b'\n') {
+                let l: Vec<u8> = self.plain.drain(..=i).collect();
+                let l = String::from_utf8_lossy(&l).trim_end().to_string();
+                if let Some(open) = l.rfind('{')
+                    && l.ends_with('}')
+                    && let Ok(n) = l[open + 1..l.len() - 1].parse::<usize>()
+                {
+                    while self.plain.len() < n {
+                        self.fill().await;
+                    }
+                    let lit: Vec<u8> = self.plain.drain(..n).collect();
+                    let rest = Box::pin(self.line()).await;
+                    return format!("{l}\r\n{}{rest}", String::from_utf8_lossy(&lit));
+                }
+                return l;
+            }
+            self.fill().await;
+        }
+    }
+
+    async fn cmd(&mut self, tag: &str, cmd: &str) -> Vec<String> {
+        self.send_raw(format!("{tag} {cmd}\r\n").as_bytes()).await;
+        let mut out = Vec::new();
+        loop {
+            let l = self.line().await;
+            let done = l.starts_with(&format!("{tag} "));
+            out.push(l);
+            if done {
+                return out;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn compress_deflate_session_runs_real_commands() {
+    let srv = start().await;
+    let (mut c, _) = Raw::connect(srv.addr).await;
+    let r = c.cmd("z0", "CAPABILITY").await;
+    assert!(!r[0].contains("COMPRESS"), "only after login: {r:?}");
+    c.login().await;
+    let r = c.cmd("z1", "CAPABILITY").await;
+    assert!(r[0].contains(" COMPRESS=DEFLATE"), "{r:?}");
+    let r = c.cmd("z2", "COMPRESS LZW").await;
+    assert!(last(&r).starts_with("z2 BAD"), "{r:?}");
+    let r = c.cmd("z3", "COMPRESS DEFLATE").await;
+    assert_eq!(last(&r), "z3 OK DEFLATE active");
+    let Raw { r, w } = c;
+    let tcp = r.into_inner().reunite(w).unwrap();
+    let mut z = Zc::new(tcp);
+
+    let msg = message("gezipt", &"compressible text ".repeat(200));
+    let r = z
+        .cmd("z4", &format!("APPEND INBOX {{{}+}}\r\n{msg}", msg.len()))
+        .await;
+    assert!(last(&r).starts_with("z4 OK [APPENDUID"), "{r:?}");
+    let r = z.cmd("z5", "SELECT INBOX").await;
+    assert!(r.iter().any(|l| l == "* 1 EXISTS"), "{r:?}");
+    let r = z.cmd("z6", "FETCH 1 (BODY.PEEK[])").await;
+    assert!(r[0].ends_with(&format!("{msg})")), "{r:?}");
+    let r = z.cmd("z7", "UID SEARCH SUBJECT gezipt").await;
+    assert_eq!(r[0], "* SEARCH 1");
+    // Bad syntax under compression: BAD, and the stream goes on.
+    let r = z.cmd("z8", "FETCH 1:* (FLAGS").await;
+    assert!(last(&r).starts_with("z8 BAD"), "{r:?}");
+    let r = z.cmd("z9", "COMPRESS DEFLATE").await;
+    assert!(last(&r).starts_with("z9 NO [COMPRESSIONACTIVE]"), "{r:?}");
+    let r = z.cmd("z10", "CAPABILITY").await;
+    assert!(!r[0].contains("COMPRESS"), "{r:?}");
+    // IDLE under compression: DONE arrives compressed.
+    z.send_raw(b"z11 IDLE\r\n").await;
+    assert!(z.line().await.starts_with("+ "));
+    z.send_raw(b"DONE\r\n").await;
+    assert_eq!(z.line().await, "z11 OK Idle completed");
+    let r = z.cmd("z12", "LOGOUT").await;
+    assert!(r[0].starts_with("* BYE"), "{r:?}");
+    srv.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn compress_bomb_meets_the_line_limit() {
+    let srv = start().await;
+    let (mut c, _) = Raw::connect(srv.addr).await;
+    c.login().await;
+    c.cmd("z1", "COMPRESS DEFLATE").await;
+    let Raw { r, w } = c;
+    let tcp = r.into_inner().reunite(w).unwrap();
+    let mut z = Zc::new(tcp);
+    // 8 MiB of one byte compresses to a few KiB; inflated, it is one endless line.
+    z.send_raw(&vec![b'A'; 8 << 20]).await;
+    let l = z.line().await;
+    assert!(l.contains("BAD [TOOBIG]"), "{l}");
+    assert!(z.line().await.starts_with("* BYE"));
+    srv.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn compress_after_implicit_tls() {
+    let srv = start_with("imaps = \"127.0.0.1:0\"").await;
+    let tcp = TcpStream::connect(srv.running.addr("imaps")).await.unwrap();
+    let tls = tls_connector().connect("localhost", tcp).await.unwrap();
+    let mut s = BufReader::new(tls);
+    let mut greeting = String::new();
+    s.read_line(&mut greeting).await.unwrap();
+    s.get_mut()
+        .write_all(format!("i1 LOGIN bouke {PASSWORD}\r\ni2 COMPRESS DEFLATE\r\n").as_bytes())
+        .await
+        .unwrap();
+    tls_lines(&mut s, "i1").await;
+    let r = tls_lines(&mut s, "i2").await;
+    assert_eq!(r.last().unwrap(), "i2 OK DEFLATE active");
+    assert!(s.buffer().is_empty());
+    let mut z = Zc::new(s.into_inner());
+    let r = z.cmd("i3", "SELECT INBOX").await;
+    assert!(last(&r).starts_with("i3 OK [READ-WRITE]"), "{r:?}");
+    let r = z.cmd("i4", "LIST \"\" *").await;
+    assert!(r.iter().any(|l| l.contains("INBOX")), "{r:?}");
+    srv.running.shutdown().await;
+}
+
+/// Fixture messages for SORT and THREAD: (subject, from, to, date, message-id,
+/// references, body). Appended in this order with rising INTERNALDATEs.
+const THREAD_FIXTURE: &[(&str, &str, &str, &str, &str, &str, usize)] = &[
+    // 1
+    (
+        "Vakantieplannen",
+        "an@zolder.test",
+        "bouke@zolder.test",
+        "Mon, 4 Mar 2024 09:00:00 +0000",
+        "<v1@x>",
+        "",
+        100,
+    ),
+    // 2
+    (
+        "Re: Vakantieplannen",
+        "bouke@zolder.test",
+        "an@zolder.test",
+        "Mon, 4 Mar 2024 11:00:00 +0000",
+        "<v2@x>",
+        "<v1@x>",
+        3000,
+    ),
+    // 3
+    (
+        "Fietsen",
+        "cor@zolder.test",
+        "an@zolder.test",
+        "Sun, 3 Mar 2024 08:00:00 +0000",
+        "<f1@x>",
+        "",
+        500,
+    ),
+    // 4
+    (
+        "RE: Re: Vakantieplannen",
+        "an@zolder.test",
+        "bouke@zolder.test",
+        "Mon, 4 Mar 2024 12:00:00 +0000",
+        "<v3@x>",
+        "<v1@x> <v2@x>",
+        200,
+    ),
+    // 5
+    (
+        "Re: Vakantieplannen",
+        "dirk@zolder.test",
+        "an@zolder.test",
+        "Mon, 4 Mar 2024 10:00:00 +0000",
+        "<v4@x>",
+        "<v1@x>",
+        50,
+    ),
+    // 6: a reply whose parent never arrived; same subject as 3
+    (
+        "Re: Fietsen",
+        "bouke@zolder.test",
+        "cor@zolder.test",
+        "Tue, 5 Mar 2024 08:00:00 +0000",
+        "<f2@x>",
+        "<f0@x>",
+        700,
+    ),
+];
+
+async fn load_thread_fixture(c: &mut Raw) {
+    for (i, (subj, from, to, date, id, refs, body)) in THREAD_FIXTURE.iter().enumerate() {
+        let refs = if refs.is_empty() {
+            String::new()
+        } else {
+            format!("References: {refs}\r\n")
+        };
+        let msg = format!(
+            "From: {from}\r\nTo: {to}\r\nSubject: {subj}\r\nDate: {date}\r\nMessage-ID: {id}\r\n{refs}\r\n{}\r\n",
+            "x".repeat(*body)
+        );
+        let r = c
+            .cmd(
+                "AP",
+                &format!(
+                    "APPEND INBOX \"0{}-Mar-2024 10:00:00 +0000\" {{{}+}}\r\n{msg}",
+                    9 - i,
+                    msg.len()
+                ),
+            )
+            .await;
+        assert!(last(&r).starts_with("AP OK"), "{r:?}");
+    }
+}
+
+#[tokio::test]
+async fn sort_and_thread_on_fixture_messages() {
+    let srv = start().await;
+    let (mut c, _) = Raw::connect(srv.addr).await;
+    c.login().await;
+    let r = c.cmd("s0", "CAPABILITY").await;
+    for cap in ["SORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES"] {
+        assert!(r[0].split(' ').any(|x| x == cap), "{cap}: {r:?}");
+    }
+    load_thread_fixture(&mut c).await;
+    c.cmd("s1", "SELECT INBOX").await;
+    let sort = |r: Vec<String>| r[0].clone();
+    // DATE: the Date: header. 3 (Sun) < 1 (09:00) < 5 (10:00) < 2 < 4 < 6.
+    assert_eq!(
+        sort(c.cmd("a", "SORT (DATE) UTF-8 ALL").await),
+        "* SORT 3 1 5 2 4 6"
+    );
+    assert_eq!(
+        sort(c.cmd("b", "SORT (REVERSE DATE) UTF-8 ALL").await),
+        "* SORT 6 4 2 5 1 3"
+    );
+    // ARRIVAL: INTERNALDATE was given falling, from 09-Mar down to 04-Mar.
+    assert_eq!(
+        sort(c.cmd("c", "SORT (ARRIVAL) UTF-8 ALL").await),
+        "* SORT 6 5 4 3 2 1"
+    );
+    // SUBJECT: base subjects FIETSEN (3, 6) < VAKANTIEPLANNEN (1, 2, 4, 5), ties by
+    // sequence number; then DATE as second key.
+    assert_eq!(
+        sort(c.cmd("d", "SORT (SUBJECT) UTF-8 ALL").await),
+        "* SORT 3 6 1 2 4 5"
+    );
+    assert_eq!(
+        sort(c.cmd("e", "SORT (SUBJECT REVERSE DATE) UTF-8 ALL").await),
+        "* SORT 6 3 4 2 5 1"
+    );
+    // FROM: local parts an (1, 4) < bouke (2, 6) < cor (3) < dirk (5).
+    assert_eq!(
+        sort(c.cmd("f", "SORT (FROM) UTF-8 ALL").await),
+        "* SORT 1 4 2 6 3 5"
+    );
+    assert_eq!(
+        sort(c.cmd("g", "SORT (TO DATE) UTF-8 ALL").await),
+        "* SORT 3 5 2 1 4 6"
+    );
+    // CC: nobody has one; all equal, sequence order.
+    assert_eq!(
+        sort(c.cmd("h", "SORT (CC) UTF-8 ALL").await),
+        "* SORT 1 2 3 4 5 6"
+    );
+    // SIZE follows the body lengths 100, 3000, 500, 200, 50, 700 (headers differ a little).
+    assert_eq!(
+        sort(c.cmd("i", "SORT (SIZE) UTF-8 ALL").await),
+        "* SORT 5 1 4 3 6 2"
+    );
+    // With search keys, and by UID.
+    assert_eq!(
+        sort(c.cmd("j", "SORT (DATE) UTF-8 SUBJECT fietsen").await),
+        "* SORT 3 6"
+    );
+    assert_eq!(
+        sort(c.cmd("k", "UID SORT (REVERSE SIZE) US-ASCII 2:5").await),
+        "* SORT 2 3 4 5"
+    );
+
+    // THREAD ORDEREDSUBJECT: per base subject, by date; threads by first date. A
+    // single child continues its parent's list (RFC 5256 thread-members).
+    assert_eq!(
+        sort(c.cmd("l", "THREAD ORDEREDSUBJECT UTF-8 ALL").await),
+        "* THREAD (3 6)(1 (5)(2)(4))"
+    );
+    // THREAD REFERENCES: 1 → {5, 2 → 4}; 6's parent is missing, so 6 joins 3 by
+    // subject (a reply under the original).
+    assert_eq!(
+        sort(c.cmd("m", "THREAD REFERENCES UTF-8 ALL").await),
+        "* THREAD (3 6)(1 (5)(2 4))"
+    );
+    // The header keys were parsed once and cached in the index; an expunge drops
+    // the message's row with it.
+    let db = srv.config_path.parent().unwrap().join("data/zolder.db");
+    let cached = |db: std::path::PathBuf| {
+        let c = zolder::db::open(&db).unwrap();
+        let mut v: Vec<u32> = zolder::db::sortkeys::load(&c, "bouke", "INBOX")
+            .unwrap()
+            .iter()
+            .map(|r| r.uid)
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    assert_eq!(cached(db.clone()), vec![1, 2, 3, 4, 5, 6]);
+    // Without 1 (searched away) its replies hang under a dummy, by date.
+    c.cmd("n0", "STORE 1 +FLAGS.SILENT (\\Deleted)").await;
+    assert_eq!(
+        sort(c.cmd("n", "UID THREAD REFERENCES UTF-8 UNDELETED").await),
+        "* THREAD (3 6)((5)(2 4))"
+    );
+    c.cmd("n1", "EXPUNGE").await;
+    assert_eq!(cached(db), vec![2, 3, 4, 5, 6]);
+    assert_eq!(
+        sort(c.cmd("n2", "UID SORT (DATE) UTF-8 ALL").await),
+        "* SORT 3 5 2 4 6"
+    );
+    let r = c
+        .cmd("o", "THREAD REFERENCES UTF-8 SUBJECT nothing-matches")
+        .await;
+    assert_eq!(r[0], "* THREAD");
+
+    // Bad syntax answers BAD and the connection stays usable.
+    for (t, bad) in [
+        ("p1", "SORT DATE UTF-8 ALL"),
+        ("p2", "SORT (DATE) ALL"),
+        ("p3", "SORT (WEIGHT) UTF-8 ALL"),
+        ("p4", "THREAD REFS UTF-8 ALL"),
+        ("p5", "THREAD REFERENCES UTF-8"),
+    ] {
+        let r = c.cmd(t, bad).await;
+        assert!(last(&r).starts_with(&format!("{t} BAD")), "{r:?}");
+    }
+    let r = c.cmd("p6", "SORT (BADCHARSET) KOI8-R ALL").await;
+    assert!(last(&r).starts_with("p6 BAD"), "{r:?}");
+    let r = c.cmd("p7", "SORT (DATE) KOI8-R ALL").await;
+    assert!(last(&r).starts_with("p7 BAD [BADCHARSET"), "{r:?}");
+    let r = c.cmd("p8", "NOOP").await;
+    assert!(last(&r).starts_with("p8 OK"), "{r:?}");
+    srv.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn quota_roots_usage_and_overquota() {
+    let srv = start_ext("", "quota_storage = 4096\nquota_messages = 3").await;
+    let (mut c, _) = Raw::connect(srv.addr).await;
+    c.login().await;
+    let r = c.cmd("q0", "CAPABILITY").await;
+    assert!(
+        r[0].contains(" QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE"),
+        "{r:?}"
+    );
+    let r = c.cmd("q1", "GETQUOTAROOT INBOX").await;
+    assert_eq!(
+        r[..2],
+        [
+            "* QUOTAROOT \"INBOX\" \"\"".to_string(),
+            "* QUOTA \"\" (STORAGE 0 4 MESSAGE 0 3)".to_string()
+        ],
+        "{r:?}"
+    );
+    let m1 = message("een", &"x".repeat(1500));
+    let m2 = message("twee", "kort");
+    append(&mut c, "INBOX", &m1).await;
+    append(&mut c, "Sent", &m2).await;
+    let kib = (m1.len() + m2.len()).div_ceil(1024);
+    let r = c.cmd("q2", "GETQUOTA \"\"").await;
+    assert_eq!(
+        r[0],
+        format!("* QUOTA \"\" (STORAGE {kib} 4 MESSAGE 2 3)"),
+        "{r:?}"
+    );
+    // Too big for what is left.
+    let m3 = message("drie", &"y".repeat(3000));
+    let r = c
+        .cmd("q3", &format!("APPEND INBOX {{{}+}}\r\n{m3}", m3.len()))
+        .await;
+    assert!(last(&r).starts_with("q3 NO [OVERQUOTA]"), "{r:?}");
+    // Two copies would make four messages.
+    c.cmd("q4", "SELECT INBOX").await;
+    append(&mut c, "INBOX", &message("vier", "k")).await;
+    // STATUS=SIZE and RFC 9208's DELETED / DELETED-STORAGE.
+    c.cmd("q4b", "STORE 1 +FLAGS.SILENT (\\Deleted)").await;
+    let r = c
+        .cmd("q4c", "STATUS Sent (MESSAGES SIZE DELETED DELETED-STORAGE)")
+        .await;
+    assert_eq!(
+        r[0],
+        format!(
+            "* STATUS \"Sent\" (MESSAGES 1 SIZE {} DELETED 0 DELETED-STORAGE 0)",
+            m2.len()
+        )
+    );
+    let r = c.cmd("q4d", "STATUS INBOX (DELETED DELETED-STORAGE)").await;
+    assert_eq!(
+        r[0],
+        format!(
+            "* STATUS \"INBOX\" (DELETED 1 DELETED-STORAGE {})",
+            m1.len()
+        )
+    );
+    let r = c.cmd("q5", "COPY 1:2 Sent").await;
+    assert!(last(&r).starts_with("q5 NO [OVERQUOTA]"), "{r:?}");
+    // A move changes no usage and is allowed.
+    let r = c.cmd("q6", "MOVE 1 Sent").await;
+    assert!(last(&r).starts_with("q6 OK"), "{r:?}");
+    let r = c.cmd("q7", "SETQUOTA \"\" (STORAGE 99999)").await;
+    assert!(last(&r).starts_with("q7 NO"), "{r:?}");
+    let r = c.cmd("q8", "GETQUOTA \"other\"").await;
+    assert!(last(&r).starts_with("q8 NO"), "{r:?}");
+    let r = c.cmd("q9", "GETQUOTAROOT Nergens").await;
+    assert!(last(&r).starts_with("q9 NO [NONEXISTENT]"), "{r:?}");
+    let r = c.cmd("q10", "GETQUOTA").await;
+    assert!(last(&r).starts_with("q10 BAD"), "{r:?}");
+    srv.running.shutdown().await;
+
+    // Without configured limits there is no quota root (usage alone is not a valid
+    // QUOTA response).
+    let srv = start().await;
+    let (mut c, _) = Raw::connect(srv.addr).await;
+    c.login().await;
+    let r = c.cmd("r1", "GETQUOTAROOT INBOX").await;
+    assert_eq!(
+        r,
+        vec!["* QUOTAROOT \"INBOX\"", "r1 OK Getquotaroot completed"]
+    );
+    let r = c.cmd("r2", "GETQUOTA \"\"").await;
+    assert!(last(&r).starts_with("r2 NO"), "{r:?}");
+    srv.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn utf8_accept_names_and_append() {
+    let srv = start().await;
+    let (mut c, _) = Raw::connect(srv.addr).await;
+    c.login().await;
+    let r = c.cmd("u0", "CAPABILITY").await;
+    assert!(r[0].contains(" UTF8=ACCEPT"), "{r:?}");
+    // Before ENABLE, names travel in modified UTF-7.
+    let r = c.cmd("u1", "CREATE \"Caf&AOk-\"").await;
+    assert!(last(&r).starts_with("u1 OK"), "{r:?}");
+    let r = c.cmd("u2", "LIST \"\" Caf*").await;
+    assert_eq!(r[0], "* LIST (\\HasNoChildren) \".\" \"Caf&AOk-\"");
+    let r = c.cmd("u3", "ENABLE UTF8=ACCEPT").await;
+    assert_eq!(r[0], "* ENABLED UTF8=ACCEPT");
+    // After it, in UTF-8 both ways.
+    let r = c.cmd("u4", "LIST \"\" Caf*").await;
+    assert_eq!(r[0], "* LIST (\\HasNoChildren) \".\" \"Café\"");
+    let r = c.cmd("u5", "CREATE \"Brieven van Oma Ünal\"").await;
+    assert!(last(&r).starts_with("u5 OK"), "{r:?}");
+    let r = c
+        .cmd("u6", "STATUS \"Brieven van Oma Ünal\" (MESSAGES)")
+        .await;
+    assert_eq!(r[0], "* STATUS \"Brieven van Oma Ünal\" (MESSAGES 0)");
+    // APPEND with the UTF8 data item and an 8-bit header.
+    let msg = "From: Ünal <unal@zolder.test>\r\nSubject: Grüße\r\n\r\nHallo\r\n";
+    let r = c
+        .cmd(
+            "u7",
+            &format!("APPEND \"Café\" UTF8 (~{{{}+}}\r\n{msg})", msg.len()),
+        )
+        .await;
+    assert!(last(&r).starts_with("u7 OK [APPENDUID"), "{r:?}");
+    let r = c.cmd("u8", "EXAMINE \"Café\"").await;
+    assert!(r.iter().any(|l| l == "* 1 EXISTS"), "{r:?}");
+    let r = c.cmd("u9", "FETCH 1 BODY.PEEK[]").await;
+    assert!(r[0].contains("Subject: Grüße"), "{r:?}");
+    // SEARCH with CHARSET is refused once UTF8=ACCEPT is on; without it works.
+    let r = c.cmd("u10", "SEARCH CHARSET UTF-8 ALL").await;
+    assert!(last(&r).starts_with("u10 BAD"), "{r:?}");
+    let r = c.cmd("u11", "SEARCH SUBJECT \"Grüße\"").await;
+    assert_eq!(r[0], "* SEARCH 1");
+    // The old-style name no longer means Café.
+    let r = c.cmd("u12", "STATUS \"Caf&AOk-\" (MESSAGES)").await;
+    assert!(last(&r).starts_with("u12 NO"), "{r:?}");
+    srv.running.shutdown().await;
 }

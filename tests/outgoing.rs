@@ -756,3 +756,301 @@ async fn smarthost_535_defers_and_shows_in_the_queue() {
     );
     d.running.shutdown().await;
 }
+
+/// Many messages over the one pipelined connection: each message's data, final dot
+/// and the next envelope share a write; outcomes stay per message and per recipient;
+/// a message whose recipients are all refused is closed with RSET (the sink answers a
+/// nested MAIL with 503); dot-stuffing survives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_batch_over_one_connection() {
+    let sink = FakeSink::start_pipelining().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "\"127.0.0.1:0\"",
+        "\"127.0.0.1/32\"",
+        &smarthost_table(sink.port, ""),
+    );
+    let d = Daemon::start(&cfg).await;
+    let mut c = Raw::connect(d.submission(), None).await;
+    assert_eq!(c.cmd("EHLO client.lan").await.0, 250);
+    let mut want = Vec::new();
+    let (mut sent, mut failed, mut bounced) = (0, 0, 0);
+    for i in 0..24usize {
+        let rcpts: Vec<String> = if i % 6 == 5 {
+            vec![format!("reject{i}@remote.example")]
+        } else if i % 8 == 3 {
+            vec![
+                format!("ok{i}@remote.example"),
+                format!("reject{i}b@remote.example"),
+            ]
+        } else {
+            vec![format!("ok{i}@remote.example")]
+        };
+        failed += rcpts.iter().filter(|r| r.starts_with("reject")).count();
+        bounced += rcpts.iter().any(|r| r.starts_with("reject")) as usize;
+        sent += rcpts.iter().filter(|r| r.starts_with("ok")).count();
+        assert_eq!(c.cmd("MAIL FROM:<sjoerd@zolder.thuis>").await.0, 250);
+        for r in &rcpts {
+            assert_eq!(c.cmd(&format!("RCPT TO:<{r}>")).await.0, 250);
+        }
+        // On the wire (stuffed): the stored lines are ".leading" and "..two".
+        let body = format!(
+            "From: sjoerd@zolder.thuis\r\nSubject: batch-{i:02}\r\n\r\n..leading\r\n...two\r\n{}",
+            "x".repeat(i * 50)
+        );
+        assert_eq!(c.data(&body).await.0, 250);
+        if i % 6 != 5 {
+            want.push((format!("batch-{i:02}"), format!("ok{i}@remote.example"), i));
+        }
+    }
+    assert_eq!(c.cmd("QUIT").await.0, 221);
+
+    let sum = d.flush().await;
+    assert_eq!(
+        (sum.sent, sum.deferred, sum.failed),
+        (sent, 0, failed),
+        "{sum:?}"
+    );
+    assert_eq!(
+        sink.connections.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    let got = sink.all();
+    assert_eq!(got.len(), want.len());
+    for (g, (subject, rcpt, i)) in got.iter().zip(&want) {
+        let t = s(&g.data);
+        assert!(t.contains(&format!("Subject: {subject}\r\n")), "{t}");
+        assert_eq!(g.rcpts, vec![rcpt.clone()]);
+        // Unstuffed by the sink back to what was queued; no extra blank line.
+        assert!(
+            t.ends_with(&format!(
+                "\r\n\r\n.leading\r\n..two\r\n{}\r\n",
+                "x".repeat(i * 50)
+            )),
+            "{t:?}"
+        );
+    }
+    // The refused recipients bounced to the sender (no 503 "nested MAIL" anywhere).
+    d.wait_for("bounces", || d.local.count() >= bounced).await;
+    assert_eq!(d.local.count(), bounced);
+    for b in d.local.all() {
+        let t = s(&b.bytes);
+        assert!(!t.contains("nested MAIL"), "{t}");
+        assert!(t.contains("550 5.1.1"), "{t}");
+    }
+}
+
+/// DSN (RFC 3461): with a smarthost that offers it, RET/ENVID/NOTIFY/ORCPT go on with
+/// the message, and a NOTIFY=SUCCESS gets no "relayed" notice from us (the smarthost
+/// reports delivery); without DSN at the smarthost, the parameters stay here and we
+/// report "relayed" ourselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dsn_parameters_go_on_when_the_smarthost_offers_dsn() {
+    for offers_dsn in [true, false] {
+        let sink = if offers_dsn {
+            FakeSink::start_dsn().await
+        } else {
+            FakeSink::start_pipelining().await
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write_config(
+            dir.path(),
+            "\"127.0.0.1:0\"",
+            "\"127.0.0.1/32\"",
+            &smarthost_table(sink.port, ""),
+        );
+        let d = Daemon::start(&cfg).await;
+        let mut c = Raw::connect(d.submission(), None).await;
+        assert_eq!(c.cmd("EHLO client.lan").await.0, 250);
+        assert_eq!(
+            c.cmd("MAIL FROM:<sjoerd@zolder.thuis> RET=HDRS ENVID=QQ+2B1")
+                .await
+                .0,
+            250
+        );
+        assert_eq!(
+            c.cmd("RCPT TO:<ok@remote.example> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;Ok+2Bx@remote.example")
+                .await
+                .0,
+            250
+        );
+        assert_eq!(c.cmd("RCPT TO:<plain@remote.example>").await.0, 250);
+        assert_eq!(
+            c.data("From: sjoerd@zolder.thuis\r\nSubject: dsn\r\n\r\nhi")
+                .await
+                .0,
+            250
+        );
+        assert_eq!(c.cmd("QUIT").await.0, 221);
+        let sum = d.flush().await;
+        assert_eq!(sum.sent, 2, "{sum:?}");
+        let got = sink.all();
+        assert_eq!(got.len(), 1);
+        let lines = &got[0].lines;
+        if offers_dsn {
+            assert_eq!(
+                lines,
+                &vec![
+                    "MAIL FROM:<family@provider.nl> RET=HDRS ENVID=QQ+2B1".to_string(),
+                    "RCPT TO:<ok@remote.example> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;Ok+2Bx@remote.example".to_string(),
+                    "RCPT TO:<plain@remote.example>".to_string(),
+                ]
+            );
+            // Give the runner a moment: no notice may appear.
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            assert_eq!(d.local.count(), 0, "{:?}", d.local.all());
+        } else {
+            assert!(lines.iter().all(|l| !l.contains('=')), "{lines:?}");
+            d.wait_for("relayed notice", || d.local.count() == 1).await;
+            let t = s(&d.local.all()[0].bytes);
+            assert!(t.contains("Action: relayed"), "{t}");
+            assert!(t.contains("Original-Envelope-Id: QQ+1"), "{t}");
+        }
+    }
+}
+
+/// `sendmail -qR site` / `-qI id` (and `zolder flush --site/--id`): only the selected
+/// messages leave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targeted_flush_by_site_and_by_id() {
+    use zolder::queue::FlushTarget;
+    let sink = FakeSink::start_pipelining().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "\"127.0.0.1:0\"",
+        "\"127.0.0.1/32\"",
+        &smarthost_table(sink.port, ""),
+    );
+    let d = Daemon::start(&cfg).await;
+    let mut c = Raw::connect(d.submission(), None).await;
+    assert_eq!(c.cmd("EHLO client.lan").await.0, 250);
+    for to in ["a@one.example", "b@mail.two.example", "c@three.example"] {
+        assert_eq!(c.cmd("MAIL FROM:<sjoerd@zolder.thuis>").await.0, 250);
+        assert_eq!(c.cmd(&format!("RCPT TO:<{to}>")).await.0, 250);
+        assert_eq!(c.data(&format!("Subject: to {to}\r\n\r\nhi")).await.0, 250);
+    }
+    assert_eq!(c.cmd("QUIT").await.0, 221);
+
+    let sum = d
+        .queue()
+        .flush_target(FlushTarget::parse("flush site TWO.example").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(sum.sent, 1, "{sum:?}");
+    assert_eq!(sink.all()[0].rcpts, vec!["b@mail.two.example"]);
+
+    let id = d
+        .queue_rows()
+        .into_iter()
+        .find(|(_, r)| r[0].rcpt == "c@three.example")
+        .unwrap()
+        .0
+        .id;
+    let sum = d.queue().flush_target(FlushTarget::Id(id)).await.unwrap();
+    assert_eq!(sum.sent, 1, "{sum:?}");
+    assert_eq!(sink.all()[1].rcpts, vec!["c@three.example"]);
+    assert!(FlushTarget::parse("flush id ../../etc").is_none());
+    assert!(FlushTarget::parse("flush site a b").is_none());
+
+    let sum = d.flush().await;
+    assert_eq!(sum.sent, 1, "{sum:?}");
+    assert_eq!(sink.all().len(), 3);
+}
+
+/// `[smarthost] oauth2`: XOAUTH2 with an access token from the refresh token; the
+/// first token is refused (334 challenge, then 535), a fresh one is fetched and the
+/// login retried on the same connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smarthost_oauth2_login_refreshes_a_refused_token() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A token endpoint handing out tok-1, tok-2, … for the refresh token "R1".
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let token_url = format!("http://{}/token", l.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok((mut s, _)) = l.accept().await {
+            let mut buf = vec![0u8; 4096];
+            let mut got = 0;
+            while got < buf.len() {
+                let k = s.read(&mut buf[got..]).await.unwrap_or(0);
+                got += k;
+                let t = String::from_utf8_lossy(&buf[..got]).into_owned();
+                if k == 0 || t.contains("client_id=cid") {
+                    break;
+                }
+            }
+            n += 1;
+            let body = format!("{{\"access_token\":\"tok-{n}\",\"expires_in\":3600}}");
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(resp.as_bytes()).await;
+        }
+    });
+    let sink = FakeSink::start_pipelining().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "\"127.0.0.1:0\"",
+        "\"127.0.0.1/32\"",
+        &smarthost_table(
+            sink.port,
+            &format!(
+                "username = \"sjoerd\"\noauth2 = {{ token_url = \"{token_url}\", client_id = \"cid\", refresh_token = \"R1\" }}\n"
+            ),
+        ),
+    );
+    let d = Daemon::start(&cfg).await;
+    let mut c = Raw::connect(d.submission(), None).await;
+    assert_eq!(c.cmd("EHLO client.lan").await.0, 250);
+    assert_eq!(c.cmd("MAIL FROM:<sjoerd@zolder.thuis>").await.0, 250);
+    assert_eq!(c.cmd("RCPT TO:<friend@remote.example>").await.0, 250);
+    assert_eq!(c.data("Subject: oauth\r\n\r\nhi").await.0, 250);
+    assert_eq!(c.cmd("QUIT").await.0, 221);
+    let sum = d.flush().await;
+    assert_eq!((sum.sent, sum.deferred), (1, 0), "{sum:?}");
+    assert_eq!(sink.all().len(), 1);
+    assert_eq!(
+        sink.connections.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+}
+
+/// A smarthost that ends the session after 3 messages (421 to the next MAIL, then
+/// closes): the message whose envelope met the 421 goes again on a new connection, so
+/// one flush still sends everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smarthost_closing_after_n_messages_costs_a_reconnect_not_a_deferral() {
+    let sink = FakeSink::start_limited(3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "\"127.0.0.1:0\"",
+        "\"127.0.0.1/32\"",
+        &smarthost_table(sink.port, ""),
+    );
+    let d = Daemon::start(&cfg).await;
+    let mut c = Raw::connect(d.submission(), None).await;
+    assert_eq!(c.cmd("EHLO client.lan").await.0, 250);
+    for i in 0..8 {
+        assert_eq!(c.cmd("MAIL FROM:<sjoerd@zolder.thuis>").await.0, 250);
+        assert_eq!(
+            c.cmd(&format!("RCPT TO:<r{i}@remote.example>")).await.0,
+            250
+        );
+        assert_eq!(c.data(&format!("Subject: n{i}\r\n\r\nhi")).await.0, 250);
+    }
+    assert_eq!(c.cmd("QUIT").await.0, 221);
+    let sum = d.flush().await;
+    assert_eq!((sum.sent, sum.deferred), (8, 0), "{sum:?}");
+    let got: Vec<String> = sink.all().iter().map(|g| g.rcpts[0].clone()).collect();
+    let want: Vec<String> = (0..8).map(|i| format!("r{i}@remote.example")).collect();
+    assert_eq!(got, want);
+    assert_eq!(
+        sink.connections.load(std::sync::atomic::Ordering::SeqCst),
+        3
+    );
+}

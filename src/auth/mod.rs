@@ -27,13 +27,99 @@ pub fn hash_password(password: &str) -> Result<String, String> {
 }
 
 /// Checks `password` against a PHC hash; a malformed hash never matches.
+///
+/// A successful check is remembered for the process lifetime (see [`VerifyCache`]),
+/// so a client that logs in again and again (mail clients open a connection per
+/// folder and per check) pays for argon2 once, as Dovecot's auth cache does.
+/// Failures are never cached: each one costs the full argon2 work.
 pub fn verify_password(password: &str, phc: &str) -> bool {
-    match PasswordHash::new(phc) {
+    let cache = VerifyCache::global();
+    if cache.hit(phc, password) {
+        return true;
+    }
+    let ok = match PasswordHash::new(phc) {
         Ok(h) => Argon2::default()
             .verify_password(password.as_bytes(), &h)
             .is_ok(),
         Err(_) => false,
+    };
+    if ok {
+        cache.insert(phc, password);
     }
+    ok
+}
+
+/// Successful password verifications, bounded (oldest dropped first) and expiring
+/// after [`VerifyCache::TTL`].
+///
+/// # Security
+/// The key is the stored PHC string (unique per user and per password change: it
+/// holds a random salt, so `zolder user passwd` invalidates the entry by itself); the
+/// value is SHA-256 over a random per-process secret and the password. Neither the
+/// password nor an unsalted fast hash of it is kept, and nothing leaves the process.
+pub struct VerifyCache {
+    secret: [u8; 32],
+    entries: Mutex<HashMap<String, ([u8; 32], Instant)>>,
+}
+
+impl VerifyCache {
+    /// Entries kept at most; a full cache drops its oldest entry.
+    pub const MAX: usize = 1024;
+    /// How long a verification is trusted (Dovecot's `auth_cache_ttl` default).
+    pub const TTL: Duration = Duration::from_secs(3600);
+
+    fn new() -> VerifyCache {
+        let mut secret = [0u8; 32];
+        rand::fill(&mut secret);
+        VerifyCache {
+            secret,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The process-wide cache.
+    pub fn global() -> &'static VerifyCache {
+        static CACHE: std::sync::OnceLock<VerifyCache> = std::sync::OnceLock::new();
+        CACHE.get_or_init(VerifyCache::new)
+    }
+
+    fn digest(&self, password: &str) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(self.secret);
+        h.update(password.as_bytes());
+        h.finalize().into()
+    }
+
+    /// Was `password` verified against `phc` within the TTL?
+    pub fn hit(&self, phc: &str, password: &str) -> bool {
+        let d = self.digest(password);
+        let m = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(phc)
+            .is_some_and(|(v, at)| at.elapsed() < Self::TTL && constant_time_eq(v, &d))
+    }
+
+    /// Remembers a successful verification.
+    pub fn insert(&self, phc: &str, password: &str) {
+        let d = self.digest(password);
+        let mut m = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() >= Self::MAX && !m.contains_key(phc) {
+            m.retain(|_, (_, at)| at.elapsed() < Self::TTL);
+            if m.len() >= Self::MAX
+                && let Some(oldest) = m
+                    .iter()
+                    .min_by_key(|(_, (_, at))| *at)
+                    .map(|(k, _)| k.clone())
+            {
+                m.remove(&oldest);
+            }
+        }
+        m.insert(phc.to_string(), (d, Instant::now()));
+    }
+}
+
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Growing delays after failed logins, per client address (1 s, 2 s, 4 s … 30 s),
@@ -79,6 +165,30 @@ mod tests {
         assert!(verify_password("geheim", &h));
         assert!(!verify_password("fout", &h));
         assert!(!verify_password("geheim", "not-a-hash"));
+    }
+
+    #[test]
+    fn verification_cache_keeps_successes_only() {
+        let h = hash_password("geheim").unwrap();
+        let c = VerifyCache::new();
+        assert!(!c.hit(&h, "geheim"));
+        c.insert(&h, "geheim");
+        assert!(c.hit(&h, "geheim"));
+        assert!(!c.hit(&h, "fout"), "another password is not a hit");
+        let other = hash_password("geheim").unwrap();
+        assert!(
+            !c.hit(&other, "geheim"),
+            "a changed hash (new salt) is not a hit"
+        );
+        // Through the global cache: a wrong password still fails after a success.
+        assert!(verify_password("geheim", &h));
+        assert!(verify_password("geheim", &h));
+        assert!(!verify_password("fout", &h));
+        // Bounded.
+        for i in 0..VerifyCache::MAX + 10 {
+            c.insert(&format!("phc{i}"), "x");
+        }
+        assert!(c.entries.lock().unwrap().len() <= VerifyCache::MAX);
     }
 
     #[test]

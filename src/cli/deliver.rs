@@ -63,7 +63,13 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<i32> {
         eprintln!("zolder deliver: empty message on stdin");
         return Ok(EX_DATAERR);
     }
-    let sender = match args.from.or(from_line_sender) {
+    // The envelope sender: -f, else the mbox `From ` line, else the message's own
+    // Return-Path (what the MTA that handed it over recorded).
+    let sender = match args
+        .from
+        .or(from_line_sender)
+        .or_else(|| return_path(&body))
+    {
         Some(s) if s.trim_matches(['<', '>', ' ']).is_empty() => None,
         Some(s) => Some(
             s.trim()
@@ -125,12 +131,35 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<i32> {
         .enable_all()
         .build()?;
     let report = rt.block_on(pipeline.deliver(msg));
-    for g in &report.generated {
-        // No queue here: forwards need the daemon (`zolder sendmail` queues them).
-        eprintln!(
-            "zolder deliver: note: a {} copy for {} was not sent (run it through `zolder sendmail` or the daemon)",
-            g.reason,
-            g.recipients.join(", ")
+    // Mail the delivery generated (a Sieve redirect, a vacation reply, a quarantine
+    // notice, a forward to a remote alias target) goes into the queue, as the daemon
+    // does it; the daemon, when running, is woken to relay it now.
+    let mut queued = 0;
+    for g in report.generated.iter().cloned() {
+        let reason = g.reason.clone();
+        let m = crate::queue::NewMessage::from(g);
+        let to = m
+            .recipients
+            .iter()
+            .map(|r| r.addr.clone())
+            .collect::<Vec<_>>()
+            .join(", ");
+        match crate::queue::enqueue_direct(&cfg, m, crate::db::now()) {
+            Ok(id) => {
+                queued += 1;
+                tracing::info!(queue_id = %id, %reason, "queued mail generated during delivery");
+            }
+            Err(e) => {
+                // The delivery itself stands; say what was not sent.
+                eprintln!("zolder deliver: cannot queue the {reason} message for {to}: {e}");
+            }
+        }
+    }
+    if queued > 0 {
+        let _ = crate::queue::control::request(
+            &cfg.data_dir,
+            "wake",
+            std::time::Duration::from_secs(5),
         );
     }
     let Some((rcpt, outcome)) = report.outcomes.first() else {
@@ -156,6 +185,24 @@ fn split_from_line(mut bytes: Vec<u8>) -> (Option<String>, Vec<u8>) {
     bytes.drain(..(end + 1).min(bytes.len()));
     let sender = sender.filter(|s| s != "MAILER-DAEMON");
     (sender.or(Some(String::new())), bytes)
+}
+
+/// The address in the message's first `Return-Path:` header, if the header block has one.
+fn return_path(msg: &[u8]) -> Option<String> {
+    for line in msg.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        if line.len() > 12 && line[..12].eq_ignore_ascii_case(b"return-path:") {
+            let v = String::from_utf8_lossy(&line[12..]);
+            let v = v.trim();
+            let v = v.strip_prefix('<').unwrap_or(v);
+            let v = v.split('>').next().unwrap_or("").trim();
+            return Some(v.to_string());
+        }
+    }
+    None
 }
 
 fn describe(o: &RcptOutcome) -> String {
@@ -190,6 +237,19 @@ mod tests {
         assert_eq!((s, b), (None, b"A: b\n".to_vec()));
         let (s, _) = split_from_line(b"From MAILER-DAEMON Wed Nov 25 14:46:27 2026\n\n".to_vec());
         assert_eq!(s.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn return_path_is_the_fallback_sender() {
+        assert_eq!(
+            return_path(
+                b"Received: x\r\nReturn-Path: <bob@isp.example>\r\n\r\nReturn-Path: <no>\r\n"
+            )
+            .as_deref(),
+            Some("bob@isp.example")
+        );
+        assert_eq!(return_path(b"return-path: <>\n\n").as_deref(), Some(""));
+        assert_eq!(return_path(b"Subject: x\n\nReturn-Path: <a@b>\n"), None);
     }
 
     #[test]

@@ -9,12 +9,20 @@ use std::time::Duration;
 
 use super::{EX_OK, EX_TEMPFAIL, load_config};
 use crate::config::Config;
+use crate::queue::FlushTarget;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Don't wait for the run to finish (only with a running daemon).
     #[arg(long)]
     pub no_wait: bool,
+    /// Only this message (a queue id from `zolder queue list`); `sendmail -qIID`.
+    #[arg(long, conflicts_with = "site")]
+    pub id: Option<String>,
+    /// Only messages with a recipient at this domain or its subdomains;
+    /// `sendmail -qRsite`.
+    #[arg(long)]
+    pub site: Option<String>,
 }
 
 pub fn run(path: &Path, args: Args) -> anyhow::Result<i32> {
@@ -22,13 +30,27 @@ pub fn run(path: &Path, args: Args) -> anyhow::Result<i32> {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    Ok(flush(&cfg, args.no_wait))
+    let cmd = match (&args.id, &args.site) {
+        (Some(i), _) => format!("flush id {i}"),
+        (_, Some(d)) => format!("flush site {d}"),
+        _ => "flush".into(),
+    };
+    let Some(target) = FlushTarget::parse(&cmd) else {
+        let v = args.id.or(args.site).unwrap_or_default();
+        eprintln!("zolder flush: `{v}` is not a queue id or a domain name");
+        return Ok(super::EX_USAGE);
+    };
+    Ok(flush(&cfg, args.no_wait, &target))
 }
 
-/// Shared with `sendmail -q`. Returns the exit code.
-pub fn flush(cfg: &Config, no_wait: bool) -> i32 {
-    let cmd = if no_wait { "wake" } else { "flush" };
-    match crate::queue::control::request(&cfg.data_dir, cmd, Duration::from_secs(6 * 3600)) {
+/// Shared with `sendmail -q`/`-qR`/`-qI`. Returns the exit code.
+pub fn flush(cfg: &Config, no_wait: bool, target: &FlushTarget) -> i32 {
+    let cmd = if no_wait {
+        "wake".to_string()
+    } else {
+        target.command()
+    };
+    match crate::queue::control::request(&cfg.data_dir, &cmd, Duration::from_secs(6 * 3600)) {
         Ok(line) if line.starts_with("ok") => {
             println!("{}", line.trim_start_matches("ok").trim());
             return if line.contains("deferred=0") || no_wait {
@@ -88,7 +110,7 @@ pub fn flush(cfg: &Config, no_wait: bool) -> i32 {
         });
         let mut runner = crate::queue::Runner::new(queue, Some(local), relay)?;
         runner.recover()?;
-        anyhow::Ok(runner.flush_once().await)
+        anyhow::Ok(runner.flush_target(target).await)
     });
     drop(lock);
     match res {

@@ -77,7 +77,7 @@ fn main_with(config: Option<&Path>, args: &[String], forced: Option<Mode>) -> i3
             );
             EX_OK
         }
-        Mode::Flush => super::flush::flush(&cfg, false),
+        Mode::Flush(target) => super::flush::flush(&cfg, false, &target),
         Mode::ListQueue => match crate::db::open(&cfg.db_path()) {
             Ok(c) => match super::queue::mailq(&c) {
                 Ok(s) => {

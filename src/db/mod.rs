@@ -17,8 +17,11 @@ pub use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
 pub mod fetch;
 pub mod fetchids;
+pub mod imapd;
 pub mod quarantine;
 pub mod queue;
+pub mod quota;
+pub mod sortkeys;
 pub mod spool;
 pub mod status;
 pub mod users;
@@ -46,16 +49,26 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0004_queue",
         include_str!("../../migrations/0004_queue.sql"),
     ),
-    // (5, "0005_scan", …), (6, "0006_imapd", …): one per owner, added when needed.
+    // (5, "0005_scan", …), (6, "0006_imapd_sort", …): one per owner, added when needed.
     (
         5,
         "0005_scan",
         include_str!("../../migrations/0005_scan.sql"),
     ),
     (
+        6,
+        "0006_imapd_sort",
+        include_str!("../../migrations/0006_imapd_sort.sql"),
+    ),
+    (
         8,
         "0008_fetch_oauth2",
         include_str!("../../migrations/0008_fetch_oauth2.sql"),
+    ),
+    (
+        9,
+        "0009_imapd_cache",
+        include_str!("../../migrations/0009_imapd_cache.sql"),
     ),
 ];
 

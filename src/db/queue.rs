@@ -220,31 +220,22 @@ pub fn list(conn: &Connection) -> Result<Vec<(MessageRow, Vec<RcptRow>)>> {
 ///
 /// The marker needs no fsync of its own: `reset_inflight` turns every `inflight` row
 /// back into `queued` at start-up, so after a power loss "marked" and "not marked"
-/// recover to the same state. It is committed with `synchronous = NORMAL` (WAL keeps
-/// the order; the next `FULL` commit, e.g. the outcomes, syncs it too), which saves
-/// one fsync per relayed message.
+/// recover to the same state. The runner's connection commits it (like the outcomes)
+/// with `synchronous = NORMAL`, see [`set_synchronous`].
 pub fn mark_inflight(conn: &mut Connection, id: &str, rcpts: &[String]) -> Result<()> {
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    let res = mark_inflight_tx(conn, id, rcpts);
-    // Always back to FULL, even after a failed transaction: every other commit
-    // on this connection acknowledges durable state.
-    let restore = conn.pragma_update(None, "synchronous", "FULL");
-    res?;
-    restore?;
+    let tx = conn.transaction()?;
+    mark_inflight_in(&tx, id, rcpts)?;
+    tx.commit()?;
     Ok(())
 }
 
-fn mark_inflight_tx(conn: &mut Connection, id: &str, rcpts: &[String]) -> Result<()> {
-    let tx = conn.transaction()?;
-    {
-        let mut st = tx.prepare_cached(
-            "UPDATE queue_recipients SET state = 'inflight' WHERE message_id = ?1 AND rcpt = ?2 AND state = 'queued'",
-        )?;
-        for r in rcpts {
-            st.execute(params![id, r])?;
-        }
+fn mark_inflight_in(tx: &rusqlite::Transaction<'_>, id: &str, rcpts: &[String]) -> Result<()> {
+    let mut st = tx.prepare_cached(
+        "UPDATE queue_recipients SET state = 'inflight' WHERE message_id = ?1 AND rcpt = ?2 AND state = 'queued'",
+    )?;
+    for r in rcpts {
+        st.execute(params![id, r])?;
     }
-    tx.commit()?;
     Ok(())
 }
 
@@ -258,12 +249,16 @@ pub struct OutcomeUpdate {
     pub last_error: Option<String>,
 }
 
-/// Records the outcomes of one attempt at message `id` in one transaction.
+/// Records the outcomes of one attempt at message `id` in one transaction, together
+/// with the in-flight markers of messages handed to the transport since the last
+/// commit (`inflight`: message id and its recipients) — one commit per message on
+/// the relay's pipelined path.
 pub fn set_outcomes(
     conn: &mut Connection,
     id: &str,
     now: i64,
     ups: &[OutcomeUpdate],
+    inflight: &[(String, Vec<String>)],
 ) -> Result<()> {
     let tx = conn.transaction()?;
     {
@@ -282,6 +277,9 @@ pub fn set_outcomes(
                 u.last_error
             ])?;
         }
+    }
+    for (mid, rcpts) in inflight {
+        mark_inflight_in(&tx, mid, rcpts)?;
     }
     tx.commit()?;
     Ok(())
@@ -369,10 +367,17 @@ pub fn counts(conn: &Connection) -> Result<(i64, i64)> {
     )?)
 }
 
-/// Sets how this connection syncs commits. The runner's per-recipient bookkeeping uses
-/// NORMAL: in WAL mode such a commit survives a process crash (SIGKILL) and is only at
-/// risk on power loss, where losing it means re-sending (at-least-once), never losing
-/// mail. Acceptance and removal always run under FULL.
+/// Sets how this connection syncs commits. The runner's per-recipient bookkeeping
+/// (in-flight markers, outcomes) uses NORMAL; the rule:
+/// * In WAL mode a NORMAL commit has reached the OS when it returns, so it survives a
+///   process crash (SIGKILL): after one, the only message sent again is the one past
+///   its final dot whose outcome was not yet committed (the relay records each
+///   outcome before the next message's data goes out).
+/// * A power loss may lose the latest NORMAL commits: those recipients are sent again
+///   (duplicates, never loss), because a queue file is removed only after a FULL
+///   commit, which also makes every earlier commit in the WAL durable. The relay pass
+///   makes such a commit at least every few seconds, bounding the repeat.
+/// * Acceptance (the queue's committer) and removal always run under FULL.
 pub fn set_synchronous(conn: &Connection, full: bool) -> Result<()> {
     conn.pragma_update(None, "synchronous", if full { "FULL" } else { "NORMAL" })?;
     Ok(())
@@ -436,9 +441,12 @@ mod tests {
                 next_attempt: 100,
                 last_error: None,
             }],
+            &[("B".into(), vec!["y@remote.example".into()])],
         )
         .unwrap();
         assert_eq!(finished_messages(&c, 10).unwrap(), vec!["A"]);
+        assert_eq!(recipients(&c, "B").unwrap()[1].state, "inflight");
+        assert_eq!(reset_inflight(&c).unwrap(), 1);
         let r = recipients(&c, "A").unwrap();
         assert_eq!(r[0].attempts, 1);
         assert_eq!(delete_messages(&mut c, &["A".into()]).unwrap(), 1);

@@ -93,11 +93,10 @@ fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
 /// The mailbox `name` of `user` (names compare exactly; callers normalise INBOX).
 pub fn mailbox(conn: &Connection, user: &str, name: &str) -> Result<Option<MailboxRow>> {
     Ok(conn
-        .query_row(
-            &format!("SELECT {MAILBOX_COLS} FROM mailboxes WHERE user = ?1 AND name = ?2"),
-            params![user, name],
-            mailbox_row,
-        )
+        .prepare_cached(&format!(
+            "SELECT {MAILBOX_COLS} FROM mailboxes WHERE user = ?1 AND name = ?2"
+        ))?
+        .query_row(params![user, name], mailbox_row)
         .optional()?)
 }
 
@@ -184,11 +183,11 @@ pub fn set_subscribed(conn: &Connection, id: i64, subscribed: bool) -> Result<()
 
 /// Takes the next MODSEQ of a mailbox (bumping `highestmodseq`).
 pub fn next_modseq(conn: &Connection, mailbox_id: i64) -> Result<u64> {
-    let m: i64 = conn.query_row(
-        "UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ?1 RETURNING highestmodseq",
-        [mailbox_id],
-        |r| r.get(0),
-    )?;
+    let m: i64 = conn
+        .prepare_cached(
+            "UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ?1 RETURNING highestmodseq",
+        )?
+        .query_row([mailbox_id], |r| r.get(0))?;
     Ok(m as u64)
 }
 
@@ -202,22 +201,21 @@ pub fn insert_message(
 ) -> Result<(u32, u64, bool)> {
     if let Some(f) = m.file {
         let existing = conn
-            .query_row(
-                "SELECT uid, modseq FROM messages WHERE mailbox_id = ?1 AND file = ?2",
-                params![mailbox_id, f],
-                |r| Ok((r.get::<_, i64>(0)? as u32, r.get::<_, i64>(1)? as u64)),
-            )
+            .prepare_cached("SELECT uid, modseq FROM messages WHERE mailbox_id = ?1 AND file = ?2")?
+            .query_row(params![mailbox_id, f], |r| {
+                Ok((r.get::<_, i64>(0)? as u32, r.get::<_, i64>(1)? as u64))
+            })
             .optional()?;
         if let Some((uid, modseq)) = existing {
             return Ok((uid, modseq, false));
         }
     }
-    let (uid, modseq): (i64, i64) = conn.query_row(
-        "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1
-         WHERE id = ?1 RETURNING uidnext - 1, highestmodseq",
-        [mailbox_id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    let (uid, modseq): (i64, i64) = conn
+        .prepare_cached(
+            "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1
+             WHERE id = ?1 RETURNING uidnext - 1, highestmodseq",
+        )?
+        .query_row([mailbox_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let mut st = conn.prepare_cached(
         "INSERT INTO messages (mailbox_id, uid, file, offset, length, size, internal_date, flags, modseq, message_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -336,12 +334,12 @@ pub fn expunge(conn: &Connection, mailbox_id: i64, uids: &[u32]) -> Result<Vec<u
 
 /// Message count and unseen count of a mailbox.
 pub fn counts(conn: &Connection, mailbox_id: i64) -> Result<Counts> {
-    let (m, u): (i64, i64) = conn.query_row(
-        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN (' ' || flags || ' ') LIKE '% \\Seen %' THEN 0 ELSE 1 END), 0)
-         FROM messages WHERE mailbox_id = ?1",
-        [mailbox_id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    let (m, u): (i64, i64) = conn
+        .prepare_cached(
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN (' ' || flags || ' ') LIKE '% \\Seen %' THEN 0 ELSE 1 END), 0)
+             FROM messages WHERE mailbox_id = ?1",
+        )?
+        .query_row([mailbox_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(Counts {
         messages: m as u32,
         unseen: u as u32,

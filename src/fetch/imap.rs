@@ -194,7 +194,7 @@ impl Session {
             let mech = oauth2::mechanism_name(&o.mechanism);
             let mut attempt = 0;
             loop {
-                let tok = f.tokens.token(&f.db, name, o, attempt > 0).await?;
+                let tok = f.tokens.token_in(Some(&f.db), name, o, attempt > 0).await?;
                 let resp = oauth2::sasl_response(
                     &o.mechanism,
                     &acc.username,
@@ -213,7 +213,7 @@ impl Session {
                             account = name,
                             "{mech} refused ({e}); refreshing the token once"
                         );
-                        f.tokens.invalidate(&f.db, name).await;
+                        f.tokens.invalidate_in(&f.db, name).await;
                         client = c;
                         attempt += 1;
                     }

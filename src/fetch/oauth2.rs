@@ -40,14 +40,28 @@ const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
 #[derive(Default)]
 pub struct TokenCache {
     tokens: Mutex<HashMap<String, (String, Instant)>>,
+    /// Without a database: the latest tokens of each account's chain.
+    rotated: Mutex<HashMap<String, db::fetch::OAuth2Tokens>>,
 }
 
 impl TokenCache {
-    /// A valid access token for `account`: the cached one (memory, then `db`) unless
-    /// `force` or expired; otherwise a refresh, whose tokens are stored in `db`.
+    /// A valid access token for `account`, kept in memory only (the smarthost's; a
+    /// rotated refresh token lives as long as the process): see [`Self::token_in`].
     pub async fn token(
         &self,
-        db: &FetchDb,
+        account: &str,
+        cfg: &OAuth2Config,
+        force: bool,
+    ) -> Result<String, FetchError> {
+        self.token_in(None, account, cfg, force).await
+    }
+
+    /// A valid access token for `account`: the cached one (memory, then `db`) unless
+    /// `force` or expired; otherwise a refresh, whose tokens are stored in `db` (and in
+    /// memory, where a rotated refresh token is also used when there is no `db`).
+    pub async fn token_in(
+        &self,
+        db: Option<&FetchDb>,
         account: &str,
         cfg: &OAuth2Config,
         force: bool,
@@ -61,10 +75,11 @@ impl TokenCache {
         let configured = configured_refresh_token(cfg)?;
         let origin = hex::encode(Sha256::digest(configured.as_bytes()));
         let acc = account.to_string();
-        let stored = db
-            .run(move |c| db::fetch::oauth2_tokens(c, &acc))
-            .await?
-            .filter(|t| t.origin == origin);
+        let stored = match db {
+            Some(db) => db.run(move |c| db::fetch::oauth2_tokens(c, &acc)).await?,
+            None => self.rotated.lock().unwrap().get(account).cloned(),
+        }
+        .filter(|t| t.origin == origin);
         let now = db::now();
         if !force
             && let Some(t) = &stored
@@ -100,9 +115,19 @@ impl TokenCache {
                         access_token: Some(g.access_token.clone()),
                         expires_at: Some(db::now() + g.lifetime.as_secs() as i64),
                     };
-                    let acc = account.to_string();
-                    db.run(move |c| db::fetch::set_oauth2_tokens(c, &acc, &row, db::now()))
-                        .await?;
+                    match db {
+                        Some(db) => {
+                            let acc = account.to_string();
+                            db.run(move |c| db::fetch::set_oauth2_tokens(c, &acc, &row, db::now()))
+                                .await?
+                        }
+                        None => {
+                            self.rotated
+                                .lock()
+                                .unwrap()
+                                .insert(account.to_string(), row);
+                        }
+                    }
                     self.remember(
                         account,
                         &g.access_token,
@@ -130,10 +155,17 @@ impl TokenCache {
         );
     }
 
-    /// Forgets `account`'s access token (after the server refused it), in memory and
-    /// in `db`; the refresh token stays.
-    pub async fn invalidate(&self, db: &FetchDb, account: &str) {
+    /// Forgets `account`'s access token (after the server refused it).
+    pub fn invalidate(&self, account: &str) {
         self.tokens.lock().unwrap().remove(account);
+        if let Some(t) = self.rotated.lock().unwrap().get_mut(account) {
+            t.access_token = None;
+        }
+    }
+
+    /// [`Self::invalidate`], in `db` too; the refresh token stays.
+    pub async fn invalidate_in(&self, db: &FetchDb, account: &str) {
+        self.invalidate(account);
         let acc = account.to_string();
         if let Err(e) = db
             .run(move |c| db::fetch::clear_oauth2_access(c, &acc))
@@ -483,22 +515,37 @@ mod tests {
         let (_d, db) = test_db();
         let cache = TokenCache::default();
         let c = cfg(&ep.url, "R/1");
-        assert_eq!(cache.token(&db, "acc", &c, false).await.unwrap(), "tok-1");
+        assert_eq!(
+            cache.token_in(Some(&db), "acc", &c, false).await.unwrap(),
+            "tok-1"
+        );
         // Cached: no second request.
-        assert_eq!(cache.token(&db, "acc", &c, false).await.unwrap(), "tok-1");
+        assert_eq!(
+            cache.token_in(Some(&db), "acc", &c, false).await.unwrap(),
+            "tok-1"
+        );
         assert_eq!(ep.hits.load(Ordering::SeqCst), 1);
         // Refused by the server → forced refresh.
-        assert_eq!(cache.token(&db, "acc", &c, true).await.unwrap(), "tok-2");
-        cache.invalidate(&db, "acc").await;
-        assert_eq!(cache.token(&db, "acc", &c, false).await.unwrap(), "tok-3");
+        assert_eq!(
+            cache.token_in(Some(&db), "acc", &c, true).await.unwrap(),
+            "tok-2"
+        );
+        cache.invalidate_in(&db, "acc").await;
+        assert_eq!(
+            cache.token_in(Some(&db), "acc", &c, false).await.unwrap(),
+            "tok-3"
+        );
         // The next process (`zolder fetch` from cron) finds the access token in the
         // database: no request.
         let next = TokenCache::default();
-        assert_eq!(next.token(&db, "acc", &c, false).await.unwrap(), "tok-3");
+        assert_eq!(
+            next.token_in(Some(&db), "acc", &c, false).await.unwrap(),
+            "tok-3"
+        );
         assert_eq!(ep.hits.load(Ordering::SeqCst), 3);
         // A bad refresh token is an auth error naming the endpoint.
         let e = cache
-            .token(&db, "other", &cfg(&ep.url, "wrong"), false)
+            .token_in(Some(&db), "other", &cfg(&ep.url, "wrong"), false)
             .await
             .unwrap_err();
         assert!(e.to_string().contains("invalid_grant"), "{e}");
@@ -510,15 +557,24 @@ mod tests {
         let (_d, db) = test_db();
         let c = cfg(&ep.url, "R/1");
         let cache = TokenCache::default();
-        assert_eq!(cache.token(&db, "acc", &c, false).await.unwrap(), "tok-1");
+        assert_eq!(
+            cache.token_in(Some(&db), "acc", &c, false).await.unwrap(),
+            "tok-1"
+        );
         // The endpoint now only accepts R/2; it is in the database.
         assert_eq!(stored(&db, "acc").await.unwrap().refresh_token, "R/2");
         // A forced refresh (the server refused tok-1) in the same process and one in a
         // new process both use the newest refresh token; the configured R/1 is dead.
-        assert_eq!(cache.token(&db, "acc", &c, true).await.unwrap(), "tok-2");
+        assert_eq!(
+            cache.token_in(Some(&db), "acc", &c, true).await.unwrap(),
+            "tok-2"
+        );
         let next = TokenCache::default();
-        next.invalidate(&db, "acc").await;
-        assert_eq!(next.token(&db, "acc", &c, false).await.unwrap(), "tok-3");
+        next.invalidate_in(&db, "acc").await;
+        assert_eq!(
+            next.token_in(Some(&db), "acc", &c, false).await.unwrap(),
+            "tok-3"
+        );
         let row = stored(&db, "acc").await.unwrap();
         assert_eq!(row.refresh_token, "R/4");
         assert_eq!(row.access_token.as_deref(), Some("tok-3"));
@@ -526,9 +582,23 @@ mod tests {
         // stored chain.
         ep.valid.lock().unwrap().insert("R/new".into());
         let c2 = cfg(&ep.url, "R/new");
-        assert_eq!(next.token(&db, "acc", &c2, true).await.unwrap(), "tok-4");
+        assert_eq!(
+            next.token_in(Some(&db), "acc", &c2, true).await.unwrap(),
+            "tok-4"
+        );
         assert_eq!(stored(&db, "acc").await.unwrap().refresh_token, "R/5");
         assert_eq!(ep.hits.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn without_a_database_the_rotated_token_lives_in_memory() {
+        let ep = endpoint(&["R/1"], true).await;
+        let c = cfg(&ep.url, "R/1");
+        let cache = TokenCache::default();
+        assert_eq!(cache.token("smarthost", &c, false).await.unwrap(), "tok-1");
+        cache.invalidate("smarthost");
+        // R/1 is dead now: only the remembered R/2 works.
+        assert_eq!(cache.token("smarthost", &c, false).await.unwrap(), "tok-2");
     }
 
     #[tokio::test]
@@ -554,7 +624,10 @@ mod tests {
         .await
         .unwrap();
         let cache = TokenCache::default();
-        assert_eq!(cache.token(&db, "acc", &c, false).await.unwrap(), "tok-1");
+        assert_eq!(
+            cache.token_in(Some(&db), "acc", &c, false).await.unwrap(),
+            "tok-1"
+        );
         assert_eq!(stored(&db, "acc").await.unwrap().refresh_token, "R/1");
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use tokio::sync::Semaphore;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::{Fetcher, PollOutcome, imap};
 use crate::config::account::{AccountConfig, Protocol};
@@ -130,7 +130,11 @@ pub const RELOAD_CHECK: Duration = Duration::from_secs(15);
 /// accounts; so does `f.reload` (SIGHUP), which re-reads the config file for its
 /// `[[accounts]]` too. Running polls finish the batch in hand, then the new set starts.
 /// A broken edit is logged and the accounts already running keep running.
-pub async fn run(f: Fetcher, accounts: Vec<AccountConfig>) {
+///
+/// `poll_now` (SIGUSR1 to the daemon, fetchmail's wake-up signal; what an `ip-up` script
+/// sends when the line comes up) polls every scheduled account at once — `schedule =
+/// "manual"` accounts included — without waiting for its next planned time.
+pub async fn run(f: Fetcher, accounts: Vec<AccountConfig>, poll_now: Arc<tokio::sync::Notify>) {
     let mut current = accounts;
     let mut stamp = crate::config::fetchmailrc::fetchmailrc_stamp(&f.config);
     loop {
@@ -143,6 +147,7 @@ pub async fn run(f: Fetcher, accounts: Vec<AccountConfig>) {
                 ..f.clone()
             },
             current.clone(),
+            &poll_now,
         );
         let reload = loop {
             let hup = tokio::select! {
@@ -190,7 +195,11 @@ pub async fn run(f: Fetcher, accounts: Vec<AccountConfig>) {
     }
 }
 
-fn spawn_all(f: &Fetcher, accounts: Vec<AccountConfig>) -> tokio::task::JoinSet<()> {
+fn spawn_all(
+    f: &Fetcher,
+    accounts: Vec<AccountConfig>,
+    poll_now: &Arc<tokio::sync::Notify>,
+) -> tokio::task::JoinSet<()> {
     let sem = Arc::new(Semaphore::new(MAX_PARALLEL));
     let mut tasks = tokio::task::JoinSet::new();
     for acc in accounts.into_iter().filter(|a| !a.disabled) {
@@ -208,27 +217,49 @@ fn spawn_all(f: &Fetcher, accounts: Vec<AccountConfig>) -> tokio::task::JoinSet<
                 continue;
             }
         };
-        tasks.spawn(account_loop(f.clone(), acc, plan, sem.clone()));
+        tasks.spawn(account_loop(
+            f.clone(),
+            acc,
+            plan,
+            sem.clone(),
+            poll_now.clone(),
+        ));
     }
     tasks
 }
 
-async fn account_loop(f: Fetcher, acc: AccountConfig, plan: Plan, sem: Arc<Semaphore>) {
+async fn account_loop(
+    f: Fetcher,
+    acc: AccountConfig,
+    plan: Plan,
+    sem: Arc<Semaphore>,
+    poll_now: Arc<tokio::sync::Notify>,
+) {
     let mut failures = 0u32;
-    // The first poll comes soon after start (spread by jitter), then on the plan.
-    let mut next = Some(Utc::now() + chrono::Duration::from_std(jitter(&plan)).unwrap_or_default());
+    // The first poll comes soon after start (spread by jitter), then on the plan; a
+    // `manual` account (dial-up) waits for `zolder fetch` or SIGUSR1.
+    let mut next = match plan {
+        Plan::Manual => None,
+        _ => Some(Utc::now() + chrono::Duration::from_std(jitter(&plan)).unwrap_or_default()),
+    };
     loop {
-        let Some(at) = next else {
-            info!(account = %acc.name, "schedule = manual: polled only by `zolder fetch`");
-            return;
-        };
-        let (name, ts) = (acc.name.clone(), at.timestamp());
+        let (name, ts) = (acc.name.clone(), next.map(|at| at.timestamp()));
         let _ =
-            f.db.run(move |c| db::fetch::set_next_poll(c, &name, Some(ts)))
+            f.db.run(move |c| db::fetch::set_next_poll(c, &name, ts))
                 .await;
-        let wait = (at - Utc::now()).to_std().unwrap_or_default();
+        // Until the planned time (none for `schedule = "manual"`), or a wake-up.
+        let wait = next.map(|at| (at - Utc::now()).to_std().unwrap_or_default());
+        if wait.is_none() {
+            debug!(account = %acc.name, "schedule = manual: waiting for `zolder fetch` or SIGUSR1");
+        }
         tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
+            _ = async {
+                match wait {
+                    Some(w) => tokio::time::sleep(w).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
+            _ = poll_now.notified() => info!(account = %acc.name, "woken up: polling now"),
             _ = f.shutdown.cancelled() => return,
         }
         let permit = tokio::select! {
@@ -246,10 +277,6 @@ async fn account_loop(f: Fetcher, acc: AccountConfig, plan: Plan, sem: Arc<Semap
         if failures > 0 {
             warn!(account = %acc.name, failures, next = ?next, "poll failed; backing off");
         }
-        let (name, ts) = (acc.name.clone(), next.map(|n| n.timestamp()));
-        let _ =
-            f.db.run(move |c| db::fetch::set_next_poll(c, &name, ts))
-                .await;
     }
 }
 

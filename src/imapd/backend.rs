@@ -66,6 +66,38 @@ pub struct FlagChange {
     pub failed: Vec<u32>,
 }
 
+/// What all of a user's mailboxes hold (QUOTA).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Sum of RFC822.SIZE, octets.
+    pub bytes: u64,
+    pub messages: u64,
+}
+
+/// Sizes of one mailbox (STATUS SIZE, DELETED, DELETED-STORAGE).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MailboxUsage {
+    pub bytes: u64,
+    pub deleted: u64,
+    pub deleted_bytes: u64,
+}
+
+/// SORT/THREAD keys of one message as cached by the store (RFC 5256; see
+/// `proto::thread::SortMsg`, which adds what the index knows).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SortKeys {
+    pub uid: u32,
+    /// The Date: header; `None` when it has none that parses.
+    pub sent: Option<i64>,
+    pub subject: String,
+    pub is_reply: bool,
+    pub from: String,
+    pub to: String,
+    pub cc: String,
+    pub message_id: Option<String>,
+    pub references: Vec<String>,
+}
+
 /// Wakes when the user's mail changes.
 #[async_trait::async_trait]
 pub trait ChangeSignal: Send {
@@ -85,6 +117,17 @@ pub trait Backend: Send + Sync + 'static {
     /// Opens a mailbox (reconciling with the disk): its counters and every message,
     /// by UID.
     fn open(&self, user: &str, name: &str) -> StoreResult<(MailboxState, Vec<Meta>)>;
+    /// Opens a mailbox (as [`open`](Self::open)) straight into a session's view.
+    /// The spool's implementation builds it without an allocation per message.
+    fn open_view(&self, user: &str, name: &str, read_only: bool) -> StoreResult<super::view::View> {
+        let (state, metas) = self.open(user, name)?;
+        Ok(super::view::View::new(
+            name.to_string(),
+            state,
+            metas,
+            read_only,
+        ))
+    }
     /// The counters only (a cheap "did anything change?").
     fn state(&self, user: &str, name: &str) -> StoreResult<MailboxState>;
     /// Messages whose MODSEQ is above `since` (new or changed) and UIDs expunged
@@ -143,6 +186,14 @@ pub trait Backend: Send + Sync + 'static {
     ) -> StoreResult<(u32, Vec<(u32, u32)>)>;
     /// Removes messages; returns the UIDs that were removed.
     fn expunge(&self, user: &str, name: &str, uids: &[u32]) -> StoreResult<Vec<u32>>;
+    /// Storage and message count over all the user's mailboxes (QUOTA).
+    fn usage(&self, user: &str) -> StoreResult<Usage>;
+    /// The cached SORT/THREAD keys of a mailbox's messages (any subset of them).
+    fn sort_keys(&self, user: &str, name: &str) -> StoreResult<Vec<SortKeys>>;
+    /// Caches SORT/THREAD keys (a header never changes for a UID).
+    fn put_sort_keys(&self, user: &str, name: &str, keys: &[SortKeys]) -> StoreResult<()>;
+    /// Size, `\Deleted` count and their size, of one mailbox.
+    fn mailbox_usage(&self, user: &str, name: &str) -> StoreResult<MailboxUsage>;
     /// The user's change signal (for IDLE).
     fn watch(&self, user: &str) -> StoreResult<Box<dyn ChangeSignal>>;
 }

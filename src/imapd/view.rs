@@ -9,7 +9,6 @@
 use std::fmt::Write as _;
 
 use super::backend::{MailboxState, Meta};
-use super::proto::response;
 
 /// One message in the view: 24 bytes, so an idle session on a 50 000-message
 /// mailbox holds ~1.2 MB and one on a 2 000-message INBOX ~48 KB. Flags are an index
@@ -31,7 +30,7 @@ impl Msg {
 }
 
 /// Distinct flag sets of a mailbox, each stored once.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct FlagTable {
     sets: Vec<Box<str>>,
     index: std::collections::HashMap<Box<str>, u32>,
@@ -61,8 +60,17 @@ pub fn has_flag(flags: &str, flag: &str) -> bool {
 
 /// Flags as a parenthesised list for a FETCH response.
 pub fn write_flags(out: &mut Vec<u8>, flags: &str) {
-    let v: Vec<&str> = flags.split(' ').filter(|f| !f.is_empty()).collect();
-    response::flag_list(out, &v);
+    // Written in place (a FETCH 1:* FLAGS of a big mailbox calls this per message).
+    out.push(b'(');
+    let mut first = true;
+    for f in flags.split(' ').filter(|f| !f.is_empty()) {
+        if !first {
+            out.push(b' ');
+        }
+        first = false;
+        out.extend_from_slice(f.as_bytes());
+    }
+    out.push(b')');
 }
 
 /// The selected mailbox.
@@ -76,6 +84,8 @@ pub struct View {
     /// UIDs the store has expunged that this session has not been told of yet
     /// (held back during commands that use sequence numbers).
     pub pending_expunge: Vec<u32>,
+    /// QRESYNC is enabled: report expunges as `* VANISHED uids` (RFC 7162 §3.2.10).
+    pub qresync: bool,
 }
 
 impl View {
@@ -87,6 +97,7 @@ impl View {
             msgs: Vec::with_capacity(metas.len()),
             flag_table: FlagTable::default(),
             pending_expunge: Vec::new(),
+            qresync: false,
         };
         for m in metas {
             let msg = v.msg_from(&m);
@@ -94,6 +105,28 @@ impl View {
         }
         v.msgs.sort_by_key(|m| m.uid);
         v
+    }
+
+    /// Appends a message read from the index in UID order (opening a mailbox).
+    pub fn push(&mut self, uid: u32, size: u64, date: i64, flags: &str, modseq: u64) {
+        let msg = Msg {
+            uid,
+            size: size.min(u32::MAX as u64) as u32,
+            date: date.clamp(0, u32::MAX as i64) as u32,
+            flags: self.flag_table.intern(flags),
+            modseq,
+        };
+        if self.msgs.last().is_some_and(|l| l.uid >= uid) {
+            // Out of order (never from the index's ORDER BY uid): keep the invariant.
+            let i = self.msgs.partition_point(|m| m.uid < uid);
+            if self.msgs.get(i).is_some_and(|m| m.uid == uid) {
+                self.msgs[i] = msg;
+            } else {
+                self.msgs.insert(i, msg);
+            }
+            return;
+        }
+        self.msgs.push(msg);
     }
 
     fn msg_from(&mut self, m: &Meta) -> Msg {
@@ -113,6 +146,24 @@ impl View {
 
     pub fn has_flag(&self, m: &Msg, flag: &str) -> bool {
         has_flag(self.flags(m), flag)
+    }
+
+    /// For each entry of the flag table, whether it holds `flag`: lets a pass over a
+    /// big mailbox test a flag with one index instead of a string scan per message.
+    pub fn sets_with(&self, flag: &str) -> Vec<bool> {
+        self.flag_table
+            .sets
+            .iter()
+            .map(|s| has_flag(s, flag))
+            .collect()
+    }
+
+    /// Index of the first message without `\Seen`.
+    pub fn first_unseen(&self) -> Option<usize> {
+        let seen = self.sets_with("\\Seen");
+        self.msgs
+            .iter()
+            .position(|m| !seen.get(m.flags as usize).copied().unwrap_or(false))
     }
 
     /// Records new flags and MODSEQ for the message at `i`.
@@ -198,8 +249,19 @@ impl View {
             .collect();
         idx.sort_unstable();
         idx.dedup();
-        for &i in idx.iter().rev() {
-            let _ = write!(Bytes(out), "* {} EXPUNGE\r\n", i + 1);
+        if self.qresync {
+            if !idx.is_empty() {
+                let uids: Vec<u32> = idx.iter().map(|&i| self.msgs[i].uid).collect();
+                let _ = write!(
+                    Bytes(out),
+                    "* VANISHED {}\r\n",
+                    super::proto::seq::compact(&uids)
+                );
+            }
+        } else {
+            for &i in idx.iter().rev() {
+                let _ = write!(Bytes(out), "* {} EXPUNGE\r\n", i + 1);
+            }
         }
         let gone: std::collections::HashSet<u32> = self.pending_expunge.drain(..).collect();
         self.msgs.retain(|m| !gone.contains(&m.uid));
@@ -339,5 +401,20 @@ mod tests {
             "* 5 EXPUNGE\r\n* 3 EXPUNGE\r\n* 2 EXPUNGE\r\n"
         );
         assert_eq!(v.msgs.iter().map(|m| m.uid).collect::<Vec<_>>(), vec![1, 4]);
+    }
+
+    #[test]
+    fn qresync_reports_vanished() {
+        let mut v = View::new(
+            "INBOX".into(),
+            st(5),
+            (1..=6).map(|u| meta(u, 1, "")).collect(),
+            false,
+        );
+        v.qresync = true;
+        let mut out = Vec::new();
+        v.apply(st(6), vec![], vec![2, 3, 5, 99], true, true, &mut out);
+        assert_eq!(String::from_utf8_lossy(&out), "* VANISHED 2:3,5\r\n");
+        assert_eq!(v.exists(), 3);
     }
 }

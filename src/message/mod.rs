@@ -61,6 +61,21 @@ pub struct Envelope {
     pub idempotency_key: Option<String>,
     /// Deliver into this folder instead of INBOX (`zolder deliver --folder`).
     pub folder: Option<String>,
+    /// DSN parameters (RFC 3461) for a next hop that offers DSN; `None` = none given.
+    pub dsn: Option<EnvelopeDsn>,
+}
+
+/// The RFC 3461 parameters of a queued message, to pass on when relaying.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnvelopeDsn {
+    /// `FULL` or `HDRS`.
+    pub ret: Option<String>,
+    /// The envelope id, xtext-decoded.
+    pub envid: Option<String>,
+    /// Per recipient (same order as `Envelope::recipients`): `NEVER` or a comma list.
+    pub notify: Vec<Option<String>>,
+    /// Per recipient: `type;address`, xtext-decoded.
+    pub orcpt: Vec<Option<String>>,
 }
 
 impl Envelope {
@@ -71,6 +86,7 @@ impl Envelope {
             source,
             idempotency_key: None,
             folder: None,
+            dsn: None,
         }
     }
 
@@ -151,6 +167,9 @@ pub struct Generated {
 pub struct DeliveryReport {
     pub outcomes: Vec<(String, RcptOutcome)>,
     pub generated: Vec<Generated>,
+    /// The next hop offered DSN and took the request on (RFC 3461 §6.2.1): it, not
+    /// we, reports success ("relayed" notices are not sent).
+    pub dsn_passed_on: bool,
 }
 
 impl DeliveryReport {

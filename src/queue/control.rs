@@ -5,6 +5,8 @@
 //! # Format
 //! ```text
 //! flush   → "ok messages=N sent=N deferred=N failed=N" once the run is over
+//! flush id QUEUEID     → the same, for that message only (`sendmail -qI`)
+//! flush site DOMAIN    → the same, for messages with a recipient there (`sendmail -qR`)
 //! wake    → "ok"   (new mail was queued directly; look now)
 //! pickup  → "ok"   (a file was written into maildrop/)
 //! ```
@@ -12,7 +14,8 @@
 //! # Security
 //! Any local user may connect (mode 0666), like Postfix's `authorized_flush_users =
 //! static:anyone`; the commands only make the daemon do sooner what it would do
-//! anyway. Input is one line of at most 64 bytes.
+//! anyway. Input is one line of at most 300 bytes; a flush target must be a queue
+//! id or a domain name ([`super::FlushTarget::parse`]).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -58,14 +61,18 @@ pub async fn serve(
         tokio::spawn(async move {
             let (r, mut w) = s.split();
             let mut line = String::new();
-            let mut r = tokio::io::BufReader::new(r.take(64));
+            // Room for "flush site <253-byte domain>".
+            let mut r = tokio::io::BufReader::new(r.take(300));
             if r.read_line(&mut line).await.is_err() {
                 return;
             }
             let reply = match line.trim() {
-                "flush" => match queue.flush().await {
-                    Some(sum) => format!("ok {}\n", sum.line()),
-                    None => "error queue runner not running\n".into(),
+                l if l.starts_with("flush") => match super::FlushTarget::parse(l) {
+                    Some(t) => match queue.flush_target(t).await {
+                        Some(sum) => format!("ok {}\n", sum.line()),
+                        None => "error queue runner not running\n".into(),
+                    },
+                    None => "error bad flush target\n".into(),
                 },
                 "wake" => {
                     queue.wake();

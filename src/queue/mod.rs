@@ -35,7 +35,7 @@ pub mod runner;
 pub mod schedule;
 pub mod store;
 
-pub use runner::{FlushSummary, Runner};
+pub use runner::{FlushSummary, FlushTarget, Runner};
 pub use store::Store;
 
 /// The current time in unix seconds; injectable so tests can age the queue.
@@ -121,6 +121,15 @@ pub enum QueueError {
 
 /// A fresh queue id: time-ordered hex (microseconds) plus 24 random bits, so ids from
 /// the daemon, `sendmail` and the maildrop never collide and sort by arrival.
+impl From<crate::message::Generated> for NewMessage {
+    /// Mail a delivery generated (a vacation reply, a redirect, a notice, a bounce),
+    /// queued by whoever called the delivery; its source names the reason.
+    fn from(g: crate::message::Generated) -> Self {
+        let source = format!("generated:{}", g.reason);
+        NewMessage::new(g.sender, g.recipients, g.bytes, &source)
+    }
+}
+
 pub fn new_id() -> String {
     let micros = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -321,8 +330,13 @@ impl Queue {
     /// Asks the runner for a flush (relay everything now, ignoring backoff) and waits
     /// for its summary. `None` when no runner is running.
     pub async fn flush(&self) -> Option<FlushSummary> {
+        self.flush_target(FlushTarget::All).await
+    }
+
+    /// A flush of the messages `target` selects (`sendmail -qI`/`-qR`).
+    pub async fn flush_target(&self, target: FlushTarget) -> Option<FlushSummary> {
         let (tx, rx) = oneshot::channel();
-        self.inner.flush_tx.send(tx).ok()?;
+        self.inner.flush_tx.send((target, tx)).ok()?;
         self.inner.wake.notify_one();
         rx.await.ok()
     }

@@ -9,7 +9,8 @@
 //!    single connection, recording each message's outcome before the next is sent,
 //! 3. writes notices (bounces, delay warnings, success reports) BEFORE marking the
 //!    recipients final, so a crash may repeat a notice but never lose one,
-//! 4. removes finished messages: a FULL commit first, the file afterwards.
+//! 4. removes finished messages: a FULL commit first, the file afterwards (on the
+//!    remover thread, so a slow unlink never holds the relay up).
 //!
 //! Only one runner may own a queue (the daemon holds `queue/runner.lock`; a `flush`
 //! without a daemon takes the same lock).
@@ -27,7 +28,8 @@ use super::schedule::{self, RelaySchedule};
 use super::{NewMessage, NewRcpt, Queue};
 use crate::db::{self, queue as q};
 use crate::message::{
-    Deliver, DeliveryReport, Envelope, Incoming, MessageSource, RawMessage, RcptOutcome, Source,
+    Deliver, DeliveryReport, Envelope, EnvelopeDsn, Incoming, MessageSource, RawMessage,
+    RcptOutcome, Source,
 };
 
 /// What a flush did, per recipient.
@@ -64,7 +66,63 @@ impl FlushSummary {
     }
 }
 
-pub(crate) type FlushRequest = oneshot::Sender<FlushSummary>;
+/// Which messages a flush is for: everything (`zolder flush`, `sendmail -q`), one
+/// queue id (`sendmail -qI`, `zolder flush --id`) or the messages with a recipient
+/// at one site (`sendmail -qR`, `zolder flush --site`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlushTarget {
+    All,
+    Id(String),
+    /// A domain: matches recipients at that domain or a subdomain of it.
+    Site(String),
+}
+
+impl FlushTarget {
+    /// The control-socket form (`flush`, `flush id ID`, `flush site DOMAIN`).
+    pub fn command(&self) -> String {
+        match self {
+            FlushTarget::All => "flush".into(),
+            FlushTarget::Id(i) => format!("flush id {i}"),
+            FlushTarget::Site(d) => format!("flush site {d}"),
+        }
+    }
+
+    /// Parses [`FlushTarget::command`]'s output; `None` for anything else (an id must
+    /// be a queue id, a site a plausible domain).
+    pub fn parse(line: &str) -> Option<FlushTarget> {
+        let mut w = line.split_ascii_whitespace();
+        if w.next()? != "flush" {
+            return None;
+        }
+        let t = match (w.next(), w.next()) {
+            (None, _) => FlushTarget::All,
+            (Some("id"), Some(id)) if super::valid_id(id) => FlushTarget::Id(id.to_string()),
+            (Some("site"), Some(d))
+                if !d.is_empty()
+                    && d.len() <= 253
+                    && d.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') =>
+            {
+                FlushTarget::Site(d.trim_matches('.').to_ascii_lowercase())
+            }
+            _ => return None,
+        };
+        w.next().is_none().then_some(t)
+    }
+
+    fn matches_rcpt(&self, rcpt: &str) -> bool {
+        match self {
+            FlushTarget::All => true,
+            FlushTarget::Id(_) => true,
+            FlushTarget::Site(site) => rcpt.rsplit_once('@').is_some_and(|(_, d)| {
+                let d = d.trim_end_matches('.').to_ascii_lowercase();
+                d == *site || d.ends_with(&format!(".{site}"))
+            }),
+        }
+    }
+}
+
+pub(crate) type FlushRequest = (FlushTarget, oneshot::Sender<FlushSummary>);
 
 /// The runner. Build with [`Runner::new`], then [`Runner::recover`] once, then
 /// [`Runner::run`] (daemon) or [`Runner::flush_once`] (`zolder flush` without daemon).
@@ -78,6 +136,69 @@ pub struct Runner {
     /// Some recipient reached a final state since the last removal pass (so the
     /// removal query does not scan a large queue on every wake-up).
     finished: bool,
+    /// In-flight markers not yet committed: they ride along with the next outcome
+    /// commit (one transaction per relayed message).
+    pending_inflight: Vec<(String, Vec<String>)>,
+    remover: Remover,
+}
+
+/// Unlinks the files of removed messages on its own thread, after their rows are
+/// gone (committed): on a filesystem mounted with `discard` an unlink waits for the
+/// device, and the relay must not. A crash before the unlink leaves a file without a
+/// row, which [`Runner::recover`] removes. Dropping it waits for the pending unlinks.
+struct Remover {
+    tx: Option<std::sync::mpsc::Sender<Vec<String>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    store: super::Store,
+}
+
+impl Remover {
+    fn new(store: super::Store) -> Remover {
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<String>>();
+        let st = store.clone();
+        let thread = std::thread::Builder::new()
+            .name("queue-remover".into())
+            .spawn(move || {
+                for ids in rx {
+                    for id in ids {
+                        if let Err(e) = st.remove(&id) {
+                            warn!(queue_id = %id, error = %e, "cannot remove queue file");
+                        }
+                    }
+                }
+            })
+            .ok();
+        Remover {
+            tx: thread.is_some().then_some(tx),
+            thread,
+            store,
+        }
+    }
+
+    fn remove(&self, ids: Vec<String>) {
+        let ids = match &self.tx {
+            Some(tx) => match tx.send(ids) {
+                Ok(()) => return,
+                Err(e) => e.0,
+            },
+            None => ids,
+        };
+        // No thread: unlink here.
+        for id in ids {
+            if let Err(e) = self.store.remove(&id) {
+                warn!(queue_id = %id, error = %e, "cannot remove queue file");
+            }
+        }
+    }
+}
+
+impl Drop for Remover {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// A notice to send about one message.
@@ -103,6 +224,8 @@ impl Runner {
         Ok(Runner {
             relay_host: cfg.smarthost.as_ref().map(|s| s.host.clone()),
             finished: true,
+            pending_inflight: Vec::new(),
+            remover: Remover::new(queue.store().clone()),
             queue,
             local,
             relay,
@@ -128,7 +251,7 @@ impl Runner {
         let ids: std::collections::HashSet<String> = q::all_ids(&self.conn)?.into_iter().collect();
         for f in store.list()? {
             if !ids.contains(&f) {
-                info!(file = %store.path(&f).display(), "removing queue file without a queue row (never acknowledged)");
+                info!(file = %store.path(&f).display(), "removing queue file without a queue row (finished, or never acknowledged)");
                 store.remove(&f)?;
             }
         }
@@ -160,15 +283,19 @@ impl Runner {
                 }
                 next_relay = self.schedule.next_after(self.queue.now());
             }
-            let mut waiting = Vec::new();
+            let mut waiting: Vec<FlushRequest> = Vec::new();
             while let Ok(r) = flush_rx.try_recv() {
                 waiting.push(r);
             }
             if !waiting.is_empty() {
-                let s = self.flush_once().await;
-                info!(summary = %s.line(), "flush");
-                for w in waiting {
-                    let _ = w.send(s.clone());
+                // One run per distinct target; requests for the same target share it.
+                while let Some((target, _)) = waiting.first() {
+                    let target = target.clone();
+                    let s = self.flush_target(&target).await;
+                    info!(summary = %s.line(), target = %target.command(), "flush");
+                    for (_, w) in waiting.extract_if(.., |(t, _)| *t == target) {
+                        let _ = w.send(s.clone());
+                    }
                 }
                 continue;
             }
@@ -194,9 +321,9 @@ impl Runner {
                 _ = shutdown.cancelled() => break,
                 _ = self.queue.woken() => {}
                 r = flush_rx.recv() => {
-                    if let Some(r) = r {
-                        let s = self.flush_once().await;
-                        info!(summary = %s.line(), "flush");
+                    if let Some((target, r)) = r {
+                        let s = self.flush_target(&target).await;
+                        info!(summary = %s.line(), target = %target.command(), "flush");
                         let _ = r.send(s);
                     }
                 }
@@ -208,17 +335,45 @@ impl Runner {
 
     /// Everything now, ignoring backoff: local recipients, then the smarthost.
     pub async fn flush_once(&mut self) -> FlushSummary {
+        self.flush_target(&FlushTarget::All).await
+    }
+
+    /// Like [`Runner::flush_once`], for the messages `target` selects only.
+    pub async fn flush_target(&mut self, target: &FlushTarget) -> FlushSummary {
         let mut s = FlushSummary::default();
         if self.local.is_some() {
-            s.add(&self.local_pass(true).await);
+            s.add(&self.local_pass_for(true, target).await);
         }
-        s.add(&self.relay_pass(true).await);
+        s.add(&self.relay_pass_for(true, target).await);
         self.housekeeping().await;
         s
     }
 
+    /// Keeps the ids `target` selects (for `Site`: a pending recipient of the given
+    /// kind at that site).
+    fn select(&self, ids: Vec<String>, local: bool, target: &FlushTarget) -> Vec<String> {
+        match target {
+            FlushTarget::All => ids,
+            FlushTarget::Id(want) => ids.into_iter().filter(|i| i == want).collect(),
+            FlushTarget::Site(_) => ids
+                .into_iter()
+                .filter(|id| {
+                    q::recipients(&self.conn, id).is_ok_and(|rs| {
+                        rs.iter().any(|r| {
+                            r.local == local && r.is_pending() && target.matches_rcpt(&r.rcpt)
+                        })
+                    })
+                })
+                .collect(),
+        }
+    }
+
     /// Hands due local recipients to the local pipeline, 64 messages per batch.
     pub async fn local_pass(&mut self, ignore_backoff: bool) -> FlushSummary {
+        self.local_pass_for(ignore_backoff, &FlushTarget::All).await
+    }
+
+    async fn local_pass_for(&mut self, ignore_backoff: bool, target: &FlushTarget) -> FlushSummary {
         let mut sum = FlushSummary::default();
         let Some(local) = self.local.clone() else {
             return sum;
@@ -240,6 +395,7 @@ impl Runner {
             if ids.is_empty() {
                 return sum;
             }
+            let ids = self.select(ids, true, target);
             let mut batch = Vec::new();
             let mut metas = Vec::new();
             for id in ids {
@@ -265,6 +421,10 @@ impl Runner {
 
     /// Streams due remote recipients through the relay.
     pub async fn relay_pass(&mut self, ignore_backoff: bool) -> FlushSummary {
+        self.relay_pass_for(ignore_backoff, &FlushTarget::All).await
+    }
+
+    async fn relay_pass_for(&mut self, ignore_backoff: bool, target: &FlushTarget) -> FlushSummary {
         let Some(relay) = self.relay.clone() else {
             let pending = q::due_messages(&self.conn, false, self.queue.now(), true, 1)
                 .map(|v| !v.is_empty())
@@ -282,26 +442,84 @@ impl Runner {
                 return FlushSummary::default();
             }
         };
+        let ids = self.select(ids, false, target);
         if ids.is_empty() {
             return FlushSummary::default();
         }
         let span = info_span!("relay", messages = ids.len());
+        let reader = spawn_reader(self.queue.store().clone(), ids.clone());
         let mut src = RelaySource {
             runner: self,
             ids: ids.into_iter(),
-            current: None,
+            reader,
+            handed: std::collections::VecDeque::new(),
             ignore_backoff,
             now,
             sum: FlushSummary::default(),
+            checkpoint: std::time::Instant::now(),
         };
         relay.deliver_stream(&mut src).instrument(span).await;
-        // A transport that stopped early leaves its current message in flight.
-        if let Some((msg, rcpts)) = src.current.take() {
+        // A transport that stopped early leaves messages in flight.
+        let left: Vec<_> = src.handed.drain(..).collect();
+        let sum = std::mem::take(&mut src.sum);
+        drop(src);
+        self.pending_inflight.clear();
+        for (msg, rcpts) in left {
             for r in &rcpts {
-                let _ = q::requeue(&src.runner.conn, &msg.id, &r.rcpt);
+                let _ = q::requeue(&self.conn, &msg.id, &r.rcpt);
             }
         }
-        src.sum
+        sum
+    }
+
+    /// The rows of a message and its pending recipients of one kind (`None` when
+    /// nothing of that kind is due).
+    fn rows(
+        &self,
+        id: &str,
+        local: bool,
+        now: i64,
+        ignore_backoff: bool,
+    ) -> Option<(q::MessageRow, Vec<q::RcptRow>)> {
+        let msg = q::message(&self.conn, id).ok()??;
+        let rcpts: Vec<q::RcptRow> = q::recipients(&self.conn, id)
+            .ok()?
+            .into_iter()
+            .filter(|r| {
+                r.local == local && r.state == "queued" && (ignore_backoff || r.next_attempt <= now)
+            })
+            .collect();
+        (!rcpts.is_empty()).then_some((msg, rcpts))
+    }
+
+    /// The `Incoming` a transport gets for a queued message.
+    fn incoming(msg: &q::MessageRow, rcpts: &[q::RcptRow], bytes: Vec<u8>) -> Incoming {
+        let names: Vec<String> = rcpts.iter().map(|r| r.rcpt.clone()).collect();
+        let mut env = Envelope::new(
+            msg.sender.clone(),
+            names,
+            Source::Queue {
+                queue_id: msg.id.clone(),
+            },
+        );
+        env.idempotency_key = Some(format!("queue:{}", msg.id));
+        if msg.ret.is_some()
+            || msg.envid.is_some()
+            || rcpts
+                .iter()
+                .any(|r| r.notify.is_some() || r.orcpt.is_some())
+        {
+            env.dsn = Some(EnvelopeDsn {
+                ret: msg.ret.clone(),
+                envid: msg.envid.clone(),
+                notify: rcpts.iter().map(|r| r.notify.clone()).collect(),
+                orcpt: rcpts.iter().map(|r| r.orcpt.clone()).collect(),
+            });
+        }
+        Incoming {
+            envelope: env,
+            message: RawMessage::new(bytes),
+        }
     }
 
     /// Loads a message and its pending recipients of one kind, marks them in flight
@@ -313,17 +531,7 @@ impl Runner {
         now: i64,
         ignore_backoff: bool,
     ) -> Option<(q::MessageRow, Vec<q::RcptRow>, Incoming)> {
-        let msg = q::message(&self.conn, id).ok()??;
-        let rcpts: Vec<q::RcptRow> = q::recipients(&self.conn, id)
-            .ok()?
-            .into_iter()
-            .filter(|r| {
-                r.local == local && r.state == "queued" && (ignore_backoff || r.next_attempt <= now)
-            })
-            .collect();
-        if rcpts.is_empty() {
-            return None;
-        }
+        let (msg, rcpts) = self.rows(id, local, now, ignore_backoff)?;
         let path = self.queue.store().path(id);
         let bytes = match tokio::fs::read(&path).await {
             Ok(b) => b,
@@ -337,22 +545,8 @@ impl Runner {
             error!(queue_id = %id, error = %e, "cannot mark recipients in flight");
             return None;
         }
-        let mut env = Envelope::new(
-            msg.sender.clone(),
-            names,
-            Source::Queue {
-                queue_id: id.to_string(),
-            },
-        );
-        env.idempotency_key = Some(format!("queue:{id}"));
-        Some((
-            msg,
-            rcpts,
-            Incoming {
-                envelope: env,
-                message: RawMessage::new(bytes),
-            },
-        ))
+        let inc = Self::incoming(&msg, &rcpts, bytes);
+        Some((msg, rcpts, inc))
     }
 
     /// Records one attempt's outcomes for a message: notices first, then the rows.
@@ -393,7 +587,8 @@ impl Runner {
             match o {
                 RcptOutcome::Delivered => {
                     sum.sent += 1;
-                    if wants("SUCCESS") {
+                    // RFC 3461 §6.2.1: a DSN-capable next hop reports success itself.
+                    if wants("SUCCESS") && !report.dsn_passed_on {
                         notice.rcpts.push(DsnRcpt {
                             rcpt: r.rcpt.clone(),
                             orcpt: r.orcpt.clone(),
@@ -489,7 +684,8 @@ impl Runner {
         if !notice.rcpts.is_empty() {
             self.send_notice(msg, notice).await;
         }
-        if let Err(e) = q::set_outcomes(&mut self.conn, &msg.id, now, &ups) {
+        let inflight = std::mem::take(&mut self.pending_inflight);
+        if let Err(e) = q::set_outcomes(&mut self.conn, &msg.id, now, &ups, &inflight) {
             error!(queue_id = %msg.id, error = %e, "cannot record delivery outcomes");
         }
         sum
@@ -572,6 +768,12 @@ impl Runner {
                 let _ = q::mark_warned(&self.conn, &id);
             }
         }
+        self.remove_finished();
+    }
+
+    /// Removes finished messages: a FULL commit first (which also makes every earlier
+    /// NORMAL commit durable), the files afterwards.
+    fn remove_finished(&mut self) {
         if !std::mem::take(&mut self.finished) {
             return;
         }
@@ -589,46 +791,100 @@ impl Runner {
                 error!(error = %e, "cannot remove finished messages");
                 break;
             }
-            for id in &done {
-                if let Err(e) = self.queue.store().remove(id) {
-                    warn!(queue_id = %id, error = %e, "cannot remove queue file");
-                }
-            }
             debug!(n = done.len(), "finished messages removed");
+            self.remover.remove(done);
         }
     }
 }
 
-/// Feeds the relay: one message at a time, outcomes recorded as they come.
+/// How many queue files the reader thread may hold ready ahead of the relay.
+const READ_AHEAD: usize = 8;
+/// The relay pass makes a FULL commit (removing finished messages) this often, so a
+/// power loss repeats at most this much relaying (see `db::queue::set_synchronous`).
+const CHECKPOINT: Duration = Duration::from_secs(2);
+
+/// Reads the queue files of `ids`, in order, on a blocking thread, at most
+/// [`READ_AHEAD`] ahead of the relay: the next message is in memory while the
+/// current one is on the wire.
+fn spawn_reader(
+    store: super::Store,
+    ids: Vec<String>,
+) -> tokio::sync::mpsc::Receiver<(String, std::io::Result<Vec<u8>>)> {
+    let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        for id in ids {
+            let r = store.read(&id);
+            if tx.blocking_send((id, r)).is_err() {
+                break; // the pass ended early
+            }
+        }
+    });
+    rx
+}
+
+/// Feeds the relay in queue order and records each outcome as it comes. The relay may
+/// ask for the next message before reporting the current one (pipelining); reports
+/// come in the order the messages were handed out.
 struct RelaySource<'a> {
     runner: &'a mut Runner,
     ids: std::vec::IntoIter<String>,
-    current: Option<(q::MessageRow, Vec<q::RcptRow>)>,
+    reader: tokio::sync::mpsc::Receiver<(String, std::io::Result<Vec<u8>>)>,
+    handed: std::collections::VecDeque<(q::MessageRow, Vec<q::RcptRow>)>,
     ignore_backoff: bool,
     now: i64,
     sum: FlushSummary,
+    checkpoint: std::time::Instant,
 }
 
 #[async_trait::async_trait]
 impl MessageSource for RelaySource<'_> {
     async fn next(&mut self) -> Option<Incoming> {
         for id in self.ids.by_ref() {
-            if let Some((msg, rcpts, inc)) = self
-                .runner
-                .load(&id, false, self.now, self.ignore_backoff)
-                .await
-            {
-                self.current = Some((msg, rcpts));
-                return Some(inc);
-            }
+            let bytes = match self.reader.recv().await {
+                Some((rid, r)) if rid == id => r,
+                Some((rid, _)) => {
+                    error!(queue_id = %id, read = %rid, "queue reader out of step; ending this relay pass");
+                    return None;
+                }
+                None => {
+                    error!(queue_id = %id, "queue reader stopped; ending this relay pass");
+                    return None;
+                }
+            };
+            let Some((msg, rcpts)) = self.runner.rows(&id, false, self.now, self.ignore_backoff)
+            else {
+                continue;
+            };
+            let bytes = match bytes {
+                Ok(b) => b,
+                Err(e) => {
+                    let path = self.runner.queue.store().path(&id);
+                    error!(queue_id = %id, file = %path.display(), error = %e, "cannot read queued message");
+                    continue;
+                }
+            };
+            let inc = Runner::incoming(&msg, &rcpts, bytes);
+            // Committed with the next outcome (before this message's data is sent).
+            self.runner
+                .pending_inflight
+                .push((id.clone(), inc.envelope.recipients.clone()));
+            self.handed.push_back((msg, rcpts));
+            return Some(inc);
         }
         None
     }
 
     async fn done(&mut self, report: DeliveryReport) {
-        if let Some((msg, rcpts)) = self.current.take() {
-            let s = self.runner.apply(&msg, &rcpts, &report, false).await;
-            self.sum.add(&s);
+        let Some((msg, rcpts)) = self.handed.pop_front() else {
+            return;
+        };
+        // The marker of this message itself is moot now: its outcome follows.
+        self.runner.pending_inflight.retain(|(id, _)| *id != msg.id);
+        let s = self.runner.apply(&msg, &rcpts, &report, false).await;
+        self.sum.add(&s);
+        if self.checkpoint.elapsed() >= CHECKPOINT {
+            self.runner.remove_finished();
+            self.checkpoint = std::time::Instant::now();
         }
     }
 }

@@ -13,12 +13,26 @@
 //! 5. a bad ISP password (535) defers, shown in `zolder queue`, never bounces
 //!    (Postfix `smtp_sasl_auth_soft_bounce`).
 //!
+//! Throughput on the one connection comes from PIPELINING (RFC 2920) when offered: a
+//! message's data, its final dot and the next message's MAIL/RCPT/DATA leave in one
+//! write ([`wire`] builds the stuffed data in one buffer), so each message costs one
+//! round trip. Without PIPELINING every command waits for its reply.
+//!
+//! DSN (RFC 3461): when the smarthost offers it, RET/ENVID/NOTIFY/ORCPT go on with
+//! the message and the report says so (the smarthost then sends success notices).
+//!
 //! TLS: implicit or STARTTLS (refused when the server lacks it), certificate checked
 //! against the system roots or `ca_file`, or pinned by `tls_fingerprint` (SHA-256 of
-//! the certificate). AUTH is never sent in clear unless `tls = "none"` is set.
+//! the certificate). AUTH is never sent in clear unless `tls = "none"` is set:
+//! PLAIN/LOGIN with a password, or XOAUTH2/OAUTHBEARER with `[smarthost.oauth2]`
+//! (token refresh shared with fetch, `crate::fetch::oauth2`).
 //! Sender masquerading ([`masquerade`]) happens here and only here.
 //!
-//! Uses message and config; never touches the queue or the database.
+//! Uses message, config and fetch's OAuth2 token cache; never touches the queue or
+//! the database.
+//!
+//! # Security
+//! Replies are read by lettre, which bounds each line and each reply.
 
 use std::time::Duration;
 
@@ -27,6 +41,7 @@ use lettre::transport::smtp::client::{
     AsyncSmtpConnection, Certificate, CertificateStore, TlsParameters,
 };
 use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::response::Response;
 use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
@@ -36,6 +51,7 @@ use crate::config::account::TlsMode;
 use crate::message::{Deliver, DeliveryReport, Incoming, MessageSource, RcptOutcome};
 
 pub mod masquerade;
+mod wire;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -49,7 +65,12 @@ pub struct Relay {
     hostname: String,
     password: Option<String>,
     timeout: Duration,
+    /// OAuth2 access tokens (`[smarthost.oauth2]`), refreshed when they expire.
+    tokens: crate::fetch::oauth2::TokenCache,
 }
+
+/// The token cache key of the smarthost login.
+const OAUTH_KEY: &str = "[smarthost]";
 
 /// One raw SMTP command line (lettre's typed commands validate addresses more
 /// strictly than a queue that already accepted them can use).
@@ -90,9 +111,20 @@ impl Relay {
             }
             (None, None) => None,
         };
-        if s.username.is_some() && password.is_none() {
+        if s.oauth2.is_some() {
+            if password.is_some() {
+                return Err(RelayError::Config(
+                    "give either `password`/`password_file` or `oauth2`, not both".into(),
+                ));
+            }
+            if s.username.is_none() {
+                return Err(RelayError::Config(
+                    "`oauth2` needs `username` (the account the token belongs to)".into(),
+                ));
+            }
+        } else if s.username.is_some() && password.is_none() {
             return Err(RelayError::Config(
-                "`username` is set but no `password` or `password_file`".into(),
+                "`username` is set but no `password`, `password_file` or `oauth2`".into(),
             ));
         }
         Ok(Some(Relay {
@@ -100,6 +132,7 @@ impl Relay {
             hostname: cfg.hostname.clone(),
             password,
             timeout: Duration::from_secs(s.timeout.max(1)),
+            tokens: Default::default(),
         }))
     }
 
@@ -147,9 +180,9 @@ impl Relay {
         Ok(())
     }
 
-    /// Connects, secures and authenticates one session; `true` when the server
-    /// offers PIPELINING (RFC 2920).
-    async fn connect(&self) -> Result<(AsyncSmtpConnection, bool), ConnFailure> {
+    /// Connects, secures and authenticates one session, noting what the server's
+    /// EHLO offered.
+    async fn connect(&self) -> Result<Session, ConnFailure> {
         let port = self.cfg.effective_port();
         let client_id = ClientId::Domain(self.hostname.clone());
         let implicit = matches!(self.cfg.tls, TlsMode::Implicit);
@@ -168,9 +201,9 @@ impl Relay {
             )
             .await
         } else {
-            // Our own socket, so TCP_NODELAY can be set: lettre writes the body and
-            // the final "." separately, and Nagle plus the peer's delayed ACK would
-            // otherwise add ~40 ms to every message.
+            // Our own socket, so TCP_NODELAY can be set: every write is a complete
+            // command group or message, and Nagle plus the peer's delayed ACK would
+            // otherwise hold its tail back ~40 ms.
             let tcp = tokio::net::TcpStream::connect((self.cfg.host.as_str(), port))
                 .await
                 .map_err(|e| {
@@ -209,25 +242,55 @@ impl Relay {
             conn.abort().await;
             return Err(e);
         }
-        // lettre keeps only the EHLO keywords it knows, and PIPELINING is not one of
-        // them: ask again (secured, before AUTH, so no state is reset) and look.
-        let pipelining = match conn.command(Line(format!("EHLO {}", self.hostname))).await {
-            Ok(r) => r.message().any(|l| {
-                l.split_ascii_whitespace()
-                    .next()
-                    .is_some_and(|k| k.eq_ignore_ascii_case("PIPELINING"))
-            }),
-            Err(e) if e.status().is_some() => false,
-            Err(e) => {
-                conn.abort().await;
-                return Err(ConnFailure(format!(
-                    "EHLO to {}: {}",
-                    self.cfg.host,
-                    reply_text(&e).1
-                )));
-            }
+        // lettre keeps only the EHLO keywords it knows (not PIPELINING, DSN, SIZE,
+        // SMTPUTF8, nor every AUTH mechanism): ask again (secured, before AUTH, so no
+        // state is reset) and look.
+        let keywords: Vec<String> =
+            match conn.command(Line(format!("EHLO {}", self.hostname))).await {
+                Ok(r) => r
+                    .message()
+                    .skip(1)
+                    .map(|l| l.trim().to_ascii_uppercase())
+                    .collect(),
+                Err(e) if e.status().is_some() => Vec::new(),
+                Err(e) => {
+                    conn.abort().await;
+                    return Err(ConnFailure(format!(
+                        "EHLO to {}: {}",
+                        self.cfg.host,
+                        reply_text(&e).1
+                    )));
+                }
+            };
+        let has = |k: &str| {
+            keywords
+                .iter()
+                .any(|l| l.split_ascii_whitespace().next() == Some(k))
         };
-        if let (Some(user), Some(pass)) = (&self.cfg.username, &self.password) {
+        let caps = wire::EnvCaps {
+            eightbit: has("8BITMIME"),
+            smtputf8: has("SMTPUTF8"),
+            dsn: has("DSN"),
+            size: has("SIZE"),
+        };
+        let pipelining = has("PIPELINING");
+        let auth_mechs: Vec<&str> = keywords
+            .iter()
+            .filter_map(|l| l.strip_prefix("AUTH").map(|r| (l, r)))
+            .filter(|(_, r)| r.starts_with([' ', '=']))
+            .flat_map(|(_, r)| r[1..].split_ascii_whitespace())
+            .collect();
+        if let Some(o) = &self.cfg.oauth2 {
+            let user = self.cfg.username.as_deref().unwrap_or_default();
+            let mech = crate::fetch::oauth2::mechanism_name(&o.mechanism);
+            if !auth_mechs.contains(&mech) {
+                debug!(host = %self.cfg.host, mechanism = mech, offered = ?auth_mechs, "smarthost does not list the OAuth mechanism; trying it anyway");
+            }
+            if let Err(f) = self.oauth_login(&mut conn, o, user, port).await {
+                conn.abort().await;
+                return Err(f);
+            }
+        } else if let (Some(user), Some(pass)) = (&self.cfg.username, &self.password) {
             let creds = Credentials::new(user.clone(), pass.clone());
             let res = tokio::time::timeout(
                 self.timeout,
@@ -251,234 +314,262 @@ impl Relay {
                 return Err(ConnFailure(f));
             }
         }
-        debug!(host = %self.cfg.host, port, tls = conn.is_encrypted(), pipelining, "smarthost connected");
-        Ok((conn, pipelining))
+        debug!(host = %self.cfg.host, port, tls = conn.is_encrypted(), pipelining, ?caps, "smarthost connected");
+        Ok(Session {
+            conn,
+            pipelining,
+            caps,
+        })
     }
 
-    /// Sends one message over `conn`. `Err` = the connection is no longer usable
-    /// (the report inside is this message's outcome).
-    async fn send_one(
+    /// AUTH XOAUTH2 / OAUTHBEARER with an access token from the refresh token; a
+    /// refused token is refreshed once and tried again on the same session. Any
+    /// failure defers (like a refused password).
+    async fn oauth_login(
         &self,
         conn: &mut AsyncSmtpConnection,
-        pipelining: bool,
-        msg: &Incoming,
-    ) -> Result<DeliveryReport, DeliveryReport> {
-        let rcpts = &msg.envelope.recipients;
-        let all = |o: RcptOutcome| DeliveryReport {
-            outcomes: rcpts.iter().map(|r| (r.clone(), o.clone())).collect(),
-            generated: vec![],
+        o: &crate::config::account::OAuth2Config,
+        user: &str,
+        port: u16,
+    ) -> Result<(), ConnFailure> {
+        let mech = crate::fetch::oauth2::mechanism_name(&o.mechanism);
+        let mut last = String::new();
+        for force in [false, true] {
+            let token = self
+                .tokens
+                .token(OAUTH_KEY, o, force)
+                .await
+                .map_err(|e| ConnFailure(format!("OAuth2 token for the smarthost: {e}")))?;
+            let b64 =
+                crate::fetch::oauth2::sasl_b64(&o.mechanism, user, &self.cfg.host, port, &token);
+            let res = tokio::time::timeout(self.timeout, async {
+                match conn.command(Line(format!("AUTH {mech} {b64}"))).await {
+                    // 334 = the server's JSON error challenge: an empty line ends it
+                    // and brings the final refusal.
+                    Ok(r) if r.code().to_string().starts_with('3') => {
+                        conn.command(Line(String::new())).await.map(|_| ())
+                    }
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            })
+            .await;
+            match res {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(e)) if e.status().is_some() => {
+                    last = format!(
+                        "smarthost refused our {mech} login as {user}: {}",
+                        reply_text(&e).1
+                    );
+                    self.tokens.invalidate(OAUTH_KEY);
+                }
+                Ok(Err(e)) => {
+                    return Err(ConnFailure(format!(
+                        "{mech} login as {user}: {}",
+                        reply_text(&e).1
+                    )));
+                }
+                Err(_) => {
+                    return Err(ConnFailure(format!(
+                        "no answer to our {mech} login as {user} within {} s",
+                        self.timeout.as_secs()
+                    )));
+                }
+            }
+        }
+        Err(ConnFailure(last))
+    }
+
+    /// Reads the replies to one envelope (MAIL, each RCPT, DATA). With PIPELINING the
+    /// whole group goes out in one write, unless it already went out behind the
+    /// previous message's final dot (`sent`); without it, lock-step. `Err` = the
+    /// connection was lost (the text says how).
+    async fn envelope(
+        &self,
+        s: &mut Session,
+        env: &str,
+        sent: bool,
+        n: usize,
+    ) -> Result<EnvReplies, String> {
+        let mut out = EnvReplies {
+            mail: None,
+            rcpts: Vec::with_capacity(n),
+            data: None,
         };
+        if s.pipelining {
+            let mail = if sent {
+                s.conn.read_response().await
+            } else {
+                s.conn.command(Line(env.to_string())).await
+            };
+            out.mail = classify(mail)?;
+            for _ in 0..n {
+                let r = classify(s.conn.read_response().await)?;
+                // After a refused MAIL the RCPT replies (503) mean nothing.
+                out.rcpts.push(out.mail.clone().or(r));
+            }
+            out.data = Some(classify(s.conn.read_response().await)?);
+            return Ok(out);
+        }
+        let mut lines = env.split("\r\n");
+        out.mail = classify(
+            s.conn
+                .command(Line(lines.next().unwrap_or("").into()))
+                .await,
+        )?;
+        if let Some(o) = &out.mail {
+            out.rcpts = vec![Some(o.clone()); n];
+            return Ok(out);
+        }
+        for line in lines.by_ref().take(n) {
+            out.rcpts
+                .push(classify(s.conn.command(Line(line.into())).await)?);
+        }
+        if out.rcpts.iter().any(|o| o.is_none()) {
+            out.data = Some(classify(s.conn.command(Line("DATA".into())).await)?);
+        }
+        Ok(out)
+    }
+
+    /// Ends an open transaction that carried no message (every RCPT refused, or DATA
+    /// refused): a lone "." if the server wrongly said 354, then RSET so the next
+    /// MAIL is not "nested". `false` = the connection is gone.
+    async fn abandon(&self, s: &mut Session, data_started: bool) -> bool {
+        if data_started
+            && let Err(e) = s.conn.command(Line(".".into())).await
+            && e.status().is_none()
+        {
+            return false;
+        }
+        match s.conn.command(Line("RSET".into())).await {
+            Ok(_) => true,
+            Err(e) => e.status().is_some(),
+        }
+    }
+
+    /// Builds the envelope command group of `msg` (masqueraded sender, parameters the
+    /// server offered) and its DATA form.
+    fn prepare(&self, caps: &wire::EnvCaps, msg: &Incoming) -> Prepared {
         // Masquerading: envelope sender and From:/Sender: on the way out only.
         let sender = msg
             .envelope
             .sender
             .clone()
-            .map(|s| masquerade::lookup(&self.cfg.masquerade, &s).unwrap_or(s));
+            .map(|s| masquerade::lookup(&self.cfg.masquerade, &s).unwrap_or(s))
+            .unwrap_or_default();
         let rewritten = masquerade::rewrite_headers(&self.cfg.masquerade, &msg.message.bytes);
         let body: &[u8] = rewritten.as_deref().unwrap_or(&msg.message.bytes);
+        let data = wire::encode(body);
+        let env = wire::envelope(
+            &sender,
+            &msg.envelope.recipients,
+            msg.envelope.dsn.as_ref(),
+            body,
+            data.len(),
+            *caps,
+        );
+        Prepared { env, data }
+    }
 
-        let info = conn.server_info();
-        let mut mail = format!("MAIL FROM:<{}>", sender.unwrap_or_default());
-        if info.supports_feature(lettre::transport::smtp::extension::Extension::EightBitMime)
-            && body.iter().any(|b| *b >= 0x80)
-        {
-            mail.push_str(" BODY=8BITMIME");
-        }
-        if pipelining {
-            return self.send_pipelined(conn, mail, rcpts, body).await;
-        }
-        if let Err(e) = conn.command(Line(mail)).await {
-            let (code, t) = reply_text(&e);
-            return match code {
-                Some(c) if c >= 500 => Ok(all(RcptOutcome::PermFail(c, t))),
-                Some(_) => {
-                    let _ = conn.command(Line("RSET".into())).await;
-                    Ok(all(RcptOutcome::TempFail(t)))
-                }
-                None => Err(all(RcptOutcome::TempFail(t))),
-            };
-        }
-        let mut outcomes: Vec<(String, Option<RcptOutcome>)> = Vec::with_capacity(rcpts.len());
-        for r in rcpts {
-            match conn.command(Line(format!("RCPT TO:<{r}>"))).await {
-                Ok(_) => outcomes.push((r.clone(), None)),
-                Err(e) => {
-                    let (code, t) = reply_text(&e);
-                    match code {
-                        Some(c) if c >= 500 => {
-                            outcomes.push((r.clone(), Some(RcptOutcome::PermFail(c, t))))
-                        }
-                        Some(_) => outcomes.push((r.clone(), Some(RcptOutcome::TempFail(t)))),
-                        None => {
-                            outcomes.push((r.clone(), Some(RcptOutcome::TempFail(t.clone()))));
-                            let rest = outcomes
-                                .into_iter()
-                                .map(|(r, o)| (r, o.unwrap_or(RcptOutcome::TempFail(t.clone()))))
-                                .chain(
-                                    rcpts
-                                        .iter()
-                                        .skip_while(|x| *x != r)
-                                        .skip(1)
-                                        .map(|r| (r.clone(), RcptOutcome::TempFail(t.clone()))),
-                                )
-                                .collect();
-                            return Err(DeliveryReport {
-                                outcomes: rest,
-                                generated: vec![],
-                            });
-                        }
-                    }
-                }
-            }
-        }
-        let finish =
-            |outcomes: Vec<(String, Option<RcptOutcome>)>, o: RcptOutcome| DeliveryReport {
-                outcomes: outcomes
-                    .into_iter()
-                    .map(|(r, x)| (r, x.unwrap_or_else(|| o.clone())))
-                    .collect(),
-                generated: vec![],
-            };
-        if outcomes.iter().all(|(_, o)| o.is_some()) {
-            // Nobody accepted: no DATA (reference §1.7 step 2).
-            let _ = conn.command(Line("RSET".into())).await;
-            return Ok(finish(outcomes, RcptOutcome::Delivered));
-        }
-        let data = match conn.command(Line("DATA".into())).await {
-            Ok(_) => conn.message(body).await,
-            Err(e) => Err(e),
-        };
+    /// Sends the message data and, when given, the next message's envelope behind the
+    /// final dot in the SAME write (RFC 2920 §3.1 allows a group to start with the
+    /// message content). Returns the reply to the dot and whether `next` went out (a
+    /// non-UTF-8 message goes through lettre's own stuffing, without it).
+    async fn data(
+        &self,
+        s: &mut Session,
+        data: &wire::Wire,
+        next: Option<&str>,
+    ) -> (Result<Response, lettre::transport::smtp::Error>, bool) {
         match data {
-            Ok(resp) => {
-                debug!(reply = %resp.first_line().unwrap_or(""), "smarthost accepted");
-                Ok(finish(outcomes, RcptOutcome::Delivered))
-            }
-            Err(e) => {
-                let (code, t) = reply_text(&e);
-                match code {
-                    Some(c) if c >= 500 => Ok(finish(outcomes, RcptOutcome::PermFail(c, t))),
-                    Some(_) => Ok(finish(outcomes, RcptOutcome::TempFail(t))),
-                    // Lost inside the synchronization gap: defer; may duplicate.
-                    None => Err(finish(
-                        outcomes,
-                        RcptOutcome::TempFail(format!("connection lost after DATA: {t}")),
-                    )),
-                }
+            wire::Wire::Text(t) => (s.conn.command(Raw { data: t, next }).await, next.is_some()),
+            wire::Wire::Binary(b) => (s.conn.message(b).await, false),
+        }
+    }
+}
+
+/// The replies to one envelope: `None` = accepted.
+struct EnvReplies {
+    mail: Option<RcptOutcome>,
+    rcpts: Vec<Option<RcptOutcome>>,
+    /// `None` = DATA never sent (lock-step, nobody accepted).
+    data: Option<Option<RcptOutcome>>,
+}
+
+/// One message ready for the wire.
+struct Prepared {
+    env: String,
+    data: wire::Wire,
+}
+
+/// An open smarthost session.
+struct Session {
+    conn: AsyncSmtpConnection,
+    pipelining: bool,
+    caps: wire::EnvCaps,
+}
+
+/// Message data (already stuffed and terminated) followed by pipelined commands.
+struct Raw<'a> {
+    data: &'a str,
+    next: Option<&'a str>,
+}
+
+impl std::fmt::Display for Raw<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.data)?;
+        if let Some(n) = self.next {
+            f.write_str(n)?;
+            f.write_str("\r\n")?;
+        }
+        Ok(())
+    }
+}
+
+/// A reply: `Ok(None)` positive, `Ok(Some(outcome))` a 4xx/5xx, `Err` no reply at all.
+fn classify(
+    r: Result<Response, lettre::transport::smtp::Error>,
+) -> Result<Option<RcptOutcome>, String> {
+    match r {
+        Ok(_) => Ok(None),
+        Err(e) => {
+            let (code, t) = reply_text(&e);
+            match code {
+                Some(c) if c >= 500 => Ok(Some(RcptOutcome::PermFail(c, t))),
+                Some(_) => Ok(Some(RcptOutcome::TempFail(t))),
+                None => Err(t),
             }
         }
     }
 }
 
-impl Relay {
-    /// One message with PIPELINING (RFC 2920): `MAIL`, every `RCPT` and `DATA` go
-    /// out in one write and the replies are read back in order, so a message costs
-    /// two round trips instead of 3 + recipients. Same per-recipient rules as the
-    /// lock-step path: MAIL decides for all, each RCPT reply for its recipient, the
-    /// DATA / final-dot reply for the accepted ones; a lost connection defers
-    /// whatever is still open (`Err`).
-    async fn send_pipelined(
-        &self,
-        conn: &mut AsyncSmtpConnection,
-        mail: String,
-        rcpts: &[String],
-        body: &[u8],
-    ) -> Result<DeliveryReport, DeliveryReport> {
-        let mut group = mail;
-        for r in rcpts {
-            group.push_str("\r\nRCPT TO:<");
-            group.push_str(r);
-            group.push('>');
-        }
-        group.push_str("\r\nDATA");
-        // A lost connection: every recipient without a final answer is deferred.
-        let lost = |outcomes: Vec<(String, Option<RcptOutcome>)>, t: String| {
-            let mut out: Vec<(String, RcptOutcome)> = outcomes
-                .into_iter()
-                .map(|(r, o)| (r, o.unwrap_or_else(|| RcptOutcome::TempFail(t.clone()))))
-                .collect();
-            for r in rcpts.iter().skip(out.len()) {
-                out.push((r.clone(), RcptOutcome::TempFail(t.clone())));
-            }
-            DeliveryReport {
-                outcomes: out,
-                generated: vec![],
-            }
-        };
-        let classify = |e: &lettre::transport::smtp::Error| -> Result<RcptOutcome, String> {
-            let (code, t) = reply_text(e);
-            match code {
-                Some(c) if c >= 500 => Ok(RcptOutcome::PermFail(c, t)),
-                Some(_) => Ok(RcptOutcome::TempFail(t)),
-                None => Err(t),
-            }
-        };
-        // MAIL FROM reply (the command() call wrote the whole group).
-        let mail_fail = match conn.command(Line(group)).await {
-            Ok(_) => None,
-            Err(e) => match classify(&e) {
-                Ok(o) => Some(o),
-                Err(t) => return Err(lost(vec![], t)),
-            },
-        };
-        let mut outcomes: Vec<(String, Option<RcptOutcome>)> = Vec::with_capacity(rcpts.len());
-        for r in rcpts {
-            match conn.read_response().await {
-                Ok(_) => outcomes.push((r.clone(), mail_fail.clone())),
-                Err(e) => match classify(&e) {
-                    // After a refused MAIL the RCPT replies (503) mean nothing.
-                    Ok(o) => outcomes.push((r.clone(), Some(mail_fail.clone().unwrap_or(o)))),
-                    Err(t) => return Err(lost(outcomes, t)),
-                },
-            }
-        }
-        let data_ok = match conn.read_response().await {
-            Ok(_) => None,
-            Err(e) => match classify(&e) {
-                Ok(o) => Some(o),
-                Err(t) => return Err(lost(outcomes, t)),
-            },
-        };
-        let finish =
-            |outcomes: Vec<(String, Option<RcptOutcome>)>, o: RcptOutcome| DeliveryReport {
-                outcomes: outcomes
-                    .into_iter()
-                    .map(|(r, x)| (r, x.unwrap_or_else(|| o.clone())))
-                    .collect(),
-                generated: vec![],
-            };
-        let nobody = outcomes.iter().all(|(_, o)| o.is_some());
-        if nobody {
-            if data_ok.is_none() {
-                // The server took DATA without a recipient (RFC 2920 §3.1 says it must
-                // not): end the empty transaction with a lone dot.
-                if let Err(e) = conn.command(Line(".".into())).await
-                    && e.status().is_none()
-                {
-                    return Err(finish(outcomes, RcptOutcome::Delivered));
-                }
-            }
-            if let Some(RcptOutcome::TempFail(_)) = mail_fail {
-                let _ = conn.command(Line("RSET".into())).await;
-            }
-            return Ok(finish(outcomes, RcptOutcome::Delivered));
-        }
-        if let Some(o) = data_ok {
-            return Ok(finish(outcomes, o));
-        }
-        match conn.message(body).await {
-            Ok(resp) => {
-                debug!(reply = %resp.first_line().unwrap_or(""), "smarthost accepted");
-                Ok(finish(outcomes, RcptOutcome::Delivered))
-            }
-            Err(e) => match classify(&e) {
-                Ok(o) => Ok(finish(outcomes, o)),
-                // Lost inside the synchronization gap: defer; may duplicate.
-                Err(t) => Err(finish(
-                    outcomes,
-                    RcptOutcome::TempFail(format!("connection lost after DATA: {t}")),
-                )),
-            },
-        }
+/// Every recipient of `msg` deferred with `reason`.
+fn all_deferred(msg: &Incoming, reason: &str) -> DeliveryReport {
+    DeliveryReport {
+        outcomes: msg
+            .envelope
+            .recipients
+            .iter()
+            .map(|r| (r.clone(), RcptOutcome::TempFail(reason.to_string())))
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// Per-recipient outcomes: the RCPT reply where there was a refusal, else `o`.
+fn finish(msg: &Incoming, rcpts: &[Option<RcptOutcome>], o: &RcptOutcome) -> DeliveryReport {
+    DeliveryReport {
+        outcomes: msg
+            .envelope
+            .recipients
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let x = rcpts.get(i).cloned().flatten();
+                (r.clone(), x.unwrap_or_else(|| o.clone()))
+            })
+            .collect(),
+        ..Default::default()
     }
 }
 
@@ -493,27 +584,33 @@ impl Deliver for Relay {
         src.reports
     }
 
-    /// One connection for the whole run; reconnects once after a lost connection,
-    /// and defers the rest of the run when connecting fails.
+    /// One connection for the whole run. With PIPELINING each message costs one
+    /// round trip: its data, final dot and the NEXT message's MAIL/RCPT/DATA leave in
+    /// one write, and the replies (dot, MAIL, RCPT…, 354) come back together. The
+    /// outcome of a message is handed to `source.done` (which records it) before the
+    /// next message's data is sent, so at most one message is ever past its final dot
+    /// without a recorded outcome. A lost connection is re-opened for the next
+    /// message; when connecting fails the rest of the run is deferred.
     async fn deliver_stream(&self, source: &mut dyn MessageSource) {
-        let mut conn: Option<(AsyncSmtpConnection, bool)> = None;
+        let mut sess: Option<Session> = None;
         let mut dead: Option<String> = None;
         let mut sent = 0usize;
-        while let Some(msg) = source.next().await {
+        // The next message, its prepared form when its envelope is on the wire, and
+        // whether it already went to a fresh connection after losing one.
+        let mut carry: Option<(Incoming, Option<Prepared>, bool)> = None;
+        loop {
+            let (msg, ready, retried) = match carry.take() {
+                Some(c) => c,
+                None => match source.next().await {
+                    Some(m) => (m, None, false),
+                    None => break,
+                },
+            };
             if let Some(reason) = &dead {
-                let r = DeliveryReport {
-                    outcomes: msg
-                        .envelope
-                        .recipients
-                        .iter()
-                        .map(|r| (r.clone(), RcptOutcome::TempFail(reason.clone())))
-                        .collect(),
-                    generated: vec![],
-                };
-                source.done(r).await;
+                source.done(all_deferred(&msg, reason)).await;
                 continue;
             }
-            if conn.is_none() {
+            if sess.is_none() {
                 let connected = tokio::time::timeout(self.timeout * 3, self.connect())
                     .await
                     .unwrap_or_else(|_| {
@@ -524,66 +621,161 @@ impl Deliver for Relay {
                         )))
                     });
                 match connected {
-                    Ok(c) => conn = Some(c),
+                    Ok(s) => sess = Some(s),
                     Err(ConnFailure(reason)) => {
                         warn!(host = %self.cfg.host, %reason, "smarthost unavailable; deferring this run");
-                        dead = Some(reason.clone());
-                        let r = DeliveryReport {
-                            outcomes: msg
-                                .envelope
-                                .recipients
-                                .iter()
-                                .map(|r| (r.clone(), RcptOutcome::TempFail(reason.clone())))
-                                .collect(),
-                            generated: vec![],
-                        };
-                        source.done(r).await;
+                        source.done(all_deferred(&msg, &reason)).await;
+                        dead = Some(reason);
                         continue;
                     }
                 }
             }
-            let (c, pipelining) = conn.as_mut().expect("connected");
-            // Each reply within `timeout`, plus time to move the bytes at a slow 10 kB/s.
-            let limit = self.timeout + Duration::from_millis(msg.message.bytes.len() as u64 / 10);
-            let res = match tokio::time::timeout(limit, self.send_one(c, *pipelining, &msg)).await {
-                Ok(r) => r,
-                Err(_) => Err(DeliveryReport {
-                    outcomes: msg
-                        .envelope
-                        .recipients
-                        .iter()
-                        .map(|r| {
-                            (
-                                r.clone(),
-                                RcptOutcome::TempFail(format!(
-                                    "smarthost did not answer within {} s",
-                                    limit.as_secs()
-                                )),
-                            )
-                        })
-                        .collect(),
-                    generated: vec![],
-                }),
+            let s = sess.as_mut().expect("connected");
+            let on_wire = ready.is_some();
+            let p = ready.unwrap_or_else(|| self.prepare(&s.caps, &msg));
+            let n = msg.envelope.recipients.len();
+            let replies = match tokio::time::timeout(
+                self.timeout,
+                self.envelope(s, &p.env, on_wire, n),
+            )
+            .await
+            {
+                Ok(Ok(r)) => r,
+                Ok(Err(t)) if !retried => {
+                    // Nothing of this message was sent yet (a smarthost that closes
+                    // after N messages per session): once more on a new connection.
+                    warn!(host = %self.cfg.host, error = %t, "smarthost connection lost; reconnecting");
+                    self.drop_session(&mut sess).await;
+                    carry = Some((msg, None, true));
+                    continue;
+                }
+                Ok(Err(t)) => {
+                    warn!(host = %self.cfg.host, error = %t, "smarthost connection lost; reconnecting for the next message");
+                    self.drop_session(&mut sess).await;
+                    source.done(all_deferred(&msg, &t)).await;
+                    continue;
+                }
+                Err(_) => {
+                    let t = format!(
+                        "smarthost did not answer within {} s",
+                        self.timeout.as_secs()
+                    );
+                    warn!(host = %self.cfg.host, "{t}; reconnecting for the next message");
+                    self.drop_session(&mut sess).await;
+                    source.done(all_deferred(&msg, &t)).await;
+                    continue;
+                }
             };
-            match res {
-                Ok(r) => {
-                    sent += 1;
-                    source.done(r).await;
+            let dsn_passed_on = s.caps.dsn;
+            if let Some(RcptOutcome::TempFail(t)) = &replies.mail
+                && t.starts_with("421")
+            {
+                // 421: the server is closing this session ("too many messages").
+                self.drop_session(&mut sess).await;
+                if !retried {
+                    info!(host = %self.cfg.host, reply = %t, "smarthost ended the session; reconnecting");
+                    carry = Some((msg, None, true));
+                } else {
+                    source.done(all_deferred(&msg, t)).await;
                 }
-                Err(r) => {
-                    warn!(host = %self.cfg.host, "smarthost connection lost; reconnecting for the next message");
-                    if let Some((mut c, _)) = conn.take() {
-                        c.abort().await;
-                    }
-                    source.done(r).await;
-                }
+                continue;
             }
+            if let Some(o) = &replies.mail {
+                // MAIL refused: it decides for everyone; no transaction is open.
+                let mut r = finish(&msg, &replies.rcpts, o);
+                r.dsn_passed_on = dsn_passed_on;
+                source.done(r).await;
+                continue;
+            }
+            let nobody = replies.rcpts.iter().all(|o| o.is_some());
+            let data_refused = matches!(&replies.data, Some(Some(_)));
+            if nobody || data_refused {
+                let started = matches!(&replies.data, Some(None));
+                let o = match &replies.data {
+                    Some(Some(o)) => o.clone(),
+                    _ => RcptOutcome::Delivered, // unused: everyone has a refusal
+                };
+                let mut r = finish(&msg, &replies.rcpts, &o);
+                r.dsn_passed_on = dsn_passed_on;
+                let alive = tokio::time::timeout(self.timeout, self.abandon(s, started))
+                    .await
+                    .unwrap_or(false);
+                if !alive {
+                    self.drop_session(&mut sess).await;
+                }
+                source.done(r).await;
+                continue;
+            }
+            // 354: the data, with the next message's envelope behind the dot.
+            let next = if s.pipelining {
+                source.next().await.map(|m| {
+                    let np = self.prepare(&s.caps, &m);
+                    (m, np)
+                })
+            } else {
+                None
+            };
+            // Each reply within `timeout`, plus time to move the bytes at a slow 10 kB/s.
+            let limit = self.timeout + Duration::from_millis(p.data.len() as u64 / 10);
+            let res = tokio::time::timeout(
+                limit,
+                self.data(s, &p.data, next.as_ref().map(|(_, np)| np.env.as_str())),
+            )
+            .await;
+            let (outcome, next_sent, broken) = match res {
+                Ok((Ok(resp), next_sent)) => {
+                    debug!(reply = %resp.first_line().unwrap_or(""), "smarthost accepted");
+                    sent += 1;
+                    (RcptOutcome::Delivered, next_sent, false)
+                }
+                Ok((Err(e), next_sent)) => match classify(Err(e)) {
+                    Ok(Some(o)) => (o, next_sent, false),
+                    Ok(None) => unreachable!("classify(Err) is never Ok(None)"),
+                    // Lost inside the synchronization gap: defer; may duplicate.
+                    Err(t) => (
+                        RcptOutcome::TempFail(format!("connection lost after DATA: {t}")),
+                        false,
+                        true,
+                    ),
+                },
+                Err(_) => (
+                    RcptOutcome::TempFail(format!(
+                        "smarthost did not answer within {} s after the message data",
+                        limit.as_secs()
+                    )),
+                    false,
+                    true,
+                ),
+            };
+            if broken {
+                warn!(host = %self.cfg.host, "smarthost connection lost; reconnecting for the next message");
+                self.drop_session(&mut sess).await;
+            }
+            let mut r = finish(&msg, &replies.rcpts, &outcome);
+            r.dsn_passed_on = dsn_passed_on;
+            // Recorded before the next message's data goes out.
+            source.done(r).await;
+            carry = next.map(|(m, np)| {
+                if next_sent {
+                    (m, Some(np), false)
+                } else {
+                    (m, None, false)
+                }
+            });
         }
-        if let Some((mut c, _)) = conn {
-            let _ = c.quit().await;
+        if let Some(mut s) = sess {
+            let _ = s.conn.quit().await;
         }
         if sent > 0 {
             info!(host = %self.cfg.host, messages = sent, "relay run finished");
+        }
+    }
+}
+
+impl Relay {
+    async fn drop_session(&self, sess: &mut Option<Session>) {
+        if let Some(mut s) = sess.take() {
+            s.conn.abort().await;
         }
     }
 }

@@ -103,7 +103,7 @@ pub fn gather(cfg: &Config, conn: &Connection) -> db::Result<Report> {
             AccountStatus {
                 kind: acc.map(|a| {
                     format!(
-                        "{} {}@{}{}{}",
+                        "{} {}@{}{}{}{}",
                         match a.protocol {
                             crate::config::account::Protocol::Pop3 => "pop3",
                             crate::config::account::Protocol::Imap => "imap",
@@ -111,6 +111,11 @@ pub fn gather(cfg: &Config, conn: &Connection) -> db::Result<Report> {
                         a.username,
                         a.host,
                         if a.idle { ", idle" } else { "" },
+                        if a.schedule.as_deref() == Some("manual") {
+                            ", manual: `zolder fetch` or SIGUSR1"
+                        } else {
+                            ""
+                        },
                         if a.disabled { ", disabled" } else { "" }
                     )
                 }),

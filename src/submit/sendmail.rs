@@ -17,8 +17,8 @@ pub enum Mode {
     Smtp,
     /// `-bp` / `mailq`: list the queue.
     ListQueue,
-    /// `-q` / `-qR...` / `-qI...`: flush (one site / one id is still a full flush).
-    Flush,
+    /// `-q`: flush everything; `-qRsite`: messages for one site; `-qIid`: one message.
+    Flush(crate::queue::FlushTarget),
     /// `-bi` / `-I` / `newaliases`: aliases live in zolder.toml; nothing to build.
     NewAliases,
 }
@@ -100,10 +100,23 @@ pub fn parse_args(args: &[String]) -> Result<Opts, String> {
             "-Am" | "-Ac" | "-bh" | "-bH" | "-n" | "-o7" | "-o8" | "-om" | "-U" | "-G" | "-m"
             | "-oem" | "-oee" | "-oep" | "-oeq" | "-oew" | "-odb" | "-odi" | "-odq" | "-ods" => {}
             _ if a.starts_with("-q") => {
-                if a.starts_with("-qS") {
+                use crate::queue::FlushTarget;
+                let target = if a.starts_with("-qR") || a.starts_with("-qI") {
+                    let v = value(&mut i, a, 3)?;
+                    let cmd = if a.starts_with("-qR") {
+                        format!("flush site {v}")
+                    } else {
+                        format!("flush id {v}")
+                    };
+                    FlushTarget::parse(&cmd)
+                        .ok_or_else(|| format!("bad {} value `{v}`", &a[..3]))?
+                } else if a.starts_with("-qS") {
                     return Err("-qS is not implemented".into());
-                }
-                o.mode = Mode::Flush;
+                } else {
+                    // -q, and -q30m (sendmail's daemon interval): flush once.
+                    FlushTarget::All
+                };
+                o.mode = Mode::Flush(target);
             }
             _ if a.starts_with("-f") => o.sender = Some(value(&mut i, a, 2)?),
             _ if a.starts_with("-r") => o.sender = Some(value(&mut i, a, 2)?),
@@ -291,8 +304,25 @@ mod tests {
         assert_eq!(o.ret.as_deref(), Some("HDRS"));
         assert_eq!(o.recipients, vec!["-x", "root"]);
         assert_eq!(parse_args(&args("-bp")).unwrap().mode, Mode::ListQueue);
-        assert_eq!(parse_args(&args("-q")).unwrap().mode, Mode::Flush);
-        assert_eq!(parse_args(&args("-q30m")).unwrap().mode, Mode::Flush);
+        use crate::queue::FlushTarget;
+        assert_eq!(
+            parse_args(&args("-q")).unwrap().mode,
+            Mode::Flush(FlushTarget::All)
+        );
+        assert_eq!(
+            parse_args(&args("-q30m")).unwrap().mode,
+            Mode::Flush(FlushTarget::All)
+        );
+        assert_eq!(
+            parse_args(&args("-qRExample.NET")).unwrap().mode,
+            Mode::Flush(FlushTarget::Site("example.net".into()))
+        );
+        assert_eq!(
+            parse_args(&args("-qR example.net")).unwrap().mode,
+            Mode::Flush(FlushTarget::Site("example.net".into()))
+        );
+        assert!(parse_args(&args("-qRbad/site")).is_err());
+        assert!(parse_args(&args("-qI../x")).is_err());
         assert!(parse_args(&args("-Z")).is_err());
         assert!(parse_args(&args("-t -bp")).is_err());
         assert!(parse_args(&args("-f")).is_err());

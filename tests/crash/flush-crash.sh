@@ -11,10 +11,15 @@
 #   tests/crash/flush-crash.sh                  # N=1000 ROUNDS=20
 #   N=200 ROUNDS=5 tests/crash/flush-crash.sh   # the short CI form
 # Env: ZOLDER=path/to/zolder (default target/release/zolder, else target/debug/zolder)
+#      SINK=smtp-sink: Postfix's smtp-sink (with -d, one file per message) as the smarthost
+#      instead of smarthost.py; it offers PIPELINING, so the kills hit the pipelined
+#      relay path (data + dot + next envelope in one write)
+#      KILL_MAX=0.08: the kill comes 0.02 + rand*KILL_MAX s after the flush starts (short
+#      enough that every round kills a relay in progress at >1000 msg/s)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 INTEROP=${INTEROP:-$ROOT/../shared/interop}; [ -d "$INTEROP" ] || INTEROP=/work/shared/interop
-N=${N:-1000}; ROUNDS=${ROUNDS:-20}
+N=${N:-1000}; ROUNDS=${ROUNDS:-20}; KILL_MAX=${KILL_MAX:-0.08}
 ZOLDER=${ZOLDER:-}
 if [ -z "$ZOLDER" ]; then
   if [ -x "$ROOT/target/release/zolder" ]; then ZOLDER=$ROOT/target/release/zolder; else ZOLDER=$ROOT/target/debug/zolder; fi
@@ -29,10 +34,20 @@ cleanup() { [ -n "$DPID" ] && kill -9 "$DPID" 2>/dev/null; [ -n "$SPID" ] && kil
 trap cleanup EXIT
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
-$PY "$INTEROP/smarthost.py" --port 0 --portfile "$W/sink.port" --dir "$W/sink" > "$W/sink.log" 2>&1 &
-SPID=$!
-for _ in $(seq 50); do [ -s "$W/sink.port" ] && break; sleep 0.1; done
-SINK_PORT=$(cat "$W/sink.port")
+SUFFIX=.eml
+if [ "${SINK:-}" = smtp-sink ]; then
+  command -v smtp-sink >/dev/null || { echo "skipped: smtp-sink not installed"; exit 0; }
+  SINK_PORT=$(( 20000 + RANDOM % 20000 )); SUFFIX=
+  mkdir -p "$W/sink"; chown postfix "$W/sink"; chmod 755 "$W"
+  smtp-sink -u postfix -d "$W/sink/%H%M%S." "127.0.0.1:$SINK_PORT" 64 > "$W/sink.log" 2>&1 &
+  SPID=$!
+  for _ in $(seq 50); do ss -ltn "sport = :$SINK_PORT" | grep -q LISTEN && break; sleep 0.1; done
+else
+  $PY "$INTEROP/smarthost.py" --port 0 --portfile "$W/sink.port" --dir "$W/sink" > "$W/sink.log" 2>&1 &
+  SPID=$!
+  for _ in $(seq 50); do [ -s "$W/sink.port" ] && break; sleep 0.1; done
+  SINK_PORT=$(cat "$W/sink.port")
+fi
 SMTP_PORT=$(( 20000 + RANDOM % 20000 ))
 cat > "$W/zolder.toml" <<CFG
 hostname = "zolder.test"
@@ -76,10 +91,10 @@ for r in $(seq "$ROUNDS"); do
   start
   Z flush > /dev/null 2>&1 &
   FPID=$!
-  sleep "$(awk -v s=$RANDOM 'BEGIN{srand(s); printf "%.3f", 0.05 + rand()*1.2}')"
+  sleep "$(awk -v s=$RANDOM -v m="$KILL_MAX" 'BEGIN{srand(s); printf "%.3f", 0.02 + rand()*m}')"
   kill -9 "$DPID"; wait "$DPID" 2>/dev/null || true; DPID=
   wait "$FPID" 2>/dev/null || true
-  got=$(ls "$W/sink" | grep -c '\.eml$' || true)
+  got=$(ls "$W/sink" | grep -c "$SUFFIX\$" || true)
   log "round $r: killed; smarthost holds $got files"
 done
 
@@ -90,12 +105,12 @@ Z queue list > "$W/queue.txt"
 kill "$DPID"; wait "$DPID" 2>/dev/null || true; DPID=
 
 # 4. Verify.
-$PY - "$W/sink" "$N" "$ROUNDS" "$W/queue.txt" <<'PY'
+$PY - "$W/sink" "$N" "$ROUNDS" "$W/queue.txt" "$SUFFIX" <<'PY'
 import os, re, sys, collections
-d, n, rounds, qf = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+d, n, rounds, qf, suffix = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 seen = collections.Counter()
 for f in os.listdir(d):
-    if f.endswith(".eml"):
+    if f.endswith(suffix):
         m = re.search(rb"^Subject: (crash-\d+)", open(os.path.join(d, f), "rb").read(), re.M)
         if m:
             seen[m.group(1).decode()] += 1

@@ -109,6 +109,41 @@ ok(M._simple_command("UNSELECT"), "UNSELECT")
 typ, data = M.select("INBOX")
 check(data[0] == b"3", f"INBOX has the copies and the move: {data!r}")
 ok(M.close(), "CLOSE")
+
+# Extensions: SORT, THREAD, QUOTA, QRESYNC, UTF8=ACCEPT.
+for c in ("QRESYNC", "SORT", "THREAD=REFERENCES", "THREAD=ORDEREDSUBJECT", "QUOTA",
+          "UTF8=ACCEPT", "COMPRESS=DEFLATE", "APPENDLIMIT="):
+    check(c in caps, f"{c} in {caps}")
+typ, data = M.select("INBOX")
+validity = int(M.response("UIDVALIDITY")[1][0])
+modseq = int(M.response("HIGHESTMODSEQ")[1][0])
+# INBOX holds Bericht 0, 1 (copies, UIDs 1-2) and Bericht 4 (moved, UID 3).
+found = ok(M.sort("(REVERSE DATE)", "UTF-8", "ALL"), "SORT")[0].split()
+check(found == [b"3", b"2", b"1"], f"SORT {found!r}")
+found = ok(M.uid("SORT", "(REVERSE SUBJECT)", "UTF-8", "NOT", "UID", "2"), "UID SORT")[0].split()
+check(found == [b"3", b"1"], f"UID SORT {found!r}")
+data = ok(M.thread("ORDEREDSUBJECT", "UTF-8", "ALL"), "THREAD")
+check(data == [b"(1)(2)(3)"], f"THREAD {data!r}")
+data = ok(M.uid("THREAD", "REFERENCES", "UTF-8", "SUBJECT", "Bericht"), "UID THREAD")
+check(data == [b"(1)(2)(3)"], f"UID THREAD {data!r}")
+typ, data = M.getquotaroot("INBOX")
+check(typ == "OK" and b"INBOX" in data[0][0], f"GETQUOTAROOT {data!r}")
+# Another change, then a QRESYNC select sees exactly it.
+ok(M.store("1", "+FLAGS", "(\\Answered)"), "STORE")
+ok(M.store("2", "+FLAGS", "(\\Deleted)"), "STORE")
+ok(M.expunge(), "EXPUNGE")
+ok(M.close(), "CLOSE")
+ok(M.enable("QRESYNC"), "ENABLE QRESYNC")
+ok(M._simple_command("SELECT", f"INBOX (QRESYNC ({validity} {modseq}))"), "SELECT QRESYNC")
+vanished = M.untagged_responses.pop("VANISHED", None)
+check(vanished == [b"(EARLIER) 2"], f"VANISHED {vanished!r}")
+fetched = M.untagged_responses.pop("FETCH", None) or []
+check(len(fetched) == 1 and b"UID 1 " in fetched[0] and b"\\Answered" in fetched[0],
+      f"changed FETCH {fetched!r}")
+ok(M.enable("UTF8=ACCEPT"), "ENABLE UTF8=ACCEPT")
+ok(M.create('"Café"'), "CREATE UTF-8")
+boxes = ok(M.list('""', '"Caf*"'), "LIST UTF-8")
+check(any('"Café"'.encode() in b for b in boxes), f"UTF-8 LIST {boxes!r}")
 typ, _ = M.logout()
 check(typ == "BYE", "LOGOUT answers BYE")
 print("imaplib: all commands OK")

@@ -56,6 +56,7 @@ impl Deliver for RecordingLocal {
                     .map(|r| (r.clone(), RcptOutcome::Delivered))
                     .collect(),
                 generated,
+                ..Default::default()
             });
         }
         out
@@ -77,11 +78,15 @@ pub struct SinkGot {
     pub from: String,
     pub rcpts: Vec<String>,
     pub data: Vec<u8>,
+    /// The MAIL line and the accepted RCPT lines as received (ESMTP parameters).
+    pub lines: Vec<String>,
 }
 
 /// A minimal SMTP server playing the ISP: `reject*` → 550 at RCPT, `tempfail*` → 451
 /// at RCPT, everything else accepted. [`FakeSink::start_pipelining`] also offers
-/// PIPELINING (RFC 2920) and then answers DATA without recipients with 554.
+/// PIPELINING (RFC 2920) and then answers DATA without recipients with 554 (and a
+/// second MAIL inside an open transaction with 503, like Postfix);
+/// [`FakeSink::start_dsn`] offers DSN (RFC 3461) as well.
 pub struct FakeSink {
     pub port: u16,
     pub got: Arc<Mutex<Vec<SinkGot>>>,
@@ -90,12 +95,20 @@ pub struct FakeSink {
 
 impl FakeSink {
     pub async fn start() -> FakeSink {
-        Self::start_with(false).await
+        Self::start_with(false, false, 0).await
     }
     pub async fn start_pipelining() -> FakeSink {
-        Self::start_with(true).await
+        Self::start_with(true, false, 0).await
     }
-    async fn start_with(pipelining: bool) -> FakeSink {
+    pub async fn start_dsn() -> FakeSink {
+        Self::start_with(true, true, 0).await
+    }
+    /// Pipelining, and after `limit` messages per session the next MAIL gets
+    /// "421 too many messages" and the connection is closed (some ISPs do this).
+    pub async fn start_limited(limit: usize) -> FakeSink {
+        Self::start_with(true, false, limit).await
+    }
+    async fn start_with(pipelining: bool, dsn: bool, limit: usize) -> FakeSink {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = l.local_addr().unwrap().port();
         let got: Arc<Mutex<Vec<SinkGot>>> = Arc::default();
@@ -106,7 +119,7 @@ impl FakeSink {
                 c.fetch_add(1, Ordering::SeqCst);
                 let g = g.clone();
                 tokio::spawn(async move {
-                    let _ = sink_session(s, g, pipelining).await;
+                    let _ = sink_session(s, g, pipelining, dsn, limit).await;
                 });
             }
         });
@@ -125,12 +138,17 @@ async fn sink_session(
     s: TcpStream,
     got: Arc<Mutex<Vec<SinkGot>>>,
     pipelining: bool,
+    dsn: bool,
+    limit: usize,
 ) -> std::io::Result<()> {
+    let mut taken = 0usize;
     let (r, mut w) = s.into_split();
     let mut r = BufReader::new(r);
     w.write_all(b"220 sink ESMTP\r\n").await?;
     let mut from = String::new();
     let mut rcpts = Vec::new();
+    let mut lines: Vec<String> = Vec::new();
+    let mut in_tx = false;
     let mut line = String::new();
     loop {
         line.clear();
@@ -138,7 +156,9 @@ async fn sink_session(
             return Ok(());
         }
         let up = line.to_ascii_uppercase();
-        let reply: &[u8] = if up.starts_with("EHLO") && pipelining {
+        let reply: &[u8] = if up.starts_with("EHLO") && dsn {
+            b"250-sink\r\n250-PIPELINING\r\n250-DSN\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n"
+        } else if up.starts_with("EHLO") && pipelining {
             b"250-sink\r\n250-PIPELINING\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n"
         } else if up.starts_with("EHLO") {
             b"250-sink\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n"
@@ -152,7 +172,30 @@ async fn sink_session(
             } else {
                 b"535 5.7.8 Authentication credentials invalid\r\n"
             }
+        } else if up.starts_with("AUTH XOAUTH2 ") {
+            // Only the second access token of the test's endpoint is good: the first
+            // gets the JSON challenge, then 535 (Gmail's behaviour).
+            use base64::Engine;
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(line[13..].trim())
+                .unwrap_or_default();
+            if raw == b"user=sjoerd\x01auth=Bearer tok-2\x01\x01" {
+                b"235 2.7.0 Accepted\r\n"
+            } else {
+                w.write_all(b"334 eyJzdGF0dXMiOiI0MDEifQ==\r\n").await?;
+                line.clear();
+                r.read_line(&mut line).await?;
+                b"535 5.7.8 Username and Password not accepted\r\n"
+            }
+        } else if up.starts_with("MAIL FROM:") && limit > 0 && taken >= limit {
+            w.write_all(b"421 4.7.0 Too many messages in this session\r\n")
+                .await?;
+            return Ok(());
+        } else if up.starts_with("MAIL FROM:") && in_tx && pipelining {
+            b"503 5.5.1 Error: nested MAIL command\r\n"
         } else if up.starts_with("MAIL FROM:") {
+            in_tx = true;
+            lines = vec![line.trim_end().to_string()];
             from = line[10..]
                 .trim()
                 .trim_matches(['<', '>'])
@@ -163,13 +206,20 @@ async fn sink_session(
             rcpts.clear();
             b"250 2.1.0 ok\r\n"
         } else if up.starts_with("RCPT TO:") {
-            let a = line[8..].trim().trim_matches(['<', '>']).to_string();
+            let a = line[8..]
+                .trim()
+                .trim_start_matches('<')
+                .split('>')
+                .next()
+                .unwrap_or("")
+                .to_string();
             if a.starts_with("reject") {
                 b"550 5.1.1 No such user here\r\n"
             } else if a.starts_with("tempfail") {
                 b"451 4.3.0 Try again later\r\n"
             } else {
                 rcpts.push(a);
+                lines.push(line.trim_end().to_string());
                 b"250 2.1.5 ok\r\n"
             }
         } else if up.starts_with("DATA") && pipelining && rcpts.is_empty() {
@@ -193,9 +243,16 @@ async fn sink_session(
                 from: from.clone(),
                 rcpts: std::mem::take(&mut rcpts),
                 data,
+                lines: std::mem::take(&mut lines),
             });
+            in_tx = false;
+            taken += 1;
             b"250 2.0.0 queued\r\n"
-        } else if up.starts_with("RSET") || up.starts_with("NOOP") {
+        } else if up.starts_with("RSET") {
+            in_tx = false;
+            rcpts.clear();
+            b"250 ok\r\n"
+        } else if up.starts_with("NOOP") {
             b"250 ok\r\n"
         } else if up.starts_with("QUIT") {
             w.write_all(b"221 bye\r\n").await?;

@@ -24,7 +24,6 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use tracing::{info, warn};
 
@@ -96,22 +95,8 @@ impl Bogofilter {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()?;
-        let mut stdin = child.stdin.take().expect("piped");
-        let mut stdout = child.stdout.take().expect("piped");
-        let mut stderr = child.stderr.take().expect("piped");
-        // Feed stdin while reading stdout, so a full pipe never deadlocks us.
-        let msg = message.to_vec();
-        let writer = tokio::spawn(async move {
-            let _ = stdin.write_all(&msg).await;
-            let _ = stdin.shutdown().await;
-        });
-        let (r1, r2) = tokio::join!(
-            super::read_capped(&mut stdout, 4096),
-            super::read_capped(&mut stderr, 4096)
-        );
-        let (out, err) = (r1?, r2?);
-        let status = child.wait().await?;
-        let _ = writer.await;
+        let (out, err, status) = super::feed_and_collect(&mut child, message, 4096).await;
+        let (out, err, status) = (out?, err?, status?);
         Ok(Run {
             code: status.code(),
             stdout: String::from_utf8_lossy(&out).into_owned(),

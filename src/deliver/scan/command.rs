@@ -16,7 +16,6 @@
 use std::collections::BTreeMap;
 use std::process::Stdio;
 
-use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 use super::{Action, Check, Checked, Verdict, one_line, valid_header_name};
@@ -124,21 +123,7 @@ impl Check for CommandHook {
             Ok(c) => c,
             Err(e) => return Checked::new(Verdict::temporary_error(format!("{}: {e}", argv[0]))),
         };
-        let mut stdin = child.stdin.take().expect("piped");
-        let mut stdout = child.stdout.take().expect("piped");
-        let mut stderr = child.stderr.take().expect("piped");
-        let msg = message.to_vec();
-        let writer = tokio::spawn(async move {
-            // A hook may exit without reading everything (EPIPE is fine).
-            let _ = stdin.write_all(&msg).await;
-            let _ = stdin.shutdown().await;
-        });
-        let (r1, r2) = tokio::join!(
-            super::read_capped(&mut stdout, MAX_STDOUT),
-            super::read_capped(&mut stderr, 4096)
-        );
-        let status = child.wait().await;
-        let _ = writer.await;
+        let (r1, r2, status) = super::feed_and_collect(&mut child, message, MAX_STDOUT).await;
         let (out, status) = match (r1, status) {
             (Ok(o), Ok(s)) => (o, s),
             (Err(e), _) | (_, Err(e)) => {

@@ -540,6 +540,39 @@ pub(crate) async fn read_capped(
     Ok(out)
 }
 
+/// Feeds `message` to a child's stdin while reading its stdout (at most `stdout_cap`
+/// bytes) and stderr (4 KiB), so a full pipe never deadlocks either side, then waits
+/// for it. A child that exits without reading everything is fine (EPIPE is ignored).
+pub(crate) async fn feed_and_collect(
+    child: &mut tokio::process::Child,
+    message: &[u8],
+    stdout_cap: u64,
+) -> (
+    std::io::Result<Vec<u8>>,
+    std::io::Result<Vec<u8>>,
+    std::io::Result<std::process::ExitStatus>,
+) {
+    use tokio::io::AsyncWriteExt;
+    let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        let e = || std::io::Error::other("child spawned without piped stdio");
+        return (Err(e()), Err(e()), Err(e()));
+    };
+    let msg = message.to_vec();
+    let writer = tokio::spawn(async move {
+        let _ = stdin.write_all(&msg).await;
+        let _ = stdin.shutdown().await;
+    });
+    let (out, err) = tokio::join!(
+        read_capped(&mut stdout, stdout_cap),
+        read_capped(&mut stderr, 4096)
+    );
+    let status = child.wait().await;
+    let _ = writer.await;
+    (out, err, status)
+}
+
 /// Replaces CR, LF and other control characters so a value fits on one header line.
 pub fn one_line(s: &str) -> String {
     let mut out: String = s

@@ -33,7 +33,19 @@ impl Session {
             "LIST-STATUS",
             "ESEARCH",
             "CONDSTORE",
+            "QRESYNC",
+            "SORT",
+            "THREAD=ORDEREDSUBJECT",
+            "THREAD=REFERENCES",
+            "QUOTA",
+            "QUOTA=RES-STORAGE",
+            "QUOTA=RES-MESSAGE",
+            "STATUS=SIZE",
+            "UTF8=ACCEPT",
         ]);
+        if self.deflate.is_none() {
+            c.push("COMPRESS=DEFLATE");
+        }
         let mut s = c.join(" ");
         s.push_str(&format!(" APPENDLIMIT={}", self.shared.max_literal()));
         s

@@ -2,7 +2,8 @@
 //!
 //! # Format
 //! `UID MOVE 4:6 Trash` → `* OK [COPYUID v 4:6 10:12]`, `* n EXPUNGE`..., `OK`.
-//! COPY answers `OK [COPYUID ...]`; a missing target is `NO [TRYCREATE]`.
+//! COPY answers `OK [COPYUID ...]`; a missing target is `NO [TRYCREATE]`; a COPY
+//! beyond the user's quota is `NO [OVERQUOTA]`.
 
 use crate::imapd::backend::StoreError;
 use crate::imapd::proto::{SeqSet, seq};
@@ -33,6 +34,14 @@ impl Session {
             } else {
                 "No messages copied"
             }));
+        }
+        if !is_move {
+            // A move within the user's mailboxes changes no usage; a copy adds.
+            let bytes: u64 = idx.iter().map(|&i| v.msgs[i].size as u64).sum();
+            let n = uids.len() as u64;
+            if let Some(r) = self.over_quota(bytes, n).await {
+                return Ok(r);
+            }
         }
         let user = self.user();
         let u2 = uids.clone();

@@ -1,8 +1,10 @@
-//! ENABLE (RFC 5161): turns on CONDSTORE for this session (MODSEQ in unsolicited
-//! FETCH responses). Unknown or unsupported extensions are ignored, as required.
+//! ENABLE (RFC 5161): turns on CONDSTORE (MODSEQ in unsolicited FETCH responses),
+//! QRESYNC (RFC 7162 §3.2.3: implies CONDSTORE; VANISHED replaces EXPUNGE) and
+//! UTF8=ACCEPT (RFC 6855: mailbox names and quoted strings in UTF-8) for this
+//! session. Unknown or unsupported extensions are ignored, as required.
 //!
 //! # Format
-//! `ENABLE CONDSTORE` → `* ENABLED CONDSTORE`
+//! `ENABLE CONDSTORE QRESYNC` → `* ENABLED CONDSTORE QRESYNC`
 
 use crate::imapd::session::{Reply, Session};
 
@@ -10,10 +12,22 @@ impl Session {
     pub(crate) fn op_enable(&mut self, caps: Vec<String>) -> Reply {
         let mut enabled = Vec::new();
         for c in caps {
-            if c == "CONDSTORE" && !self.condstore {
-                self.condstore = true;
+            let newly = match c.as_str() {
+                "CONDSTORE" => !std::mem::replace(&mut self.condstore, true),
+                "QRESYNC" => {
+                    self.condstore = true;
+                    !std::mem::replace(&mut self.qresync, true)
+                }
+                "UTF8=ACCEPT" => !std::mem::replace(&mut self.utf8, true),
+                _ => false,
+            };
+            if newly {
                 enabled.push(c);
             }
+        }
+        let qresync = self.qresync;
+        if let Some(v) = self.view_mut() {
+            v.qresync = qresync;
         }
         let line = format!("ENABLED {}", enabled.join(" "));
         self.untagged(line.trim_end());

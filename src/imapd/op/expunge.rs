@@ -1,5 +1,8 @@
 //! EXPUNGE (RFC 3501 §6.4.3) and UID EXPUNGE (RFC 4315): removes messages flagged
-//! `\Deleted` (within the UID set for UID EXPUNGE) and reports `* n EXPUNGE`.
+//! `\Deleted` (within the UID set for UID EXPUNGE) and reports `* n EXPUNGE` (or
+//! `* VANISHED uids` under QRESYNC). With CONDSTORE enabled the tagged OK carries
+//! the new `[HIGHESTMODSEQ n]` (RFC 7162 §3.2.8's example), so a resyncing client
+//! can store it without another round trip.
 
 use crate::imapd::proto::SeqSet;
 use crate::imapd::session::{Reply, Session};
@@ -40,6 +43,14 @@ impl Session {
             v.flush_expunges(&mut out);
         }
         self.out = out;
+        if self.condstore {
+            // Catch up with the store (our own expunge's MODSEQ included).
+            self.sync(true).await;
+            if let Some(v) = self.view() {
+                let code = format!("HIGHESTMODSEQ {}", v.state.highestmodseq);
+                return Reply::ok("Expunge completed").code(code);
+            }
+        }
         Reply::ok("Expunge completed")
     }
 }

@@ -1,4 +1,6 @@
-//! FETCH and UID FETCH (RFC 3501 §6.4.5, CONDSTORE CHANGEDSINCE/MODSEQ RFC 7162).
+//! FETCH and UID FETCH (RFC 3501 §6.4.5, CONDSTORE CHANGEDSINCE/MODSEQ RFC 7162,
+//! and QRESYNC's `UID FETCH set (...) (CHANGEDSINCE m VANISHED)`, which first sends
+//! `* VANISHED (EARLIER) uids` for the UIDs of the set expunged since `m`).
 //!
 //! # Format
 //! `FETCH 1:* (FLAGS UID RFC822.SIZE INTERNALDATE ENVELOPE BODYSTRUCTURE
@@ -17,6 +19,9 @@ use crate::imapd::view::{Bytes, Msg, write_flags};
 
 /// Messages read per blocking call (bounds memory of one batch).
 const READ_BATCH: usize = 64;
+/// Messages per blocking call when only headers are needed (served from the
+/// index's header cache, a few KB each).
+const HEADER_BATCH: usize = 512;
 
 /// How a section is named in the response: `BODY[1.2.HEADER.FIELDS (From)]`.
 fn section_name(s: &Section) -> String {
@@ -169,15 +174,51 @@ fn write_fetch(
 }
 
 impl Session {
+    /// `* VANISHED (EARLIER)` for the UIDs in `set` expunged after `since`.
+    async fn fetch_vanished(&mut self, set: &SeqSet, since: u64) {
+        let Some(v) = self.view() else { return };
+        let (id, user) = (v.name.clone(), self.user());
+        let max = v.state.uidnext.saturating_sub(1).max(v.max_uid());
+        let gone = match self.blocking(move |b| b.changes(&user, &id, since)).await {
+            Ok((_, _, gone)) => gone,
+            Err(e) => {
+                tracing::warn!(error = %e, "VANISHED lookup failed");
+                return;
+            }
+        };
+        let Some(v) = self.view() else { return };
+        // Expunges this session was not told of yet stay for the normal VANISHED.
+        let mut gone: Vec<u32> = gone
+            .into_iter()
+            .filter(|&u| set.contains(u, max) && v.index_of(u).is_none())
+            .collect();
+        gone.sort_unstable();
+        gone.dedup();
+        if !gone.is_empty() {
+            let l = format!(
+                "VANISHED (EARLIER) {}",
+                crate::imapd::proto::seq::compact(&gone)
+            );
+            self.untagged(&l);
+        }
+    }
+
     pub(crate) async fn op_fetch(
         &mut self,
         uid: bool,
         set: SeqSet,
         mut attrs: Vec<FetchAttr>,
         changed_since: Option<u64>,
+        vanished: bool,
     ) -> Result<Reply, Fatal> {
+        if vanished && !self.qresync {
+            return Ok(Reply::bad("VANISHED needs ENABLE QRESYNC"));
+        }
         if changed_since.is_some() {
             self.condstore = true;
+        }
+        if let (true, Some(since)) = (vanished, changed_since) {
+            self.fetch_vanished(&set, since).await;
         }
         let Some(v) = self.view() else {
             return Ok(Reply::bad("No mailbox selected"));
@@ -238,24 +279,48 @@ impl Session {
         let reads = attrs.iter().any(needs_bytes);
         // Header sections of the message itself need only the bytes up to its
         // empty line; the body is not read.
+        // ENVELOPE is made of header fields only.
         let headers_only = attrs.iter().filter(|a| needs_bytes(a)).all(|a| {
-            matches!(a, FetchAttr::Section { section, .. }
-            if section.parts.is_empty()
-                && matches!(
-                    section.text,
-                    Some(SectionText::Header)
-                        | Some(SectionText::HeaderFields(_))
-                        | Some(SectionText::HeaderFieldsNot(_))
-                ))
+            matches!(a, FetchAttr::Envelope)
+                || matches!(a, FetchAttr::Section { section, .. }
+                if section.parts.is_empty()
+                    && matches!(
+                        section.text,
+                        Some(SectionText::Header)
+                            | Some(SectionText::HeaderFields(_))
+                            | Some(SectionText::HeaderFieldsNot(_))
+                    ))
         });
         let mut expunged_meanwhile = false;
-        for chunk in idx.chunks(if reads { READ_BATCH } else { usize::MAX }) {
+        if !reads {
+            // Index only (FLAGS, UID, sizes, dates): written straight from the view,
+            // flushed about every FLUSH_AT bytes.
+            for chunk in idx.chunks(512) {
+                let mut out = std::mem::take(&mut self.out);
+                if let Some(v) = self.view() {
+                    for &i in chunk {
+                        let m = &v.msgs[i];
+                        let add_flags = seen_now.contains(&m.uid);
+                        write_fetch(&mut out, i + 1, m, v.flags(m), &attrs, None, add_flags);
+                    }
+                }
+                self.out = out;
+                self.maybe_flush().await?;
+            }
+            return Ok(Reply::ok("Fetch completed"));
+        }
+        let batch = if headers_only {
+            HEADER_BATCH
+        } else {
+            READ_BATCH
+        };
+        for chunk in idx.chunks(batch) {
             let Some(v) = self.view() else { break };
             let msgs: Vec<(usize, Msg, String)> = chunk
                 .iter()
                 .map(|&i| (i, v.msgs[i], v.flags(&v.msgs[i]).to_string()))
                 .collect();
-            let bodies: Vec<Option<Vec<u8>>> = if reads {
+            let bodies: Vec<Option<Vec<u8>>> = {
                 let uids: Vec<u32> = msgs.iter().map(|(_, m, _)| m.uid).collect();
                 let (u2, id2) = (user.clone(), id.clone());
                 match self
@@ -265,11 +330,9 @@ impl Session {
                     Ok(x) => x,
                     Err(e) => return Ok(self.store_no(e)),
                 }
-            } else {
-                vec![None; msgs.len()]
             };
             for ((i, m, flags), body) in msgs.iter().zip(bodies) {
-                if reads && body.is_none() {
+                if body.is_none() {
                     // Expunged by another session after we listed it: RFC 2180
                     // §4.1.2 lets us leave it out; the EXPUNGE follows at the next
                     // command that allows one.

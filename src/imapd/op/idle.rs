@@ -5,8 +5,6 @@
 
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
-
 use crate::imapd::session::{AUTH_TIMEOUT, Fatal, Reply, Session, State};
 
 const POLL: Duration = Duration::from_secs(2);
@@ -36,17 +34,12 @@ impl Session {
                 Ok(None) => {}
                 Err(_) => return Err(Fatal::Protocol("line too long")),
             }
-            let mut buf = [0u8; 512];
-            let stream = self.stream.as_mut().ok_or(Fatal::Closed)?;
             let woke = tokio::select! {
                 _ = shutdown.cancelled() => return Err(Fatal::Shutdown),
                 _ = tokio::time::sleep_until(deadline) => return Err(Fatal::Timeout),
-                r = stream.read(&mut buf) => {
-                    let n = r?;
-                    if n == 0 {
-                        return Err(Fatal::Closed);
-                    }
-                    self.framer.feed(&buf[..n]);
+                // Cancel-safe (see `read_some`); inflates under COMPRESS.
+                r = self.read_some() => {
+                    r?;
                     false
                 }
                 _ = async {

@@ -148,7 +148,7 @@ impl Session {
             let mut line = b"* LIST ".to_vec();
             response::flag_list(&mut line, &attrs);
             line.extend_from_slice(b" \".\" ");
-            response::mailbox(&mut line, name);
+            response::mailbox_as(&mut line, name, self.utf8);
             line.extend_from_slice(b"\r\n");
             self.out.extend_from_slice(&line);
             if a.return_status.is_some() && e.info.is_some() {
@@ -177,7 +177,7 @@ impl Session {
                 continue;
             }
             let mut line = b"* LSUB () \".\" ".to_vec();
-            response::mailbox(&mut line, name);
+            response::mailbox_as(&mut line, name, self.utf8);
             line.extend_from_slice(b"\r\n");
             self.out.extend_from_slice(&line);
         }

@@ -17,9 +17,9 @@ use crate::imapd::session::{Fatal, Reply, Session, State};
 /// Blocking: argon2 and SQLite.
 pub fn check_password(cfg: &Config, user: &str, password: &str) -> Option<String> {
     let conf_user = cfg.users.iter().find(|u| u.name.eq_ignore_ascii_case(user));
-    let db_hash = crate::db::open(&cfg.db_path())
-        .ok()
-        .and_then(|c| crate::db::users::password_hash(&c, user).ok().flatten());
+    let db_hash = with_conn(cfg, |c| {
+        crate::db::users::password_hash(c, user).ok().flatten()
+    });
     let name = match conf_user {
         Some(u) => u.name.clone(),
         None if db_hash.is_some() => user.to_string(),
@@ -27,6 +27,30 @@ pub fn check_password(cfg: &Config, user: &str, password: &str) -> Option<String
     };
     let hash = db_hash.or_else(|| conf_user.and_then(|u| u.password_hash.clone()))?;
     crate::auth::verify_password(password, &hash).then_some(name)
+}
+
+/// Runs `f` on a database connection kept for logins (opening one costs a file open
+/// and the schema check; a mail client may log in every few seconds per folder).
+fn with_conn<T>(cfg: &Config, f: impl FnOnce(&crate::db::Connection) -> Option<T>) -> Option<T> {
+    use std::sync::Mutex;
+    static POOL: Mutex<Vec<(std::path::PathBuf, crate::db::Connection)>> = Mutex::new(Vec::new());
+    let path = cfg.db_path();
+    let pooled = {
+        let mut p = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        p.iter()
+            .position(|(pp, _)| *pp == path)
+            .map(|i| p.swap_remove(i).1)
+    };
+    let conn = match pooled {
+        Some(c) => c,
+        None => crate::db::open(&path).ok()?,
+    };
+    let out = f(&conn);
+    let mut p = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    if p.len() < 4 {
+        p.push((path, conn));
+    }
+    out
 }
 
 impl Session {

@@ -25,7 +25,7 @@ pub struct Candidate<'a> {
     pub parsed: Option<&'a mail_parser::Message<'a>>,
 }
 
-fn needs_content(k: &SearchKey) -> bool {
+pub(crate) fn needs_content(k: &SearchKey) -> bool {
     match k {
         SearchKey::And(v) => v.iter().any(needs_content),
         SearchKey::Or(a, b) => needs_content(a) || needs_content(b),
@@ -39,6 +39,142 @@ fn needs_content(k: &SearchKey) -> bool {
         _ => false,
     }
 }
+
+/// Whether a key needs the message body (not only its header).
+fn needs_body(k: &SearchKey) -> bool {
+    match k {
+        SearchKey::And(v) => v.iter().any(needs_body),
+        SearchKey::Or(a, b) => needs_body(a) || needs_body(b),
+        SearchKey::Not(a) => needs_body(a),
+        SearchKey::Body(_) | SearchKey::Text(_) => true,
+        _ => false,
+    }
+}
+
+/// Evaluates `key` from the index alone (flags, dates, sizes, numbers): `None` when
+/// the answer depends on the message's content. `FLAGGED SUBJECT x` thus reads only
+/// the flagged messages, as Dovecot does.
+fn quick(key: &SearchKey, c: &Candidate<'_>) -> Option<bool> {
+    match key {
+        SearchKey::And(v) => {
+            let mut unknown = false;
+            for k in v {
+                match quick(k, c) {
+                    Some(false) => return Some(false),
+                    None => unknown = true,
+                    Some(true) => {}
+                }
+            }
+            (!unknown).then_some(true)
+        }
+        SearchKey::Or(a, b) => match (quick(a, c), quick(b, c)) {
+            (Some(true), _) | (_, Some(true)) => Some(true),
+            (Some(false), Some(false)) => Some(false),
+            _ => None,
+        },
+        SearchKey::Not(a) => quick(a, c).map(|x| !x),
+        k if needs_content(k) => None,
+        k => Some(matches_key(k, c)),
+    }
+}
+
+/// A message's raw header, for ruling header keys out before a full parse (most
+/// messages of a big mailbox fail a `FROM x`; parsing each would cost far more than
+/// looking at its From line).
+struct RawText<'a> {
+    /// `None` when the bytes are not the header alone (a body key is searched too).
+    header: Option<&'a [u8]>,
+}
+
+impl<'a> RawText<'a> {
+    fn new(bytes: &'a [u8], header_only: bool) -> RawText<'a> {
+        RawText {
+            header: header_only.then_some(bytes),
+        }
+    }
+
+    /// Whether some field `name` may contain `needle` (`Some(false)`: certainly not;
+    /// `None`: only the parse can tell — an encoded word or 8-bit text in another
+    /// charset may decode to the needle).
+    fn field_may_contain(&self, name: &str, needle_lower: &str) -> Option<bool> {
+        let header = self.header?;
+        let mut value: Vec<u8> = Vec::new();
+        let mut inside = false;
+        for line in header.split(|&b| b == b'\n') {
+            if matches!(line.first(), Some(b' ' | b'\t')) {
+                if inside {
+                    value.extend_from_slice(line);
+                }
+                continue;
+            }
+            inside = line.len() > name.len()
+                && line[..name.len()].eq_ignore_ascii_case(name.as_bytes())
+                && line[name.len()..].trim_ascii_start().first() == Some(&b':');
+            if inside {
+                value.push(b' ');
+                value.extend_from_slice(&line[name.len()..]);
+            }
+        }
+        if memchr::memmem::find(&value, b"=?").is_some() {
+            return None;
+        }
+        let text = std::str::from_utf8(&value).ok()?;
+        let found = if text.is_ascii() {
+            memchr::memmem::find(
+                text.to_ascii_lowercase().as_bytes(),
+                needle_lower.as_bytes(),
+            )
+            .is_some()
+        } else {
+            text.to_lowercase().contains(needle_lower)
+        };
+        Some(found)
+    }
+}
+
+/// Like [`quick`], but also rules out header keys whose needle appears nowhere in the
+/// raw header (`Some(false)`); a needle that does appear is left to the full parse.
+fn raw_quick(key: &SearchKey, c: &Candidate<'_>, raw: &RawText) -> Option<bool> {
+    match key {
+        SearchKey::And(v) => {
+            let mut unknown = false;
+            for k in v {
+                match raw_quick(k, c, raw) {
+                    Some(false) => return Some(false),
+                    None => unknown = true,
+                    Some(true) => {}
+                }
+            }
+            (!unknown).then_some(true)
+        }
+        SearchKey::Or(a, b) => match (raw_quick(a, c, raw), raw_quick(b, c, raw)) {
+            (Some(true), _) | (_, Some(true)) => Some(true),
+            (Some(false), Some(false)) => Some(false),
+            _ => None,
+        },
+        SearchKey::Not(a) => raw_quick(a, c, raw).map(|x| !x),
+        // A needle with white space may span a folded line, and the parse writes
+        // addresses as `name <addr>` after unquoting: those are left to it.
+        SearchKey::Header(name, v)
+            if !v.is_empty()
+                && !v
+                    .chars()
+                    .any(|c| c.is_whitespace() || matches!(c, '<' | '>' | '"' | '\\' | ',')) =>
+        {
+            match raw.field_may_contain(name, &v.to_lowercase()) {
+                Some(false) => Some(false),
+                _ => None,
+            }
+        }
+        k if needs_content(k) => None,
+        k => Some(matches_key(k, c)),
+    }
+}
+
+/// Messages whose content is read per blocking call.
+const READ_BATCH: usize = 128;
+/// The same when only headers are needed (from the header cache, a few KB each).
+const HEADER_BATCH: usize = 1024;
 
 fn uses_modseq(k: &SearchKey) -> bool {
     match k {
@@ -101,65 +237,85 @@ impl Session {
         let max_seq = v.msgs.len() as u32;
         let max_uid = v.max_uid();
         let modseq_used = uses_modseq(&key);
-        let hits: Vec<(u32, u32, u64)> = if needs_content(&key) {
-            // Read and parse on a blocking thread, in one pass over the mailbox.
-            let msgs: Vec<(Msg, String)> = v
-                .msgs
-                .iter()
-                .map(|m| (*m, v.flags(m).to_string()))
-                .collect();
+        // 1. Decide what the index can; collect the messages whose content decides.
+        let mut hits: Vec<(u32, u32, u64)> = Vec::new();
+        let mut undecided: Vec<(u32, Msg, String)> = Vec::new();
+        for (i, m) in v.msgs.iter().enumerate() {
+            let c = Candidate {
+                seq: i as u32 + 1,
+                msg: m,
+                flags: v.flags(m),
+                max_seq,
+                max_uid,
+                parsed: None,
+            };
+            match quick(&key, &c) {
+                Some(true) => hits.push((c.seq, m.uid, m.modseq)),
+                Some(false) => {}
+                None => undecided.push((c.seq, *m, c.flags.to_string())),
+            }
+        }
+        // 2. Read and parse those on a blocking thread, in batches (only their
+        // headers, from the index's header cache, unless a key needs the body).
+        if !undecided.is_empty() {
             let id = v.name.clone();
             let user = self.user();
             let key2 = key.clone();
+            let headers_only = !needs_body(&key);
             match self
                 .blocking(move |b| {
                     let mut hits = Vec::new();
-                    for (i, (m, flags)) in msgs.iter().enumerate() {
-                        let mut c = Candidate {
-                            seq: i as u32 + 1,
-                            msg: m,
-                            flags,
-                            max_seq,
-                            max_uid,
-                            parsed: None,
-                        };
-                        let bytes = match b.read(&user, &id, m.uid) {
-                            Ok(b) => b,
-                            Err(crate::imapd::backend::StoreError::NoMailbox) => {
-                                return Err(crate::imapd::backend::StoreError::NoMailbox);
+                    let batch = if headers_only {
+                        HEADER_BATCH
+                    } else {
+                        READ_BATCH
+                    };
+                    for chunk in undecided.chunks(batch) {
+                        let uids: Vec<u32> = chunk.iter().map(|(_, m, _)| m.uid).collect();
+                        let bodies = b.read_many(&user, &id, &uids, headers_only)?;
+                        for ((seq, m, flags), bytes) in chunk.iter().zip(bodies) {
+                            // None: expunged meanwhile.
+                            let Some(bytes) = bytes else { continue };
+                            let c = Candidate {
+                                seq: *seq,
+                                msg: m,
+                                flags,
+                                max_seq,
+                                max_uid,
+                                parsed: None,
+                            };
+                            let raw = RawText::new(&bytes, headers_only);
+                            match raw_quick(&key2, &c, &raw) {
+                                Some(true) => {
+                                    hits.push((*seq, m.uid, m.modseq));
+                                    continue;
+                                }
+                                Some(false) => continue,
+                                None => {}
                             }
-                            Err(_) => continue, // expunged meanwhile
-                        };
-                        let parsed = mime::parse(&bytes);
-                        c.parsed = parsed.as_ref();
-                        if matches_key(&key2, &c) {
-                            hits.push((c.seq, m.uid, m.modseq));
+                            let parsed = mime::parse(&bytes);
+                            let c = Candidate {
+                                seq: *seq,
+                                msg: m,
+                                flags,
+                                max_seq,
+                                max_uid,
+                                parsed: parsed.as_ref(),
+                            };
+                            if matches_key(&key2, &c) {
+                                hits.push((*seq, m.uid, m.modseq));
+                            }
                         }
                     }
                     Ok(hits)
                 })
                 .await
             {
-                Ok(h) => h,
+                Ok(h) => hits.extend(h),
                 Err(e) => return Ok(self.store_no(e)),
             }
-        } else {
-            v.msgs
-                .iter()
-                .enumerate()
-                .filter_map(|(i, m)| {
-                    let c = Candidate {
-                        seq: i as u32 + 1,
-                        msg: m,
-                        flags: v.flags(m),
-                        max_seq,
-                        max_uid,
-                        parsed: None,
-                    };
-                    matches_key(&key, &c).then_some((c.seq, m.uid, m.modseq))
-                })
-                .collect()
-        };
+            hits.sort_unstable();
+        }
         let nums: Vec<u32> = hits.iter().map(|h| if uid { h.1 } else { h.0 }).collect();
         let highest = hits.iter().map(|h| h.2).max();
         let mut out = std::mem::take(&mut self.out);
@@ -208,5 +364,72 @@ impl Session {
         }
         self.out = out;
         Ok(Reply::ok("Search completed"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The raw-header shortcut never contradicts the full parse.
+    #[test]
+    fn raw_header_shortcut_agrees_with_the_parse() {
+        let heads: [&[u8]; 4] = [
+            b"From: \"Anna Berg\" <anna.berg@example.com>\r\nSubject: Hello\r\n\r\n",
+            b"From: Ben <ben@example.org>\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe_Anna?=\r\n\r\n",
+            b"From: Carla <carla@example.net>\r\nSubject: a\r\n\tfolded anna line\r\n\r\n",
+            b"From: David <d@example.net>\r\nSubject: Gr\xc3\xbc\xc3\x9fe\r\n\r\n",
+        ];
+        let keys = [
+            SearchKey::Header("From".into(), "anna".into()),
+            SearchKey::Header("Subject".into(), "anna".into()),
+            SearchKey::Header("Subject".into(), "GRÜSSE".into()),
+            SearchKey::Header("Subject".into(), "grüße".into()),
+            SearchKey::Not(Box::new(SearchKey::Header("From".into(), "ben".into()))),
+            SearchKey::Or(
+                Box::new(SearchKey::Header("From".into(), "zzz".into())),
+                Box::new(SearchKey::Flag("\\Seen".into())),
+            ),
+        ];
+        let msg = Msg {
+            uid: 1,
+            size: 10,
+            date: 0,
+            flags: 0,
+            modseq: 1,
+        };
+        for h in heads {
+            let parsed = mime::parse(h);
+            for k in &keys {
+                let mut c = Candidate {
+                    seq: 1,
+                    msg: &msg,
+                    flags: "\\Seen",
+                    max_seq: 1,
+                    max_uid: 1,
+                    parsed: None,
+                };
+                let quick = raw_quick(k, &c, &RawText::new(h, true));
+                c.parsed = parsed.as_ref();
+                let full = matches_key(k, &c);
+                if let Some(q) = quick {
+                    assert_eq!(q, full, "{k:?} on {}", String::from_utf8_lossy(h));
+                }
+            }
+        }
+        // It does decide the common case: a plain header without the needle.
+        let c = Candidate {
+            seq: 1,
+            msg: &msg,
+            flags: "",
+            max_seq: 1,
+            max_uid: 1,
+            parsed: None,
+        };
+        let k = SearchKey::Header("From".into(), "zzz".into());
+        assert_eq!(
+            raw_quick(&k, &c, &RawText::new(heads[0], true)),
+            Some(false)
+        );
     }
 }

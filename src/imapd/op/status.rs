@@ -1,4 +1,6 @@
-//! STATUS (RFC 3501 §6.3.10, CONDSTORE HIGHESTMODSEQ).
+//! STATUS (RFC 3501 §6.3.10, CONDSTORE HIGHESTMODSEQ, RFC 8438 SIZE, RFC 9208
+//! DELETED and DELETED-STORAGE; the last three from one sum over the index, made only
+//! when asked for).
 //!
 //! # Format
 //! `STATUS Sent (MESSAGES UNSEEN UIDNEXT)` → `* STATUS "Sent" (MESSAGES 3 UNSEEN 0 UIDNEXT 4)`
@@ -22,12 +24,29 @@ impl Session {
     ) -> Result<(), Reply> {
         let user = self.user();
         let name = mailbox.clone();
-        let st = match self.blocking(move |b| b.status(&user, &name)).await {
+        let sizes = items.iter().any(|i| {
+            matches!(
+                i,
+                StatusItem::Size | StatusItem::Deleted | StatusItem::DeletedStorage
+            )
+        });
+        let r = self
+            .blocking(move |b| {
+                let st = b.status(&user, &name)?;
+                let u = if sizes {
+                    b.mailbox_usage(&user, &name)?
+                } else {
+                    Default::default()
+                };
+                Ok((st, u))
+            })
+            .await;
+        let (st, usage) = match r {
             Ok(s) => s,
             Err(e) => return Err(self.store_no(e)),
         };
         let mut line = b"* STATUS ".to_vec();
-        response::mailbox(&mut line, &mailbox);
+        response::mailbox_as(&mut line, &mailbox, self.utf8);
         line.extend_from_slice(b" (");
         for (i, it) in items.iter().enumerate() {
             if i > 0 {
@@ -40,6 +59,9 @@ impl Session {
                 StatusItem::UidValidity => st.state.uidvalidity as u64,
                 StatusItem::Unseen => st.unseen as u64,
                 StatusItem::HighestModSeq => st.state.highestmodseq,
+                StatusItem::Deleted => usage.deleted,
+                StatusItem::DeletedStorage => usage.deleted_bytes,
+                StatusItem::Size => usage.bytes,
             };
             line.extend_from_slice(format!("{} {v}", it.name()).as_bytes());
         }

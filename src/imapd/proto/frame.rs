@@ -73,6 +73,14 @@ impl Framer {
         self.buf.shrink_to(4096);
     }
 
+    /// Takes the bytes buffered after the last complete command (COMPRESS: what the
+    /// client pipelined after it is compressed and must go through the inflater).
+    pub fn take_buffered(&mut self) -> Vec<u8> {
+        self.scan = 0;
+        self.acked = false;
+        std::mem::take(&mut self.buf)
+    }
+
     /// Shrinks the buffer after a command so idle sessions stay small.
     fn reclaim(&mut self) {
         if self.buf.is_empty() {

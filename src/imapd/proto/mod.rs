@@ -1,7 +1,8 @@
 //! The IMAP wire protocol with no I/O and no tokio: framing of client bytes into
 //! commands ([`frame`]), the command grammar ([`parse`]) producing [`types`],
 //! sequence sets ([`seq`]), dates ([`date`]), response encoding ([`response`]),
-//! mailbox name encoding ([`utf7`]) and message structure for FETCH and SEARCH ([`mime`]).
+//! mailbox name encoding ([`utf7`]), message structure for FETCH and SEARCH ([`mime`])
+//! and the SORT/THREAD algorithms ([`thread`]).
 //!
 //! Hand-written rather than imap-codec: imap-codec 2.0 is alpha (API churn between
 //! alphas), models every extension we do not serve, and would still need a mapping
@@ -19,10 +20,11 @@ pub mod mime;
 pub mod parse;
 pub mod response;
 pub mod seq;
+pub mod thread;
 pub mod types;
 pub mod utf7;
 
 pub use frame::{Frame, Framer};
-pub use parse::{ParseError, parse_command};
+pub use parse::{ParseError, parse_command, parse_command_opts};
 pub use seq::SeqSet;
 pub use types::*;

@@ -24,9 +24,19 @@ pub struct ParseError {
     pub reason: String,
 }
 
-/// Parses one complete command.
+/// Parses one complete command (mailbox names in modified UTF-7).
 pub fn parse_command(frame: &[u8]) -> Result<Request, ParseError> {
-    let mut p = Cursor { s: frame, i: 0 };
+    parse_command_opts(frame, false)
+}
+
+/// Parses one complete command; with `utf8` (after `ENABLE UTF8=ACCEPT`, RFC 6855
+/// §3) mailbox names are plain UTF-8 and not decoded from modified UTF-7.
+pub fn parse_command_opts(frame: &[u8], utf8: bool) -> Result<Request, ParseError> {
+    let mut p = Cursor {
+        s: frame,
+        i: 0,
+        utf8,
+    };
     let tag = p.tag().map_err(|reason| ParseError { tag: None, reason })?;
     let command = p.command().map_err(|reason| ParseError {
         tag: Some(tag.clone()),
@@ -54,6 +64,8 @@ type R<T> = Result<T, String>;
 struct Cursor<'a> {
     s: &'a [u8],
     i: usize,
+    /// UTF8=ACCEPT is enabled: names are UTF-8 on the wire.
+    utf8: bool,
 }
 
 impl<'a> Cursor<'a> {
@@ -235,7 +247,11 @@ impl<'a> Cursor<'a> {
     /// means INBOX.
     fn mailbox(&mut self) -> R<String> {
         let m = self.astring()?;
-        let m = super::utf7::decode(&m).unwrap_or(m);
+        let m = if self.utf8 {
+            m
+        } else {
+            super::utf7::decode(&m).unwrap_or(m)
+        };
         Ok(normalise_inbox(m))
     }
 
@@ -254,7 +270,13 @@ impl<'a> Cursor<'a> {
                 Ok(String::from_utf8_lossy(a).into_owned())
             }
         }
-        .map(|p| super::utf7::decode(&p).unwrap_or(p))
+        .map(|p| {
+            if self.utf8 {
+                p
+            } else {
+                super::utf7::decode(&p).unwrap_or(p)
+            }
+        })
     }
 
     fn seq_set(&mut self) -> R<SeqSet> {
@@ -339,12 +361,17 @@ impl<'a> Cursor<'a> {
                 self.sp()?;
                 let mailbox = self.mailbox()?;
                 let mut condstore = false;
+                let mut qresync = None;
                 if self.eat(b' ') {
                     self.expect(b'(')?;
                     while !self.eat(b')') {
                         self.eat(b' ');
                         match self.word()?.as_str() {
                             "CONDSTORE" => condstore = true,
+                            "QRESYNC" => {
+                                self.sp()?;
+                                qresync = Some(self.qresync_params()?);
+                            }
                             o => return Err(format!("unsupported select parameter {o}")),
                         }
                     }
@@ -353,6 +380,7 @@ impl<'a> Cursor<'a> {
                     mailbox,
                     read_only: name == "EXAMINE",
                     condstore,
+                    qresync,
                 }
             }
             "CREATE" => {
@@ -424,15 +452,55 @@ impl<'a> Cursor<'a> {
                         Some(parse_date_time(&String::from_utf8_lossy(&d)).ok_or("bad date-time")?);
                     self.sp()?;
                 }
-                let message = self.literal()?;
+                // RFC 6855 §4: `UTF8 (~{n}\r\n...)`.
+                let utf8 = self.peek_word_is("UTF8");
+                let message = if utf8 {
+                    self.i += 4;
+                    self.sp()?;
+                    self.expect(b'(')?;
+                    self.expect(b'~')?;
+                    let m = self.literal()?;
+                    self.expect(b')')?;
+                    m
+                } else {
+                    self.literal()?
+                };
                 Command::Append {
                     mailbox,
                     flags,
                     date,
                     message,
+                    utf8,
                 }
             }
             "SEARCH" => self.search(false)?,
+            "SORT" => self.sort(false)?,
+            "THREAD" => self.thread(false)?,
+            "GETQUOTA" => {
+                self.sp()?;
+                Command::GetQuota(self.astring()?)
+            }
+            "GETQUOTAROOT" => {
+                self.sp()?;
+                Command::GetQuotaRoot(self.mailbox()?)
+            }
+            "SETQUOTA" => {
+                self.sp()?;
+                let root = self.astring()?;
+                self.sp()?;
+                self.expect(b'(')?;
+                while !self.eat(b')') {
+                    self.eat(b' ');
+                    self.atom()?;
+                    self.sp()?;
+                    self.number64()?;
+                }
+                Command::SetQuota(root)
+            }
+            "COMPRESS" => {
+                self.sp()?;
+                Command::Compress(self.word()?)
+            }
             "FETCH" => self.fetch(false)?,
             "STORE" => self.store(false)?,
             "COPY" => self.copy_move(false, false)?,
@@ -442,6 +510,8 @@ impl<'a> Cursor<'a> {
                 let sub = self.word()?;
                 match sub.as_str() {
                     "SEARCH" => self.search(true)?,
+                    "SORT" => self.sort(true)?,
+                    "THREAD" => self.thread(true)?,
                     "FETCH" => self.fetch(true)?,
                     "STORE" => self.store(true)?,
                     "COPY" => self.copy_move(true, false)?,
@@ -504,6 +574,9 @@ impl<'a> Cursor<'a> {
                 "UIDVALIDITY" => StatusItem::UidValidity,
                 "UNSEEN" => StatusItem::Unseen,
                 "HIGHESTMODSEQ" => StatusItem::HighestModSeq,
+                "DELETED" => StatusItem::Deleted,
+                "DELETED-STORAGE" => StatusItem::DeletedStorage,
+                "SIZE" => StatusItem::Size,
                 o => return Err(format!("unknown status item {o}")),
             });
         }
@@ -663,8 +736,9 @@ impl<'a> Cursor<'a> {
             attrs.push(self.fetch_att()?);
         }
         let mut changed_since = None;
+        let mut vanished = false;
         if self.eat(b' ') {
-            // RFC 7162: FETCH ... (CHANGEDSINCE n)
+            // RFC 7162: FETCH ... (CHANGEDSINCE n [VANISHED])
             self.expect(b'(')?;
             while !self.eat(b')') {
                 self.eat(b' ');
@@ -673,9 +747,14 @@ impl<'a> Cursor<'a> {
                         self.sp()?;
                         changed_since = Some(self.number64()?);
                     }
+                    "VANISHED" if uid => vanished = true,
                     o => return Err(format!("unknown FETCH modifier {o}")),
                 }
             }
+        }
+        if vanished && changed_since.is_none() {
+            // RFC 7162 §3.2.6: VANISHED needs CHANGEDSINCE.
+            return Err("VANISHED requires CHANGEDSINCE".into());
         }
         if changed_since.is_some() && !attrs.contains(&FetchAttr::ModSeq) {
             attrs.push(FetchAttr::ModSeq);
@@ -685,6 +764,7 @@ impl<'a> Cursor<'a> {
             set,
             attrs,
             changed_since,
+            vanished,
         })
     }
 
@@ -807,6 +887,114 @@ impl<'a> Cursor<'a> {
         Ok(Some((start, len)))
     }
 
+    /// `(uidvalidity modseq [known-uids [(known-seqs known-uids)]])`
+    fn qresync_params(&mut self) -> R<QresyncParams> {
+        self.expect(b'(')?;
+        let uidvalidity = self.number()?;
+        if uidvalidity == 0 {
+            return Err("UIDVALIDITY must be positive".into());
+        }
+        self.sp()?;
+        let modseq = self.number64()?;
+        if modseq == 0 {
+            return Err("MODSEQ must be positive".into());
+        }
+        let mut known_uids = None;
+        let mut seq_match = None;
+        if self.eat(b' ') {
+            if self.peek() != Some(b'(') {
+                known_uids = Some(self.seq_set()?);
+                self.eat(b' ');
+            }
+            if self.eat(b'(') {
+                let seqs = self.seq_set()?;
+                self.sp()?;
+                let uids = self.seq_set()?;
+                self.expect(b')')?;
+                seq_match = Some((seqs, uids));
+            }
+        }
+        self.expect(b')')?;
+        Ok(QresyncParams {
+            uidvalidity,
+            modseq,
+            known_uids,
+            seq_match,
+        })
+    }
+
+    /// `SP charset 1*(SP search-key)` as SORT and THREAD take it (RFC 5256).
+    fn charset_and_keys(&mut self) -> R<SearchKey> {
+        self.sp()?;
+        let cs = self.astring()?.to_ascii_uppercase();
+        if cs != "UTF-8" && (cs != "US-ASCII" || self.utf8) {
+            // RFC 6855 errata 4029: only UTF-8 once UTF8=ACCEPT is enabled.
+            return Err("[BADCHARSET (UTF-8 US-ASCII)] charset not supported".into());
+        }
+        let mut keys = Vec::new();
+        while self.eat(b' ') {
+            keys.push(self.search_key(0)?);
+        }
+        Ok(match keys.len() {
+            0 => return Err("search criteria expected".into()),
+            1 => keys.pop().unwrap_or(SearchKey::All),
+            _ => SearchKey::And(keys),
+        })
+    }
+
+    /// `SORT (criteria) charset keys` (RFC 5256 §3).
+    fn sort(&mut self, uid: bool) -> R<Command> {
+        self.sp()?;
+        self.expect(b'(')?;
+        let mut criteria = Vec::new();
+        let mut reverse = false;
+        loop {
+            let w = self.word()?;
+            let key = match w.as_str() {
+                "REVERSE" => {
+                    if reverse {
+                        return Err("REVERSE twice".into());
+                    }
+                    reverse = true;
+                    self.sp()?;
+                    continue;
+                }
+                "ARRIVAL" => SortKey::Arrival,
+                "CC" => SortKey::Cc,
+                "DATE" => SortKey::Date,
+                "FROM" => SortKey::From,
+                "SIZE" => SortKey::Size,
+                "SUBJECT" => SortKey::Subject,
+                "TO" => SortKey::To,
+                o => return Err(format!("unknown sort criterion {o}")),
+            };
+            criteria.push(SortCriterion { reverse, key });
+            reverse = false;
+            if self.eat(b')') {
+                break;
+            }
+            self.sp()?;
+        }
+        let key = self.charset_and_keys()?;
+        Ok(Command::Sort { uid, criteria, key })
+    }
+
+    /// `THREAD algorithm charset keys` (RFC 5256 §4).
+    fn thread(&mut self, uid: bool) -> R<Command> {
+        self.sp()?;
+        let algorithm = match self.word()?.as_str() {
+            "ORDEREDSUBJECT" => ThreadAlgorithm::OrderedSubject,
+            "REFERENCES" => ThreadAlgorithm::References,
+            o => return Err(format!("unknown threading algorithm {o}")),
+        };
+        let key = self.charset_and_keys()?;
+        Ok(Command::Thread {
+            uid,
+            algorithm,
+            key,
+        })
+    }
+
     fn search(&mut self, uid: bool) -> R<Command> {
         let mut ret = None;
         let mut keys = Vec::new();
@@ -833,6 +1021,10 @@ impl<'a> Cursor<'a> {
                 continue;
             }
             if keys.is_empty() && self.peek_word_is("CHARSET") {
+                if self.utf8 {
+                    // RFC 6855 §3: no CHARSET once UTF8=ACCEPT is enabled.
+                    return Err("CHARSET not allowed with UTF8=ACCEPT".into());
+                }
                 self.i += 7;
                 self.sp()?;
                 let cs = self.astring()?.to_ascii_uppercase();
@@ -1018,7 +1210,8 @@ mod tests {
             Command::Select {
                 mailbox: "INBOX".into(),
                 read_only: false,
-                condstore: false
+                condstore: false,
+                qresync: None
             }
         );
         assert_eq!(
@@ -1026,7 +1219,8 @@ mod tests {
             Command::Select {
                 mailbox: "Sent".into(),
                 read_only: true,
-                condstore: true
+                condstore: true,
+                qresync: None
             }
         );
     }
@@ -1125,6 +1319,7 @@ mod tests {
             flags,
             date,
             message,
+            ..
         } = cmd("a APPEND Sent (\\Seen) \"05-Mar-2024 10:00:00 +0100\" {5+}\r\nhi\r\n!")
         else {
             panic!()
@@ -1159,6 +1354,117 @@ mod tests {
         assert!(parse_command(b"a SEARCH CHARSET KOI8-R ALL").is_err());
         let deep = format!("a SEARCH {}ALL{}", "(".repeat(40), ")".repeat(40));
         assert!(parse_command(deep.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn extension_commands() {
+        let Command::Select { qresync, .. } =
+            cmd("a SELECT INBOX (QRESYNC (67890007 90060115194045000 41:211,214:541))")
+        else {
+            panic!()
+        };
+        let q = qresync.unwrap();
+        assert_eq!((q.uidvalidity, q.modseq), (67890007, 90060115194045000));
+        assert_eq!(q.known_uids, SeqSet::parse("41:211,214:541"));
+        assert!(q.seq_match.is_none());
+        let Command::Select { qresync, .. } =
+            cmd("a EXAMINE INBOX (QRESYNC (1 2 1:9 (1,5 3,20)) CONDSTORE)")
+        else {
+            panic!()
+        };
+        let q = qresync.unwrap();
+        assert_eq!(
+            q.seq_match,
+            Some((
+                SeqSet::parse("1,5").unwrap(),
+                SeqSet::parse("3,20").unwrap()
+            ))
+        );
+        let Command::Select { qresync, .. } = cmd("a SELECT INBOX (QRESYNC (1 2 (1 3)))") else {
+            panic!()
+        };
+        assert!(qresync.unwrap().known_uids.is_none());
+        assert!(parse_command(b"a SELECT INBOX (QRESYNC (0 2))").is_err());
+        assert!(parse_command(b"a SELECT INBOX (QRESYNC (1))").is_err());
+
+        let Command::Fetch { vanished, .. } =
+            cmd("a UID FETCH 1:* (FLAGS) (CHANGEDSINCE 5 VANISHED)")
+        else {
+            panic!()
+        };
+        assert!(vanished);
+        assert!(parse_command(b"a FETCH 1:* (FLAGS) (CHANGEDSINCE 5 VANISHED)").is_err());
+        assert!(parse_command(b"a UID FETCH 1:* (FLAGS) (VANISHED)").is_err());
+
+        assert_eq!(
+            cmd("a UID SORT (REVERSE DATE subject) UTF-8 UNDELETED"),
+            Command::Sort {
+                uid: true,
+                criteria: vec![
+                    SortCriterion {
+                        reverse: true,
+                        key: SortKey::Date
+                    },
+                    SortCriterion {
+                        reverse: false,
+                        key: SortKey::Subject
+                    }
+                ],
+                key: SearchKey::NotFlag("\\Deleted".into())
+            }
+        );
+        assert!(parse_command(b"a SORT (REVERSE) UTF-8 ALL").is_err());
+        assert!(parse_command(b"a SORT (DATE) ALL").is_err());
+        assert!(parse_command(b"a SORT (DATE) KOI8-R ALL").is_err());
+        assert!(parse_command(b"a SORT () UTF-8 ALL").is_err());
+        assert_eq!(
+            cmd("a THREAD REFERENCES US-ASCII ALL"),
+            Command::Thread {
+                uid: false,
+                algorithm: ThreadAlgorithm::References,
+                key: SearchKey::All
+            }
+        );
+        assert!(parse_command(b"a THREAD REFS UTF-8 ALL").is_err());
+
+        assert_eq!(
+            cmd("a GETQUOTAROOT inbox"),
+            Command::GetQuotaRoot("INBOX".into())
+        );
+        assert_eq!(cmd("a GETQUOTA \"\""), Command::GetQuota(String::new()));
+        assert_eq!(
+            cmd("a SETQUOTA \"\" (STORAGE 512)"),
+            Command::SetQuota(String::new())
+        );
+        assert_eq!(
+            cmd("a COMPRESS deflate"),
+            Command::Compress("DEFLATE".into())
+        );
+
+        let Command::Append { message, utf8, .. } = cmd("a APPEND INBOX UTF8 (~{4+}\r\nhi!!)")
+        else {
+            panic!()
+        };
+        assert!(utf8);
+        assert_eq!(message, b"hi!!");
+    }
+
+    #[test]
+    fn utf8_accept_changes_names_and_charsets() {
+        let utf8 = |s: &str| parse_command_opts(s.as_bytes(), true).map(|r| r.command);
+        // Modified UTF-7 is decoded only when UTF8=ACCEPT is off.
+        assert_eq!(cmd("a DELETE \"&AOk-t\""), Command::Delete("ét".into()));
+        assert_eq!(
+            utf8("a DELETE \"&AOk-t\"").unwrap(),
+            Command::Delete("&AOk-t".into())
+        );
+        assert_eq!(
+            utf8("a DELETE \"Één\"").unwrap(),
+            Command::Delete("Één".into())
+        );
+        assert!(utf8("a SEARCH CHARSET UTF-8 ALL").is_err());
+        assert!(utf8("a SORT (DATE) US-ASCII ALL").is_err());
+        assert!(utf8("a SORT (DATE) UTF-8 ALL").is_ok());
     }
 
     #[test]

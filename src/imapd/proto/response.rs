@@ -40,6 +40,26 @@ pub fn mailbox(out: &mut Vec<u8>, name: &str) {
     string(out, super::utf7::encode(name).as_bytes());
 }
 
+/// A mailbox name in UTF-8 when UTF8=ACCEPT is enabled (RFC 6855 §3: quoted
+/// strings may then carry UTF-8), else in modified UTF-7.
+pub fn mailbox_as(out: &mut Vec<u8>, name: &str, utf8: bool) {
+    if !utf8 {
+        return mailbox(out, name);
+    }
+    if name.len() <= 1024 && !name.chars().any(char::is_control) {
+        out.push(b'"');
+        for &b in name.as_bytes() {
+            if b == b'"' || b == b'\\' {
+                out.push(b'\\');
+            }
+            out.push(b);
+        }
+        out.push(b'"');
+    } else {
+        literal(out, name.as_bytes());
+    }
+}
+
 /// `(\Seen $Junk)`
 pub fn flag_list<S: AsRef<str>>(out: &mut Vec<u8>, flags: &[S]) {
     out.push(b'(');
@@ -79,5 +99,7 @@ mod tests {
         assert_eq!(s(|o| flag_list(o, &["\\Seen", "$Junk"])), "(\\Seen $Junk)");
         assert_eq!(s(|o| flag_list::<&str>(o, &[])), "()");
         assert_eq!(text("a\r\nb"), "a  b");
+        assert!(s(|o| mailbox_as(o, "Brieven/Één", false)).is_ascii());
+        assert_eq!(s(|o| mailbox_as(o, "Één \"x\"", true)), "\"Één \\\"x\\\"\"");
     }
 }

@@ -32,6 +32,8 @@ pub enum Command {
         mailbox: String,
         read_only: bool,
         condstore: bool,
+        /// RFC 7162 §3.2.5 `(QRESYNC (...))`.
+        qresync: Option<QresyncParams>,
     },
     Create {
         mailbox: String,
@@ -60,6 +62,8 @@ pub enum Command {
         /// INTERNALDATE as unix seconds.
         date: Option<i64>,
         message: Vec<u8>,
+        /// Sent as `UTF8 (~{n})` (RFC 6855 §4).
+        utf8: bool,
     },
     Check,
     Close,
@@ -79,6 +83,8 @@ pub enum Command {
         set: SeqSet,
         attrs: Vec<FetchAttr>,
         changed_since: Option<u64>,
+        /// `VANISHED` modifier (QRESYNC, UID FETCH only).
+        vanished: bool,
     },
     Store {
         uid: bool,
@@ -100,6 +106,26 @@ pub enum Command {
     },
     Idle,
     Enable(Vec<String>),
+    /// RFC 5256 SORT / UID SORT.
+    Sort {
+        uid: bool,
+        criteria: Vec<SortCriterion>,
+        key: SearchKey,
+    },
+    /// RFC 5256 THREAD / UID THREAD.
+    Thread {
+        uid: bool,
+        algorithm: ThreadAlgorithm,
+        key: SearchKey,
+    },
+    /// RFC 9208 GETQUOTA root.
+    GetQuota(String),
+    /// RFC 9208 GETQUOTAROOT mailbox.
+    GetQuotaRoot(String),
+    /// RFC 9208 SETQUOTA root (list): parsed so it can be refused cleanly.
+    SetQuota(String),
+    /// RFC 4978 COMPRESS mechanism.
+    Compress(String),
     /// RFC 2971 ID: field/value pairs, or NIL.
     Id(Vec<(String, Option<String>)>),
 }
@@ -139,6 +165,12 @@ impl Command {
             Command::Move { .. } => "MOVE",
             Command::Idle => "IDLE",
             Command::Enable(_) => "ENABLE",
+            Command::Sort { .. } => "SORT",
+            Command::Thread { .. } => "THREAD",
+            Command::GetQuota(_) => "GETQUOTA",
+            Command::GetQuotaRoot(_) => "GETQUOTAROOT",
+            Command::SetQuota(_) => "SETQUOTA",
+            Command::Compress(_) => "COMPRESS",
             Command::Id(_) => "ID",
         }
     }
@@ -151,10 +183,48 @@ impl Command {
             | Command::Store { uid, .. }
             | Command::Copy { uid, .. }
             | Command::Move { uid, .. }
-            | Command::Search { uid, .. } => !uid,
+            | Command::Search { uid, .. }
+            | Command::Sort { uid, .. }
+            | Command::Thread { uid, .. } => !uid,
             _ => false,
         }
     }
+}
+
+/// QRESYNC parameters of SELECT/EXAMINE (RFC 7162 §3.2.5).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QresyncParams {
+    pub uidvalidity: u32,
+    pub modseq: u64,
+    /// UIDs the client knows; `None` = all.
+    pub known_uids: Option<SeqSet>,
+    /// `(known-sequence-set known-uid-set)`: accepted and checked for syntax. zolder
+    /// keeps every expunged UID with its MODSEQ, so it never needs the hint.
+    pub seq_match: Option<(SeqSet, SeqSet)>,
+}
+
+/// One SORT criterion (RFC 5256 §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SortCriterion {
+    pub reverse: bool,
+    pub key: SortKey,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    Arrival,
+    Cc,
+    Date,
+    From,
+    Size,
+    Subject,
+    To,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadAlgorithm {
+    OrderedSubject,
+    References,
 }
 
 /// `LIST` with RFC 5258 (LIST-EXTENDED), RFC 6154 (SPECIAL-USE) and RFC 5819 (LIST-STATUS).
@@ -183,6 +253,12 @@ pub enum StatusItem {
     UidValidity,
     Unseen,
     HighestModSeq,
+    /// RFC 9208 §4.2: messages flagged `\Deleted`.
+    Deleted,
+    /// RFC 9208 §4.2: octets an EXPUNGE would free.
+    DeletedStorage,
+    /// RFC 8438 STATUS=SIZE: octets in the mailbox.
+    Size,
 }
 
 impl StatusItem {
@@ -194,6 +270,9 @@ impl StatusItem {
             StatusItem::UidValidity => "UIDVALIDITY",
             StatusItem::Unseen => "UNSEEN",
             StatusItem::HighestModSeq => "HIGHESTMODSEQ",
+            StatusItem::Deleted => "DELETED",
+            StatusItem::DeletedStorage => "DELETED-STORAGE",
+            StatusItem::Size => "SIZE",
         }
     }
 }
