@@ -199,7 +199,8 @@ pub struct UserConfig {
     #[serde(default)]
     pub password_hash: Option<String>,
     /// IMAP QUOTA: most bytes (sum of message sizes) over all this user's mailboxes;
-    /// APPEND/COPY/MOVE beyond it are refused with `NO [OVERQUOTA]`. Absent = none.
+    /// APPEND/COPY/MOVE beyond it are refused with `NO [OVERQUOTA]`, and delivery beyond
+    /// it is deferred (4.2.2: the ISP keeps it, the queue retries). Absent = none.
     #[serde(default)]
     pub quota_storage: Option<u64>,
     /// IMAP QUOTA: most messages over all this user's mailboxes. Absent = none.

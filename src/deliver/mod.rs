@@ -177,6 +177,63 @@ impl LocalDelivery {
     }
 
     /// Routing, filtering and storing for a batch of prepared messages (blocking).
+    /// A temporary failure when a local target of one recipient has a quota
+    /// (`[[users]] quota_storage` / `quota_messages`) this message would exceed. The
+    /// whole recipient waits (an alias is all or nothing, so a retry never duplicates
+    /// the copies of the members with room): the ISP keeps the message, the queue
+    /// retries it, a LAN client gets 452 — mail is never dropped for a full mailbox.
+    /// `usage` carries each user's total across the batch; users already given a copy
+    /// of this message (`taken`) are not counted twice.
+    fn over_quota(
+        &self,
+        targets: &[route::Target],
+        taken: &HashMap<String, usize>,
+        size: u64,
+        usage: &mut HashMap<String, crate::db::quota::Usage>,
+    ) -> Option<RcptOutcome> {
+        let mut adds = Vec::new();
+        for t in targets {
+            let route::Target::Local { user, .. } = t else {
+                continue;
+            };
+            let key = user.to_ascii_lowercase();
+            if taken.contains_key(&key) || adds.iter().any(|(k, _)| *k == key) {
+                continue;
+            }
+            let Some(u) = self.config.user(user) else {
+                continue;
+            };
+            if u.quota_storage.is_none() && u.quota_messages.is_none() {
+                continue;
+            }
+            let now = match usage.get(&key) {
+                Some(n) => *n,
+                None => match self.spool.usage(user) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        warn!(%user, error = %e, "quota: usage unknown; delivering");
+                        continue;
+                    }
+                },
+            };
+            let full = u.quota_storage.is_some_and(|q| now.bytes + size > q)
+                || u.quota_messages.is_some_and(|q| now.messages + 1 > q);
+            if full {
+                warn!(%user, bytes = now.bytes, messages = now.messages, size, "quota: mailbox full, delivery deferred");
+                return Some(RcptOutcome::TempFail(format!(
+                    "4.2.2 mailbox of {user} is full (quota)"
+                )));
+            }
+            adds.push((key, now));
+        }
+        for (key, mut n) in adds {
+            n.bytes += size;
+            n.messages += 1;
+            usage.insert(key, n);
+        }
+        None
+    }
+
     fn route_and_store(&self, batch: Vec<Prepared>) -> Vec<DeliveryReport> {
         let now = crate::db::now();
         let mut reports: Vec<DeliveryReport> = Vec::with_capacity(batch.len());
@@ -184,6 +241,8 @@ impl LocalDelivery {
         // Per message: its slots, and for each recipient the slots it maps to (or an
         // outcome decided already).
         let mut plans: Vec<Plan> = Vec::new();
+        // Per user with a quota: what the mailboxes hold, plus what this batch adds.
+        let mut usage: HashMap<String, crate::db::quota::Usage> = HashMap::new();
 
         for p in &batch {
             let span = info_span!("deliver", id = %p.id, message_id = p.facts.message_id.as_deref().unwrap_or(""));
@@ -224,6 +283,10 @@ impl LocalDelivery {
                         continue;
                     }
                 };
+                if let Some(o) = self.over_quota(&targets, &by_user, raw.len() as u64, &mut usage) {
+                    rcpts.push(Err(o));
+                    continue;
+                }
                 let mut mine = Vec::new();
                 for t in targets {
                     match t {
@@ -520,6 +583,43 @@ family = ["bouke", "sjoerd", "oma@elders.example"]
             ),
             message: RawMessage::new(body.to_vec()),
         }
+    }
+
+    #[tokio::test]
+    async fn full_mailboxes_defer_and_nothing_is_dropped() {
+        let (_d, ld) = setup(
+            "kees_and_bouke = [\"bouke\", \"kees\"]\n\
+             [[users]]\nname = \"kees\"\nquota_messages = 2\n\
+             [[users]]\nname = \"anna\"\nquota_storage = 200\n",
+        );
+        // One batch of three for kees: two fit, the third waits.
+        let msgs = (0..3)
+            .map(|i| incoming(&["kees"], format!("Subject: {i}\n\nx\n").as_bytes()))
+            .collect();
+        let r = ld.deliver_batch(msgs).await;
+        assert!(r[0].all_delivered() && r[1].all_delivered(), "{r:?}");
+        match &r[2].outcomes[0].1 {
+            RcptOutcome::TempFail(t) => assert!(t.starts_with("4.2.2"), "{t}"),
+            o => panic!("{o:?}"),
+        }
+        assert_eq!(ld.spool.usage("kees").unwrap().messages, 2);
+        // An alias with a full member waits as a whole: bouke gets no copy yet.
+        let r = ld
+            .deliver(incoming(&["kees_and_bouke"], b"Subject: all\n\nx\n"))
+            .await;
+        assert!(matches!(r.outcomes[0].1, RcptOutcome::TempFail(_)), "{r:?}");
+        assert_eq!(ld.spool.usage("bouke").unwrap().messages, 0);
+        // Storage quota: a small message fits, a big one waits; users without a
+        // quota are never checked.
+        let small = ld.deliver(incoming(&["anna"], b"Subject: s\n\nx\n")).await;
+        assert!(small.all_delivered(), "{small:?}");
+        let big = vec![b'x'; 300];
+        let mut body = b"Subject: big\n\n".to_vec();
+        body.extend_from_slice(&big);
+        let r = ld.deliver(incoming(&["anna"], &body)).await;
+        assert!(matches!(r.outcomes[0].1, RcptOutcome::TempFail(_)), "{r:?}");
+        let r = ld.deliver(incoming(&["bouke"], &body)).await;
+        assert!(r.all_delivered(), "{r:?}");
     }
 
     #[tokio::test]

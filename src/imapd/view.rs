@@ -9,7 +9,6 @@
 use std::fmt::Write as _;
 
 use super::backend::{MailboxState, Meta};
-use super::proto::response;
 
 /// One message in the view: 24 bytes, so an idle session on a 50 000-message
 /// mailbox holds ~1.2 MB and one on a 2 000-message INBOX ~48 KB. Flags are an index
@@ -31,7 +30,7 @@ impl Msg {
 }
 
 /// Distinct flag sets of a mailbox, each stored once.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct FlagTable {
     sets: Vec<Box<str>>,
     index: std::collections::HashMap<Box<str>, u32>,
@@ -61,8 +60,17 @@ pub fn has_flag(flags: &str, flag: &str) -> bool {
 
 /// Flags as a parenthesised list for a FETCH response.
 pub fn write_flags(out: &mut Vec<u8>, flags: &str) {
-    let v: Vec<&str> = flags.split(' ').filter(|f| !f.is_empty()).collect();
-    response::flag_list(out, &v);
+    // Written in place (a FETCH 1:* FLAGS of a big mailbox calls this per message).
+    out.push(b'(');
+    let mut first = true;
+    for f in flags.split(' ').filter(|f| !f.is_empty()) {
+        if !first {
+            out.push(b' ');
+        }
+        first = false;
+        out.extend_from_slice(f.as_bytes());
+    }
+    out.push(b')');
 }
 
 /// The selected mailbox.

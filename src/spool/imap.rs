@@ -19,16 +19,29 @@ impl Spool {
     /// Opens a mailbox like [`select`](Self::select) (reconciling with the disk) and
     /// hands each message to `each(uid, size, internal_date, flags, modseq)` in UID
     /// order, the flags borrowed from the index row. Returns (UIDVALIDITY, UIDNEXT,
-    /// HIGHESTMODSEQ).
+    /// HIGHESTMODSEQ) and whether the messages were read: when the mailbox is still
+    /// at `known` (UIDVALIDITY, HIGHESTMODSEQ) — every change takes a new MODSEQ —
+    /// the caller's copy is current and nothing is read. Counters and rows come from
+    /// one read transaction, so they describe the same moment.
     pub fn select_each(
         &self,
         user: &str,
         mailbox: &str,
+        known: Option<(u32, u64)>,
         each: impl FnMut(u32, u64, i64, &str, u64),
-    ) -> Result<(u32, u32, u64)> {
-        let (conn, m) = self.open_synced(user, mailbox)?;
-        crate::db::imapd::for_each_meta(&conn, m.id, each)?;
-        Ok((m.uidvalidity, m.uidnext, m.highestmodseq))
+    ) -> Result<((u32, u32, u64), bool)> {
+        let u = self.user(user)?;
+        let name = normalize_name(mailbox)?;
+        let (conn, _) = self.open_synced(user, mailbox)?;
+        let tx = conn.unchecked_transaction()?;
+        let m = self.mailbox_row(&tx, &u, &name)?;
+        let counters = (m.uidvalidity, m.uidnext, m.highestmodseq);
+        if known == Some((m.uidvalidity, m.highestmodseq)) {
+            return Ok((counters, false));
+        }
+        crate::db::imapd::for_each_meta(&tx, m.id, each)?;
+        tx.commit()?;
+        Ok((counters, true))
     }
 }
 
@@ -50,7 +63,7 @@ mod tests {
 
     fn uids(s: &Spool) -> Vec<u32> {
         let mut v = Vec::new();
-        s.select_each("bouke", "INBOX", |uid, _, _, _, _| v.push(uid))
+        s.select_each("bouke", "INBOX", None, |uid, _, _, _, _| v.push(uid))
             .unwrap();
         v
     }

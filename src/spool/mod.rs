@@ -1380,6 +1380,14 @@ impl Spool {
         })
     }
 
+    /// What `user`'s mailboxes hold together (bytes and messages), from the index:
+    /// quota checks in delivery and IMAP.
+    pub fn usage(&self, user: &str) -> Result<crate::db::quota::Usage> {
+        let u = self.user(user)?;
+        let conn = self.conn()?;
+        Ok(crate::db::quota::usage(&conn, &u.name)?)
+    }
+
     /// The user's change counter: differs whenever any of their mailboxes changed,
     /// in any process. Cheap (one row).
     pub fn change_counter(&self, user: &str) -> Result<u64> {

@@ -78,24 +78,57 @@ fn quick(key: &SearchKey, c: &Candidate<'_>) -> Option<bool> {
     }
 }
 
-/// A message's header as lowercase text, for ruling header keys out before a full
-/// parse (most messages of a big mailbox fail a `FROM x`; parsing each would cost far
-/// more than this look).
-struct RawText {
-    /// `None` when the raw text can't decide (encoded words, or not the header only).
-    lower: Option<String>,
+/// A message's raw header, for ruling header keys out before a full parse (most
+/// messages of a big mailbox fail a `FROM x`; parsing each would cost far more than
+/// looking at its From line).
+struct RawText<'a> {
+    /// `None` when the bytes are not the header alone (a body key is searched too).
+    header: Option<&'a [u8]>,
 }
 
-impl RawText {
-    fn new(bytes: &[u8], header_only: bool) -> RawText {
-        // An RFC 2047 encoded word, or 8-bit text in another charset, may decode to
-        // the needle: leave those to the parse.
-        let text = std::str::from_utf8(bytes)
-            .ok()
-            .filter(|_| header_only && memchr::memmem::find(bytes, b"=?").is_none());
+impl<'a> RawText<'a> {
+    fn new(bytes: &'a [u8], header_only: bool) -> RawText<'a> {
         RawText {
-            lower: text.map(str::to_lowercase),
+            header: header_only.then_some(bytes),
         }
+    }
+
+    /// Whether some field `name` may contain `needle` (`Some(false)`: certainly not;
+    /// `None`: only the parse can tell — an encoded word or 8-bit text in another
+    /// charset may decode to the needle).
+    fn field_may_contain(&self, name: &str, needle_lower: &str) -> Option<bool> {
+        let header = self.header?;
+        let mut value: Vec<u8> = Vec::new();
+        let mut inside = false;
+        for line in header.split(|&b| b == b'\n') {
+            if matches!(line.first(), Some(b' ' | b'\t')) {
+                if inside {
+                    value.extend_from_slice(line);
+                }
+                continue;
+            }
+            inside = line.len() > name.len()
+                && line[..name.len()].eq_ignore_ascii_case(name.as_bytes())
+                && line[name.len()..].trim_ascii_start().first() == Some(&b':');
+            if inside {
+                value.push(b' ');
+                value.extend_from_slice(&line[name.len()..]);
+            }
+        }
+        if memchr::memmem::find(&value, b"=?").is_some() {
+            return None;
+        }
+        let text = std::str::from_utf8(&value).ok()?;
+        let found = if text.is_ascii() {
+            memchr::memmem::find(
+                text.to_ascii_lowercase().as_bytes(),
+                needle_lower.as_bytes(),
+            )
+            .is_some()
+        } else {
+            text.to_lowercase().contains(needle_lower)
+        };
+        Some(found)
     }
 }
 
@@ -120,10 +153,16 @@ fn raw_quick(key: &SearchKey, c: &Candidate<'_>, raw: &RawText) -> Option<bool> 
             _ => None,
         },
         SearchKey::Not(a) => raw_quick(a, c, raw).map(|x| !x),
-        // A needle with white space may span a folded line: parse.
-        SearchKey::Header(_, v) if !v.is_empty() && !v.chars().any(char::is_whitespace) => {
-            match &raw.lower {
-                Some(l) if !l.contains(&v.to_lowercase()) => Some(false),
+        // A needle with white space may span a folded line, and the parse writes
+        // addresses as `name <addr>` after unquoting: those are left to it.
+        SearchKey::Header(name, v)
+            if !v.is_empty()
+                && !v
+                    .chars()
+                    .any(|c| c.is_whitespace() || matches!(c, '<' | '>' | '"' | '\\' | ',')) =>
+        {
+            match raw.field_may_contain(name, &v.to_lowercase()) {
+                Some(false) => Some(false),
                 _ => None,
             }
         }
@@ -134,6 +173,8 @@ fn raw_quick(key: &SearchKey, c: &Candidate<'_>, raw: &RawText) -> Option<bool> 
 
 /// Messages whose content is read per blocking call.
 const READ_BATCH: usize = 128;
+/// The same when only headers are needed (from the header cache, a few KB each).
+const HEADER_BATCH: usize = 1024;
 
 fn uses_modseq(k: &SearchKey) -> bool {
     match k {
@@ -224,7 +265,12 @@ impl Session {
             match self
                 .blocking(move |b| {
                     let mut hits = Vec::new();
-                    for chunk in undecided.chunks(READ_BATCH) {
+                    let batch = if headers_only {
+                        HEADER_BATCH
+                    } else {
+                        READ_BATCH
+                    };
+                    for chunk in undecided.chunks(batch) {
                         let uids: Vec<u32> = chunk.iter().map(|(_, m, _)| m.uid).collect();
                         let bodies = b.read_many(&user, &id, &uids, headers_only)?;
                         for ((seq, m, flags), bytes) in chunk.iter().zip(bodies) {
