@@ -61,6 +61,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0006_imapd_sort.sql"),
     ),
     (
+        7,
+        "0007_queue_local_due",
+        include_str!("../../migrations/0007_queue_local_due.sql"),
+    ),
+    (
         8,
         "0008_fetch_oauth2",
         include_str!("../../migrations/0008_fetch_oauth2.sql"),
