@@ -435,5 +435,10 @@ mod tests {
             raw_quick(&k, &c, &RawText::new(heads[0], true)),
             Some(false)
         );
+        let k = SearchKey::Header("From".into(), "anna".into());
+        assert_eq!(raw_quick(&k, &c, &RawText::new(heads[0], true)), Some(true));
+        // An encoded word is left to the parse.
+        let k = SearchKey::Header("Subject".into(), "anna".into());
+        assert_eq!(raw_quick(&k, &c, &RawText::new(heads[3], true)), None);
     }
 }
