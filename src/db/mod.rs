@@ -61,6 +61,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0006_imapd_sort.sql"),
     ),
     (
+        7,
+        "0007_queue_local_due",
+        include_str!("../../migrations/0007_queue_local_due.sql"),
+    ),
+    (
         9,
         "0009_imapd_cache",
         include_str!("../../migrations/0009_imapd_cache.sql"),
