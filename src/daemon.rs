@@ -42,6 +42,8 @@ pub struct Running {
     pub addrs: BTreeMap<&'static str, Vec<SocketAddr>>,
     /// The outgoing queue (tests enqueue and flush through it).
     pub queue: Option<crate::queue::Queue>,
+    /// SIGHUP for the fetch scheduler: it re-reads the config file's accounts.
+    pub fetch_reload: Arc<tokio::sync::Notify>,
     tasks: TaskTracker,
 }
 
@@ -345,6 +347,7 @@ pub async fn start_with(
 
     // Fetch: the scheduler polls every account (zolder.toml and the fetchmailrc) and
     // hands the mail to the local pipeline; mail a delivery generates is queued.
+    let fetch_reload = Arc::new(tokio::sync::Notify::new());
     {
         let (accounts, warnings) = match crate::config::fetchmailrc::load_accounts(&ctx.config) {
             Ok(v) => v,
@@ -356,24 +359,24 @@ pub async fn start_with(
         for w in warnings {
             warn!("{w}");
         }
-        if !accounts.is_empty() || ctx.config.fetchmailrc.is_some() {
-            let deliver: Arc<dyn crate::message::Deliver> = Arc::new(EnqueueGenerated {
-                inner: hooks
-                    .local
-                    .clone()
-                    .unwrap_or_else(|| ctx.local_delivery.clone()),
-                queue: queue.clone(),
-            });
-            let db = crate::fetch::FetchDb::open(&ctx.config.db_path())?;
-            let mut f = crate::fetch::Fetcher::new(ctx.config.clone(), db, deliver);
-            f.progress = crate::fetch::progress::Progress::quiet();
-            f.shutdown = ctx.shutdown.child_token();
-            tasks.spawn(crate::fetch::scheduler::run(
-                f,
-                accounts,
-                ctx.poll_now.clone(),
-            ));
-        }
+        // Always running, even without accounts: SIGHUP may bring some.
+        let deliver: Arc<dyn crate::message::Deliver> = Arc::new(EnqueueGenerated {
+            inner: hooks
+                .local
+                .clone()
+                .unwrap_or_else(|| ctx.local_delivery.clone()),
+            queue: queue.clone(),
+        });
+        let db = crate::fetch::FetchDb::open(&ctx.config.db_path())?;
+        let mut f = crate::fetch::Fetcher::new(ctx.config.clone(), db, deliver);
+        f.progress = crate::fetch::progress::Progress::quiet();
+        f.shutdown = ctx.shutdown.child_token();
+        f.reload = fetch_reload.clone();
+        tasks.spawn(crate::fetch::scheduler::run(
+            f,
+            accounts,
+            ctx.poll_now.clone(),
+        ));
     }
 
     // Spam training from the family's Junk moves (the IMAP server fills the queue).
@@ -390,6 +393,7 @@ pub async fn start_with(
         ctx,
         addrs,
         queue: Some(queue),
+        fetch_reload,
         tasks,
     })
 }
@@ -425,7 +429,10 @@ pub async fn run(cfg: Config, config_path: PathBuf) -> anyhow::Result<()> {
             }
             _ = hup.recv() => {
                 match Config::load(&running.ctx.config_path) {
-                    Ok(_) => info!("SIGHUP: config re-read; services pick up changes on their next cycle"),
+                    Ok(_) => {
+                        info!("SIGHUP: config re-read; services pick up changes on their next cycle");
+                        running.fetch_reload.notify_one();
+                    }
                     Err(e) => error!("SIGHUP: config not reloaded: {e}"),
                 }
             }

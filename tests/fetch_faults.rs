@@ -278,3 +278,115 @@ async fn manual_account_waits_for_the_wake_up_signal() {
     assert_eq!(mb.lock().unwrap().connections, 1);
     running.shutdown().await;
 }
+
+/// `fetchmailrc = "PATH"` used live: a POP3 `keep` account starts from fetchmail's
+/// `.fetchids` the first time, so what fetchmail already fetched is not fetched again;
+/// once zolder has state for the account, a stale `.fetchids` changes nothing.
+#[tokio::test]
+async fn live_fetchmailrc_keep_account_starts_from_fetchids() {
+    use std::os::unix::fs::PermissionsExt;
+    let mb = Arc::new(Mutex::new(Mailbox {
+        msgs: (1..=4).map(|i| (format!("uidl-{i}"), message(i))).collect(),
+        fault: Fault::None,
+        connections: 0,
+    }));
+    let port = serve(mb.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let rc = dir.path().join("fetchmailrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "set idfile \"{}/fetchids\"\npoll isp via 127.0.0.1 service {port} proto pop3 uidl\n  user u password p is bouke here keep sslproto ''\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&rc, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // fetchmail saw the first two (key: remote user @ the `via` host).
+    std::fs::write(
+        dir.path().join("fetchids"),
+        "u@127.0.0.1 uidl-1\nu@127.0.0.1 uidl-2\n",
+    )
+    .unwrap();
+    let text = format!(
+        "hostname = \"zolder.test\"\ndata_dir = \"data\"\npostmaster = \"bouke\"\nfetchmailrc = \"{}\"\n[[users]]\nname = \"bouke\"\n",
+        rc.display()
+    );
+    let cfg =
+        zolder::config::Config::from_str_at(&text, &dir.path().join("zolder.toml"), false).unwrap();
+    let (accounts, _) = zolder::config::fetchmailrc::load_accounts(&cfg).unwrap();
+    assert_eq!(accounts.len(), 1);
+    assert!(accounts[0].keep && accounts[0].source.is_some());
+    let db = FetchDb::open(&cfg.db_path()).unwrap();
+    let d = Arc::new(MaildirDeliver::new(&dir.path().join("mail")));
+    let mut f = Fetcher::new(Arc::new(cfg), db, d.clone());
+    f.progress = zolder::fetch::progress::Progress::quiet();
+
+    assert_eq!(zolder::fetch::seed_from_fetchids(&f, &accounts).await, 2);
+    let o = f.poll(&accounts[0]).await;
+    assert!(o.error.is_none(), "{:?}", o.error);
+    assert_eq!(
+        (o.fetched, o.deleted),
+        (2, 0),
+        "only the two fetchmail never saw"
+    );
+    assert_eq!(d.count("bouke"), 2);
+    let stored: Vec<Vec<u8>> = std::fs::read_dir(d.maildir("bouke").join("new"))
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(stored.contains(&message(3)) && stored.contains(&message(4)));
+
+    // Later: the account has state, the .fetchids is stale; nothing is seeded again.
+    assert_eq!(zolder::fetch::seed_from_fetchids(&f, &accounts).await, 0);
+    mb.lock().unwrap().msgs.push(("uidl-5".into(), message(5)));
+    let o = f.poll(&accounts[0]).await;
+    assert_eq!((o.fetched, o.deleted), (1, 0));
+    assert_eq!(mb.lock().unwrap().msgs.len(), 5, "keep: nothing deleted");
+}
+
+/// SIGHUP (`Fetcher::reload`): the scheduler re-reads the config file and starts an
+/// `[[accounts]]` entry added since, without a restart.
+#[tokio::test]
+async fn reload_starts_an_account_added_to_the_config() {
+    use std::os::unix::fs::PermissionsExt;
+    let mb = Arc::new(Mutex::new(Mailbox {
+        msgs: (1..=2).map(|i| (format!("uidl-{i}"), message(i))).collect(),
+        fault: Fault::None,
+        connections: 0,
+    }));
+    let port = serve(mb.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &["bouke"], "");
+    let db = FetchDb::open(&cfg.db_path()).unwrap();
+    let d = Arc::new(MaildirDeliver::new(&dir.path().join("mail")));
+    let mut f = Fetcher::new(Arc::new(cfg), db, d.clone());
+    f.progress = zolder::fetch::progress::Progress::quiet();
+    let task = tokio::spawn(zolder::fetch::scheduler::run(
+        f.clone(),
+        vec![],
+        Arc::new(tokio::sync::Notify::new()),
+    ));
+
+    // The admin adds an account and sends SIGHUP.
+    let path = dir.path().join("zolder.toml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(&format!(
+        "[[accounts]]\nname = \"fake\"\nprotocol = \"pop3\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nusername = \"u\"\npassword = \"p\"\ndeliver_to = [\"bouke\"]\ninterval = 1\n"
+    ));
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    f.reload.notify_one();
+
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !mb.lock().unwrap().msgs.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    f.shutdown.cancel();
+    task.await.unwrap();
+    assert!(
+        mb.lock().unwrap().msgs.is_empty(),
+        "the new account was polled"
+    );
+    assert_eq!(d.count("bouke"), 2);
+}

@@ -87,6 +87,7 @@ pub fn run(path: &Path, args: Args) -> anyhow::Result<i32> {
                 stop.cancel();
             }
         });
+        crate::fetch::seed_from_fetchids(&f, &accounts).await;
         let results = scheduler::poll_all(&f, &accounts).await;
         let mut code = EX_OK;
         for (name, out) in &results {

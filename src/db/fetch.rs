@@ -1,6 +1,7 @@
 //! SQL for the fetcher's state: which ISP messages were already fetched and delivered
 //! (`fetch_seen`), each IMAP folder's UIDVALIDITY and last UID (`fetch_state`), and the
-//! outcome of each account's last poll (`fetch_status`, read by `zolder status`).
+//! outcome of each account's last poll (`fetch_status`, read by `zolder status`), and
+//! each OAuth2 account's current refresh and access token (`fetch_oauth2`).
 //!
 //! Owned by `fetch/`; `config::fetchmailrc` may write `fetch_seen` rows when it imports a
 //! `.fetchids` file. POP3 rows use folder `''` and the UIDL as `uid`; IMAP rows use
@@ -159,6 +160,72 @@ pub fn statuses(conn: &Connection) -> Result<Vec<Status>> {
         })
     })?;
     Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
+/// An account's stored OAuth2 tokens (`fetch_oauth2`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuth2Tokens {
+    /// SHA-256 (hex) of the configured refresh token the stored one descends from.
+    pub origin: String,
+    pub refresh_token: String,
+    pub access_token: Option<String>,
+    /// Unix seconds.
+    pub expires_at: Option<i64>,
+}
+
+/// The stored tokens of `account`, if any.
+pub fn oauth2_tokens(conn: &Connection, account: &str) -> Result<Option<OAuth2Tokens>> {
+    Ok(conn
+        .query_row(
+            "SELECT origin, refresh_token, access_token, expires_at FROM fetch_oauth2
+             WHERE account = ?1",
+            params![account],
+            |r| {
+                Ok(OAuth2Tokens {
+                    origin: r.get(0)?,
+                    refresh_token: r.get(1)?,
+                    access_token: r.get(2)?,
+                    expires_at: r.get(3)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// Replaces the stored tokens of `account` (one commit: a rotated refresh token must
+/// survive a crash right after the endpoint handed it out).
+pub fn set_oauth2_tokens(
+    conn: &Connection,
+    account: &str,
+    t: &OAuth2Tokens,
+    now: i64,
+) -> Result<()> {
+    conn.execute(
+        "INSERT INTO fetch_oauth2 (account, origin, refresh_token, access_token, expires_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT(account) DO UPDATE SET origin = excluded.origin,
+             refresh_token = excluded.refresh_token, access_token = excluded.access_token,
+             expires_at = excluded.expires_at, updated_at = excluded.updated_at",
+        params![
+            account,
+            t.origin,
+            t.refresh_token,
+            t.access_token,
+            t.expires_at,
+            now
+        ],
+    )?;
+    Ok(())
+}
+
+/// Forgets the stored access token of `account` (the server refused it); the refresh
+/// token stays.
+pub fn clear_oauth2_access(conn: &Connection, account: &str) -> Result<()> {
+    conn.execute(
+        "UPDATE fetch_oauth2 SET access_token = NULL, expires_at = NULL WHERE account = ?1",
+        params![account],
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -66,6 +66,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0007_queue_local_due.sql"),
     ),
     (
+        8,
+        "0008_fetch_oauth2",
+        include_str!("../../migrations/0008_fetch_oauth2.sql"),
+    ),
+    (
         9,
         "0009_imapd_cache",
         include_str!("../../migrations/0009_imapd_cache.sql"),

@@ -194,7 +194,7 @@ impl Session {
             let mech = oauth2::mechanism_name(&o.mechanism);
             let mut attempt = 0;
             loop {
-                let tok = f.tokens.token(name, o, attempt > 0).await?;
+                let tok = f.tokens.token_in(Some(&f.db), name, o, attempt > 0).await?;
                 let resp = oauth2::sasl_response(
                     &o.mechanism,
                     &acc.username,
@@ -213,7 +213,7 @@ impl Session {
                             account = name,
                             "{mech} refused ({e}); refreshing the token once"
                         );
-                        f.tokens.invalidate(name);
+                        f.tokens.invalidate_in(&f.db, name).await;
                         client = c;
                         attempt += 1;
                     }
@@ -334,7 +334,10 @@ impl Session {
             }
             Ok::<_, async_imap::error::Error>(())
         };
-        timed(self.timeout, &acc, "STORE/EXPUNGE", fut).await
+        let t0 = std::time::Instant::now();
+        let r = timed(self.timeout, &acc, "STORE/EXPUNGE", fut).await;
+        debug!(account = %acc, n = uids.len(), elapsed = ?t0.elapsed(), "\\Deleted + expunge");
+        r
     }
 
     pub async fn logout(mut self) {

@@ -153,6 +153,8 @@ pub struct Fetcher {
     pub tokens: Arc<oauth2::TokenCache>,
     pub progress: progress::Progress,
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Notified on SIGHUP: the scheduler re-reads the config file's accounts.
+    pub reload: Arc<tokio::sync::Notify>,
 }
 
 /// How one downloaded message fared in delivery.
@@ -173,6 +175,7 @@ impl Fetcher {
             tokens: Arc::new(oauth2::TokenCache::default()),
             progress: progress::Progress::new(),
             shutdown: tokio_util::sync::CancellationToken::new(),
+            reload: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -357,6 +360,70 @@ pub(crate) fn dedup_id(raw: &[u8]) -> String {
             format!("hdr:{}", hex::encode(Sha256::digest(&raw[..end])))
         }
     }
+}
+
+/// `fetchmailrc = "PATH"` used live: seeds the seen set of each POP3 `keep` account of
+/// the fetchmailrc from fetchmail's `.fetchids`, the first time zolder meets the account
+/// (`db::fetchids::seed_seen_if_new`: never once zolder has recorded anything for it),
+/// so the switch from fetchmail does not fetch a kept mailbox all over again. Call it
+/// before polling, with the accounts about to run. Accounts that delete at the ISP are
+/// not seeded: a UIDL fetchmail saw but could not delete would be deleted unfetched.
+/// Problems are logged: a missing or broken `.fetchids` never stops the polls.
+pub async fn seed_from_fetchids(f: &Fetcher, accounts: &[AccountConfig]) -> u64 {
+    let wanted: Vec<String> = accounts
+        .iter()
+        .filter(|a| a.source.is_some() && a.keep && a.protocol == Protocol::Pop3)
+        .map(|a| a.name.clone())
+        .collect();
+    if f.config.fetchmailrc.is_none() || wanted.is_empty() {
+        return 0;
+    }
+    let cfg = f.config.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        crate::config::fetchmailrc::load::live_seen_state(&cfg)
+    })
+    .await;
+    let (idfile, plan) = match found {
+        Ok(Ok(Some(v))) => v,
+        Ok(Ok(None)) => return 0,
+        Ok(Err(e)) => {
+            warn!("fetchmailrc: .fetchids not imported: {e}");
+            return 0;
+        }
+        Err(e) => {
+            warn!("fetchmailrc: .fetchids not imported: {e}");
+            return 0;
+        }
+    };
+    let mut total = 0;
+    for (name, uids) in plan.pop3 {
+        if !wanted.contains(&name) || uids.is_empty() {
+            continue;
+        }
+        let n = name.clone();
+        match f
+            .db
+            .run(move |c| {
+                db::fetchids::seed_seen_if_new(
+                    c,
+                    &n,
+                    db::fetch::POP3_FOLDER,
+                    uids.iter().map(String::as_str),
+                    db::now(),
+                )
+            })
+            .await
+        {
+            Ok(0) => {}
+            Ok(k) => {
+                tracing::info!(account = %name, idfile = %idfile.display(),
+                    "seeded {k} seen UIDLs from fetchmail's .fetchids: those messages are not fetched again");
+                total += k as u64;
+            }
+            Err(e) => warn!(account = %name, "seeding from {}: {e}", idfile.display()),
+        }
+    }
+    total
 }
 
 /// Runs a pre/postconnect program (argv, no shell); a non-zero exit is an error.

@@ -404,7 +404,10 @@ impl Session {
         if let Some(o) = &acc.oauth2 {
             let mech = oauth2::mechanism_name(&o.mechanism);
             for attempt in 0..2 {
-                let tok = f.tokens.token(&acc.name, o, attempt > 0).await?;
+                let tok = f
+                    .tokens
+                    .token_in(Some(&f.db), &acc.name, o, attempt > 0)
+                    .await?;
                 let ir =
                     oauth2::sasl_b64(&o.mechanism, user, &acc.host, acc.effective_port(), &tok);
                 self.send(&format!("AUTH {mech} {ir}\r\n")).await?;
@@ -418,7 +421,7 @@ impl Session {
                     Some(Ok(_)) => return Ok(()),
                     Some(Err(e)) if attempt == 0 => {
                         info!(account = %acc.name, "{mech} refused ({e}); refreshing the token once");
-                        f.tokens.invalidate(&acc.name);
+                        f.tokens.invalidate_in(&f.db, &acc.name).await;
                     }
                     Some(Err(e)) => {
                         return Err(FetchError::Auth(format!("{}: {mech}: {e}", acc.name)));

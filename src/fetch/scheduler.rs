@@ -127,8 +127,9 @@ pub const RELOAD_CHECK: Duration = Duration::from_secs(15);
 
 /// The daemon's scheduler: runs until `f.shutdown` is cancelled. With
 /// `fetchmailrc = "PATH"`, an edit of that file (seen by its mtime and size) reloads the
-/// accounts: running polls finish the batch in hand, then the new set starts. A broken
-/// edit is logged and the accounts already running keep running.
+/// accounts; so does `f.reload` (SIGHUP), which re-reads the config file for its
+/// `[[accounts]]` too. Running polls finish the batch in hand, then the new set starts.
+/// A broken edit is logged and the accounts already running keep running.
 ///
 /// `poll_now` (SIGUSR1 to the daemon, fetchmail's wake-up signal; what an `ip-up` script
 /// sends when the line comes up) polls every scheduled account at once — `schedule =
@@ -138,6 +139,8 @@ pub async fn run(f: Fetcher, accounts: Vec<AccountConfig>, poll_now: Arc<tokio::
     let mut stamp = crate::config::fetchmailrc::fetchmailrc_stamp(&f.config);
     loop {
         let generation = f.shutdown.child_token();
+        // New keep accounts of a live fetchmailrc start from fetchmail's seen state.
+        super::seed_from_fetchids(&f, &current).await;
         let mut tasks = spawn_all(
             &Fetcher {
                 shutdown: generation.clone(),
@@ -147,35 +150,41 @@ pub async fn run(f: Fetcher, accounts: Vec<AccountConfig>, poll_now: Arc<tokio::
             &poll_now,
         );
         let reload = loop {
-            tokio::select! {
+            let hup = tokio::select! {
                 _ = f.shutdown.cancelled() => break false,
-                _ = tokio::time::sleep(RELOAD_CHECK) => {}
-            }
-            if f.config.fetchmailrc.is_none() {
-                continue;
-            }
+                _ = tokio::time::sleep(RELOAD_CHECK) => false,
+                _ = f.reload.notified() => true,
+            };
             let now = crate::config::fetchmailrc::fetchmailrc_stamp(&f.config);
-            if now == stamp {
+            if !hup && (f.config.fetchmailrc.is_none() || now == stamp) {
                 continue;
             }
             stamp = now;
-            match crate::config::fetchmailrc::load_accounts(&f.config) {
+            let loaded = if hup {
+                // The other settings stay as the daemon started with them; accounts
+                // carry their own.
+                match crate::config::Config::load(&f.config.path) {
+                    Ok(c) => {
+                        crate::config::fetchmailrc::load_accounts(&c).map_err(|e| e.to_string())
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            } else {
+                crate::config::fetchmailrc::load_accounts(&f.config).map_err(|e| e.to_string())
+            };
+            let what = if hup { "SIGHUP" } else { "fetchmailrc changed" };
+            match loaded {
                 Ok((new, warnings)) => {
                     for w in warnings {
                         warn!("{w}");
                     }
                     if new != current {
-                        info!(
-                            accounts = new.len(),
-                            "fetchmailrc changed: reloading the accounts"
-                        );
+                        info!(accounts = new.len(), "{what}: reloading the accounts");
                         current = new;
                         break true;
                     }
                 }
-                Err(e) => error!(
-                    "fetchmailrc changed but does not load, keeping the running accounts: {e}"
-                ),
+                Err(e) => error!("{what}: accounts not reloaded, keeping the running ones: {e}"),
             }
         };
         generation.cancel();

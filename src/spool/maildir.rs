@@ -96,6 +96,23 @@ impl Maildir {
     /// becomes the file's modification time (Dovecot reads INTERNALDATE from it).
     /// On error nothing is left behind.
     pub fn write_tmp(&self, name: &str, bytes: &[u8], mtime: Option<i64>) -> io::Result<PathBuf> {
+        let (path, f) = self.write_tmp_unsynced(name, bytes, mtime)?;
+        if let Err(e) = f.sync_all() {
+            drop(f);
+            let _ = fs::remove_file(&path);
+            return Err(e);
+        }
+        Ok(path)
+    }
+
+    /// [`write_tmp`](Self::write_tmp) without the fsync: the caller must fsync the
+    /// returned file (see [`sync_files`]) before publishing it, or remove it.
+    pub fn write_tmp_unsynced(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        mtime: Option<i64>,
+    ) -> io::Result<(PathBuf, File)> {
         let path = self.tmp_dir().join(name);
         let mut f = OpenOptions::new()
             .write(true)
@@ -107,14 +124,14 @@ impl Maildir {
             if let Some(t) = mtime.filter(|t| *t > 0) {
                 f.set_modified(UNIX_EPOCH + Duration::from_secs(t as u64))?;
             }
-            f.sync_all()
+            Ok(())
         })();
         if let Err(e) = res {
             drop(f);
             let _ = fs::remove_file(&path);
             return Err(e);
         }
-        Ok(path)
+        Ok((path, f))
     }
 
     /// Renames `tmp/<name>` to its place (`new/<name>`, or `cur/<name>:2,<info>` when
@@ -267,6 +284,50 @@ pub fn parse_name(name: &str, sub: Sub) -> Entry {
 /// fsyncs a directory, so the renames and unlinks in it are durable.
 pub fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Most fsyncs [`sync_files`] keeps in flight at once.
+pub const SYNC_THREADS: usize = 16;
+
+/// fsyncs every file, several at a time, and returns one result per file (in order).
+///
+/// Why threads: one fsync after another costs a journal commit and a disk flush each
+/// (ext4 manages ~200 a second on a shared virtual disk), while fsyncs that are in
+/// flight together share one journal commit (jbd2 batches them), so a batch of files
+/// becomes durable for about the price of one. Every file still gets its own fsync:
+/// durability does not depend on how the filesystem groups them.
+pub fn sync_files(files: &[&File]) -> Vec<io::Result<()>> {
+    let threads = files.len().min(SYNC_THREADS);
+    if threads <= 1 {
+        return files.iter().map(|f| f.sync_all()).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut out: Vec<Option<io::Result<()>>> = (0..files.len()).map(|_| None).collect();
+    let done = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(f) = files.get(i) else { break };
+                        mine.push((i, f.sync_all()));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_default())
+            .collect::<Vec<_>>()
+    });
+    for (i, r) in done {
+        out[i] = Some(r);
+    }
+    out.into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(io::Error::other("fsync thread failed"))))
+        .collect()
 }
 
 /// A Maildir-safe host name: '/' and ':' escaped as the Maildir spec says.

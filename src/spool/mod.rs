@@ -428,6 +428,29 @@ impl Drop for Pooled<'_> {
     }
 }
 
+/// Files [`Spool::store_batch`] writes before fsyncing them together (bounds the open
+/// descriptors of a large batch).
+const SYNC_GROUP: usize = 256;
+
+/// fsyncs the written-but-unsynced files of a batch together; a file whose fsync
+/// fails is removed and its job fails.
+fn sync_group(
+    unsynced: &mut Vec<(usize, PathBuf, std::fs::File)>,
+    jobs: &mut [Job],
+    results: &mut [Option<Result<StoreOutcome>>],
+) {
+    let synced = maildir::sync_files(&unsynced.iter().map(|u| &u.2).collect::<Vec<_>>());
+    for ((ji, path, file), r) in unsynced.drain(..).zip(synced) {
+        drop(file);
+        if let Err(e) = r {
+            let _ = std::fs::remove_file(&path);
+            let j = &mut jobs[ji];
+            j.failed = true;
+            results[j.idx] = Some(Err(SpoolError::io(path, e)));
+        }
+    }
+}
+
 /// A job inside [`Spool::store_batch`].
 struct Job {
     idx: usize,
@@ -1488,7 +1511,8 @@ impl Spool {
             }
         }
 
-        // 2. Maildir: write and fsync every file, publish them, fsync each directory once.
+        // 2. Maildir: write every file, fsync them all (several in flight at once),
+        //    publish them, fsync each directory once.
         let mut stamps: Vec<(i64, Maildir, Option<DirStamp>)> = Vec::new();
         for j in &jobs {
             if let Store::Maildir(md) = &j.store
@@ -1497,7 +1521,12 @@ impl Spool {
                 stamps.push((j.mb.id, md.clone(), self.stamp_before(j.mb.id, md)));
             }
         }
-        for j in jobs.iter_mut() {
+        let mut unsynced: Vec<(usize, PathBuf, std::fs::File)> = Vec::new();
+        for ji in 0..jobs.len() {
+            if unsynced.len() >= SYNC_GROUP {
+                sync_group(&mut unsynced, &mut jobs, &mut results);
+            }
+            let j = &mut jobs[ji];
             let Store::Maildir(md) = &j.store else {
                 continue;
             };
@@ -1542,8 +1571,10 @@ impl Spool {
                 } else {
                     j.name.clone()
                 };
-                md.write_tmp(&j.tmp, &r.bytes, r.internal_date)
+                let (path, file) = md
+                    .write_tmp_unsynced(&j.tmp, &r.bytes, r.internal_date)
                     .map_err(|e| SpoolError::io(md.tmp_dir().join(&j.tmp), e))?;
+                unsynced.push((ji, path, file));
                 Ok(())
             })();
             if let Err(e) = res {
@@ -1551,6 +1582,7 @@ impl Spool {
                 results[j.idx] = Some(Err(e));
             }
         }
+        sync_group(&mut unsynced, &mut jobs, &mut results);
         let mut dirs: BTreeMap<PathBuf, Vec<usize>> = BTreeMap::new();
         for (ji, j) in jobs.iter_mut().enumerate() {
             let Store::Maildir(md) = &j.store else {
