@@ -93,9 +93,9 @@ impl<'a> RawText<'a> {
         }
     }
 
-    /// Whether some field `name` may contain `needle` (`Some(false)`: certainly not;
-    /// `None`: only the parse can tell — an encoded word or 8-bit text in another
-    /// charset may decode to the needle).
+    /// Whether some field `name` contains `needle` in its raw text (`None`: only the
+    /// parse can tell — an encoded word or 8-bit text in another charset may decode
+    /// to the needle).
     fn field_may_contain(&self, name: &str, needle_lower: &str) -> Option<bool> {
         let header = self.header?;
         let mut value: Vec<u8> = Vec::new();
@@ -132,8 +132,8 @@ impl<'a> RawText<'a> {
     }
 }
 
-/// Like [`quick`], but also rules out header keys whose needle appears nowhere in the
-/// raw header (`Some(false)`); a needle that does appear is left to the full parse.
+/// Like [`quick`], but also decides header keys on the raw field lines when they are
+/// plain text (no encoded words, UTF-8).
 fn raw_quick(key: &SearchKey, c: &Candidate<'_>, raw: &RawText) -> Option<bool> {
     match key {
         SearchKey::And(v) => {
@@ -161,10 +161,9 @@ fn raw_quick(key: &SearchKey, c: &Candidate<'_>, raw: &RawText) -> Option<bool> 
                     .chars()
                     .any(|c| c.is_whitespace() || matches!(c, '<' | '>' | '"' | '\\' | ',')) =>
         {
-            match raw.field_may_contain(name, &v.to_lowercase()) {
-                Some(false) => Some(false),
-                _ => None,
-            }
+            // Found in a field's raw text is a match too: the parse's test looks at
+            // the raw text of each field first.
+            raw.field_may_contain(name, &v.to_lowercase())
         }
         k if needs_content(k) => None,
         k => Some(matches_key(k, c)),
@@ -374,14 +373,19 @@ mod tests {
     /// The raw-header shortcut never contradicts the full parse.
     #[test]
     fn raw_header_shortcut_agrees_with_the_parse() {
-        let heads: [&[u8]; 4] = [
+        let heads: [&[u8]; 7] = [
             b"From: \"Anna Berg\" <anna.berg@example.com>\r\nSubject: Hello\r\n\r\n",
+            b"FROM: x@example.com\r\nFrom-Anna: y\r\nSubject: Re:\r\n anna\r\n\r\n",
+            b"Sender: anna@example.com\r\nFrom:\r\n Ben\r\n  <ben@example.org>\r\n\r\n",
             b"From: Ben <ben@example.org>\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe_Anna?=\r\n\r\n",
             b"From: Carla <carla@example.net>\r\nSubject: a\r\n\tfolded anna line\r\n\r\n",
             b"From: David <d@example.net>\r\nSubject: Gr\xc3\xbc\xc3\x9fe\r\n\r\n",
+            b"From: Eva <eva@example.net>\nSubject: plain LF anna\n\n",
         ];
         let keys = [
             SearchKey::Header("From".into(), "anna".into()),
+            SearchKey::Header("From".into(), "ben@example.org".into()),
+            SearchKey::Header("Subject".into(), "re:".into()),
             SearchKey::Header("Subject".into(), "anna".into()),
             SearchKey::Header("Subject".into(), "GRÜSSE".into()),
             SearchKey::Header("Subject".into(), "grüße".into()),
@@ -431,5 +435,10 @@ mod tests {
             raw_quick(&k, &c, &RawText::new(heads[0], true)),
             Some(false)
         );
+        let k = SearchKey::Header("From".into(), "anna".into());
+        assert_eq!(raw_quick(&k, &c, &RawText::new(heads[0], true)), Some(true));
+        // An encoded word is left to the parse.
+        let k = SearchKey::Header("Subject".into(), "anna".into());
+        assert_eq!(raw_quick(&k, &c, &RawText::new(heads[3], true)), None);
     }
 }
