@@ -1729,8 +1729,15 @@ impl Spool {
                 for (idx, o) in done {
                     if o == StoreOutcome::Duplicate {
                         // A racing delivery of the same key won; ours is redundant.
+                        // A keyed name is the same in both deliveries: when the winner
+                        // indexed that very file (we linked it first, its link found
+                        // ours), it is the winner's copy now and must stay.
                         if let Some(j) = jobs.iter().find(|j| j.idx == idx && !j.existing)
                             && let Some(p) = &j.path
+                            && !matches!(
+                                dbs::file_indexed(&conn, j.mb.id, &j.name),
+                                Ok(true) | Err(_)
+                            )
                         {
                             let _ = std::fs::remove_file(p);
                         }

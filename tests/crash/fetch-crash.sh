@@ -84,7 +84,9 @@ TOML
     rm -rf "$W/data"
     delay=$(python3 -c "import random; print(round(random.uniform(0.02, $window), 3))")
     t0=$(now)
-    zolder -c "$W/zolder.toml" fetch > "$W/out.killed" 2>&1 &
+    # Not through the zolder() function: `$!` would be a subshell, and SIGKILL would
+    # leave zolder itself running beside the next run.
+    env -u ZOLDER_BIN -u ZOLDER_INTEROP -u ZOLDER_INTEROP_DIR "$ZBIN" -c "$W/zolder.toml" fetch > "$W/out.killed" 2>&1 &
     pid=$!
     sleep "$delay"
     if kill -0 "$pid" 2>/dev/null; then
