@@ -119,7 +119,7 @@ TOML
       cp -r "$W" "$ISP_DIR/failed-$combo-$round"
     fi
   done
-  echo "$combo N=$N: $ok_rounds/$KILLS rounds ok, $kills ${DROP:+connection drops}${DROP:-SIGKILLs} mid-run (window ${window}s)"
+  echo "$combo N=$N: $ok_rounds/$KILLS rounds ok, $kills $([ -n "${DROP:-}" ] && echo "connection drops" || echo SIGKILLs) mid-run (window ${window}s)"
   [ "$ok_rounds" = "$KILLS" ] || failures=$((failures + 1))
 done
 [ "$failures" = 0 ] || { echo "fetch-crash: $failures combination(s) failed"; KEEP_DIR=1; exit 1; }
