@@ -1233,10 +1233,26 @@ impl Spool {
             dbs::bump_changes(&tx, &u.name)?;
         }
         let ticket = tx.commit_deferred()?;
-        for d in &touched {
-            maildir::fsync_dir(d).map_err(|e| SpoolError::io(d, e))?;
+        if touched.is_empty() {
+            ticket.sync()?;
+        } else {
+            // The directories and the WAL are synced at the same time (their order
+            // does not matter here, see step 1): on a journalling file system the two
+            // usually share one journal commit.
+            std::thread::scope(|sc| {
+                let dirs = sc.spawn(|| {
+                    for d in &touched {
+                        maildir::fsync_dir(d).map_err(|e| SpoolError::io(d, e))?;
+                    }
+                    Ok::<(), SpoolError>(())
+                });
+                let wal = ticket.sync();
+                dirs.join().unwrap_or_else(|_| {
+                    Err(SpoolError::Failed("directory sync panicked".into()))
+                })?;
+                wal
+            })?;
         }
-        ticket.sync()?;
         if !out.updated.is_empty() {
             self.notify(&u.name, &name);
         }
