@@ -147,8 +147,14 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 /// Applies every migration newer than `PRAGMA user_version`, each in its own
 /// transaction together with the version bump.
 pub fn migrate(conn: &Connection, path: &str) -> Result<()> {
+    migrate_with(conn, path, MIGRATIONS)
+}
+
+type Migration = (i64, &'static str, &'static str);
+
+fn migrate_with(conn: &Connection, path: &str, migrations: &[Migration]) -> Result<()> {
     let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    let known = MIGRATIONS.iter().map(|m| m.0).max().unwrap_or(0);
+    let known = migrations.iter().map(|m| m.0).max().unwrap_or(0);
     if current > known {
         return Err(DbError::TooNew {
             path: path.to_string(),
@@ -156,17 +162,60 @@ pub fn migrate(conn: &Connection, path: &str) -> Result<()> {
             known,
         });
     }
-    for &(version, name, sql) in MIGRATIONS {
-        if version <= current {
-            continue;
+    // Which migrations are applied is recorded one row each, so a migration numbered
+    // below one already applied (branches landing out of order) still runs.
+    // A database from before the table existed had every version up to its
+    // `user_version` applied: those are recorded first.
+    let setup = || -> rusqlite::Result<()> {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let exists: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations')",
+            [],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            conn.execute_batch(
+                "CREATE TABLE schema_migrations (
+                     version INTEGER PRIMARY KEY,
+                     name    TEXT NOT NULL,
+                     applied INTEGER NOT NULL
+                 )",
+            )?;
+            let now_version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            for &(version, name, _) in migrations.iter().filter(|m| m.0 <= now_version) {
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name, applied) VALUES (?1, ?2, 0)",
+                    params![version, name],
+                )?;
+            }
         }
+        conn.execute_batch("COMMIT")
+    };
+    if let Err(e) = setup() {
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(DbError::Migrate {
+            name: "schema_migrations".to_string(),
+            source: e,
+        });
+    }
+    for &(version, name, sql) in migrations {
         // IMMEDIATE: two processes starting at once must not both apply a migration.
         let run = || -> rusqlite::Result<()> {
             conn.execute_batch("BEGIN IMMEDIATE")?;
-            let now: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-            if now < version {
+            let done: bool = conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)",
+                [version],
+                |r| r.get(0),
+            )?;
+            if !done {
                 conn.execute_batch(sql)?;
-                conn.pragma_update(None, "user_version", version)?;
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name, applied) VALUES (?1, ?2, ?3)",
+                    params![version, name, now()],
+                )?;
+                let now_version: i64 =
+                    conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+                conn.pragma_update(None, "user_version", now_version.max(version))?;
             }
             conn.execute_batch("COMMIT")
         };
@@ -200,6 +249,46 @@ pub fn now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_migration_landing_below_the_current_version_still_runs() {
+        let c = Connection::open_in_memory().unwrap();
+        let one: Migration = (1, "0001_a", "CREATE TABLE a (x)");
+        let two: Migration = (2, "0002_b", "CREATE TABLE b (x)");
+        let three: Migration = (3, "0003_c", "CREATE TABLE c (x)");
+        migrate_with(&c, "mem", &[one, three]).unwrap();
+        // 0002 lands after 0003 was applied: it still runs, once.
+        migrate_with(&c, "mem", &[one, two, three]).unwrap();
+        migrate_with(&c, "mem", &[one, two, three]).unwrap();
+        for t in ["a", "b", "c"] {
+            let n: i64 = c
+                .query_row(
+                    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                    [t],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(n, 1, "table {t}");
+        }
+        let v: i64 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 3);
+    }
+
+    #[test]
+    fn an_old_database_is_recorded_up_to_its_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("z.db");
+        let c = open(&p).unwrap();
+        c.execute_batch("DROP TABLE schema_migrations").unwrap();
+        drop(c);
+        let c = open(&p).unwrap();
+        let n: i64 = c
+            .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n as usize, MIGRATIONS.len());
+    }
 
     #[test]
     fn migrates_twice_idempotently() {
