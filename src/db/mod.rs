@@ -162,6 +162,16 @@ fn migrate_with(conn: &Connection, path: &str, migrations: &[Migration]) -> Resu
             known,
         });
     }
+    // The common case, without taking the write lock: every migration is recorded.
+    let recorded: Option<Vec<i64>> = conn
+        .prepare("SELECT version FROM schema_migrations")
+        .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+        .ok();
+    if let Some(done) = recorded
+        && migrations.iter().all(|m| done.contains(&m.0))
+    {
+        return Ok(());
+    }
     // Which migrations are applied is recorded one row each, so a migration numbered
     // below one already applied (branches landing out of order) still runs.
     // A database from before the table existed had every version up to its
