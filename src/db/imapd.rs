@@ -62,7 +62,7 @@ fn for_uids<T>(
 /// The index rows of `uids` (sorted ascending, deduplicated), by UID; UIDs that are
 /// gone are left out.
 pub fn messages_in(conn: &Connection, mailbox_id: i64, uids: &[u32]) -> Result<Vec<MessageRow>> {
-    const COLS: &str = "uid, file, offset, length, size, internal_date, flags, modseq";
+    use super::spool::MESSAGE_COLS as COLS;
     let mut out = Vec::with_capacity(uids.len());
     for_uids(
         conn,
@@ -74,18 +74,7 @@ pub fn messages_in(conn: &Connection, mailbox_id: i64, uids: &[u32]) -> Result<V
         &format!(
             "SELECT {COLS} FROM messages WHERE mailbox_id = ? AND uid IN ({{in}}) ORDER BY uid"
         ),
-        |r| {
-            Ok(MessageRow {
-                uid: r.get::<_, i64>(0)? as u32,
-                file: r.get(1)?,
-                offset: r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
-                length: r.get::<_, Option<i64>>(3)?.map(|v| v as u64),
-                size: r.get::<_, i64>(4)? as u64,
-                internal_date: r.get(5)?,
-                flags: r.get(6)?,
-                modseq: r.get::<_, i64>(7)? as u64,
-            })
-        },
+        super::spool::message_row,
         |_, row| out.push(row),
     )?;
     Ok(out)

@@ -75,9 +75,10 @@ fn mailbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MailboxRow> {
     })
 }
 
-const MESSAGE_COLS: &str = "uid, file, offset, length, size, internal_date, flags, modseq";
+pub(crate) const MESSAGE_COLS: &str =
+    "uid, file, offset, length, size, internal_date, flags, modseq";
 
-fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
+pub(crate) fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
     Ok(MessageRow {
         uid: r.get::<_, i64>(0)? as u32,
         file: r.get(1)?,
