@@ -412,6 +412,69 @@ pub fn local_deliver(cfg: &Arc<Config>) -> anyhow::Result<Arc<dyn crate::message
     Ok(Arc::new(EnqueueGenerated { inner, queue }))
 }
 
+/// The local delivery pipeline, opened when the first message arrives: a `zolder
+/// fetch` that finds nothing new never opens the spool's and the queue's database
+/// connections (nor starts the queue's committer thread). If the opening fails, every
+/// recipient is deferred (the ISP keeps the mail) and [`OpeningDeliver::finish`] says
+/// why.
+pub struct OpeningDeliver {
+    cfg: Arc<Config>,
+    ready: tokio::sync::OnceCell<Result<Arc<dyn crate::message::Deliver>, String>>,
+}
+
+impl OpeningDeliver {
+    pub fn new(cfg: &Arc<Config>) -> Arc<OpeningDeliver> {
+        Arc::new(OpeningDeliver {
+            cfg: cfg.clone(),
+            ready: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    /// The opened pipeline (opening it now if needed), or why it could not be opened.
+    pub async fn get(&self) -> Result<Arc<dyn crate::message::Deliver>, String> {
+        self.ready
+            .get_or_init(|| async {
+                let cfg = self.cfg.clone();
+                match tokio::task::spawn_blocking(move || local_deliver(&cfg)).await {
+                    Ok(Ok(d)) => Ok(d),
+                    Ok(Err(e)) => Err(format!("{e:#}")),
+                    Err(e) => Err(format!("opening the delivery pipeline: {e}")),
+                }
+            })
+            .await
+            .clone()
+    }
+
+    /// Why the pipeline could not be opened, if it was needed and failed.
+    pub fn finish(&self) -> Option<String> {
+        self.ready.get().and_then(|r| r.as_ref().err().cloned())
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::message::Deliver for OpeningDeliver {
+    async fn deliver_batch(
+        &self,
+        msgs: Vec<crate::message::Incoming>,
+    ) -> Vec<crate::message::DeliveryReport> {
+        match self.get().await {
+            Ok(d) => d.deliver_batch(msgs).await,
+            Err(e) => msgs
+                .iter()
+                .map(|m| crate::message::DeliveryReport {
+                    outcomes: m
+                        .envelope
+                        .recipients
+                        .iter()
+                        .map(|r| (r.clone(), crate::message::RcptOutcome::TempFail(e.clone())))
+                        .collect(),
+                    ..Default::default()
+                })
+                .collect(),
+        }
+    }
+}
+
 /// `zolder serve`: start, then wait for signals.
 pub async fn run(cfg: Config, config_path: PathBuf) -> anyhow::Result<()> {
     let running = start(cfg, config_path).await?;

@@ -25,6 +25,8 @@ struct Mailbox {
     msgs: Vec<(String, Vec<u8>)>,
     fault: Fault,
     connections: usize,
+    /// Every command received, in order (the verb and its arguments).
+    commands: Vec<String>,
 }
 
 fn message(i: usize) -> Vec<u8> {
@@ -63,7 +65,18 @@ async fn serve(mb: Arc<Mutex<Mailbox>>) -> u16 {
                         return; // dropped: deletions are not committed
                     }
                     let words: Vec<&str> = line.split_whitespace().collect();
-                    let msgs = mb.lock().unwrap().msgs.clone();
+                    let msgs = {
+                        let mut g = mb.lock().unwrap();
+                        g.commands.push(line.trim_end().to_string());
+                        g.msgs.clone()
+                    };
+                    let size_of = |i: usize| {
+                        if fault == Fault::LieAboutSize {
+                            100
+                        } else {
+                            msgs[i].1.len()
+                        }
+                    };
                     let out: Vec<u8> =
                         match words.first().map(|w| w.to_ascii_uppercase()).as_deref() {
                             Some("CAPA") => b"+OK\r\nUSER\r\nUIDL\r\nPIPELINING\r\n.\r\n".to_vec(),
@@ -76,15 +89,18 @@ async fn serve(mb: Arc<Mutex<Mailbox>>) -> u16 {
                                 o.extend_from_slice(b".\r\n");
                                 o
                             }
+                            Some("LIST") if words.len() > 1 => match words[1].parse::<usize>() {
+                                Ok(n) if (1..=msgs.len()).contains(&n) => {
+                                    format!("+OK {n} {}\r\n", size_of(n - 1)).into_bytes()
+                                }
+                                _ => b"-ERR no such message\r\n".to_vec(),
+                            },
                             Some("LIST") => {
                                 let mut o = b"+OK\r\n".to_vec();
-                                for (i, (_, m)) in msgs.iter().enumerate() {
-                                    let size = if fault == Fault::LieAboutSize {
-                                        100
-                                    } else {
-                                        m.len()
-                                    };
-                                    o.extend_from_slice(format!("{} {size}\r\n", i + 1).as_bytes());
+                                for i in 0..msgs.len() {
+                                    o.extend_from_slice(
+                                        format!("{} {}\r\n", i + 1, size_of(i)).as_bytes(),
+                                    );
                                 }
                                 o.extend_from_slice(b".\r\n");
                                 o
@@ -159,6 +175,7 @@ async fn connection_dropped_mid_retr_loses_and_duplicates_nothing() {
         msgs: (1..=3).map(|i| (format!("uidl-{i}"), message(i))).collect(),
         fault: Fault::DropMidRetr,
         connections: 0,
+        commands: Vec::new(),
     }));
     let port = serve(mb.clone()).await;
     let (f, d, _dir) = rig(port, "keep = false");
@@ -205,6 +222,7 @@ async fn server_lying_about_size_is_cut_off() {
         msgs: vec![("uidl-1".into(), message(1))],
         fault: Fault::LieAboutSize,
         connections: 0,
+        commands: Vec::new(),
     }));
     let port = serve(mb.clone()).await;
     let (f, d, _dir) = rig(port, "keep = false");
@@ -222,6 +240,7 @@ async fn deferred_delivery_keeps_the_message_at_the_isp() {
         msgs: (1..=2).map(|i| (format!("uidl-{i}"), message(i))).collect(),
         fault: Fault::None,
         connections: 0,
+        commands: Vec::new(),
     }));
     let port = serve(mb.clone()).await;
     let (f, d, _dir) = rig(port, "keep = false");
@@ -239,6 +258,55 @@ async fn deferred_delivery_keeps_the_message_at_the_isp() {
     assert!(mb.lock().unwrap().msgs.is_empty());
 }
 
+/// A `keep` re-poll that finds nothing new asks the server only for UIDL — no sizes,
+/// no RETR; when a little new mail has come it asks just those messages' sizes
+/// (`LIST n`, pipelined) instead of the whole listing, and fetches only them.
+#[tokio::test]
+async fn keep_repoll_asks_only_what_it_needs() {
+    let mb = Arc::new(Mutex::new(Mailbox {
+        msgs: (1..=5).map(|i| (format!("uidl-{i}"), message(i))).collect(),
+        fault: Fault::None,
+        connections: 0,
+        commands: Vec::new(),
+    }));
+    let port = serve(mb.clone()).await;
+    let (f, d, _dir) = rig(port, "keep = true");
+    let acc = f.config.accounts[0].clone();
+    let o = f.poll(&acc).await;
+    assert!(o.error.is_none(), "{:?}", o.error);
+    assert_eq!((o.fetched, o.deleted), (5, 0));
+
+    let sent = |mb: &Arc<Mutex<Mailbox>>| std::mem::take(&mut mb.lock().unwrap().commands);
+    sent(&mb);
+    let o = f.poll(&acc).await;
+    assert!(o.error.is_none(), "{:?}", o.error);
+    assert_eq!(o.fetched, 0);
+    let cmds = sent(&mb);
+    let verbs: Vec<&str> = cmds
+        .iter()
+        .filter_map(|c| c.split_whitespace().next())
+        .filter(|v| !matches!(*v, "CAPA" | "USER" | "PASS"))
+        .collect();
+    assert_eq!(verbs, ["UIDL", "QUIT"], "nothing new: {cmds:?}");
+
+    mb.lock()
+        .unwrap()
+        .msgs
+        .extend((6..=7).map(|i| (format!("uidl-{i}"), message(i))));
+    let o = f.poll(&acc).await;
+    assert!(o.error.is_none(), "{:?}", o.error);
+    assert_eq!(o.fetched, 2);
+    let cmds = sent(&mb);
+    for want in ["LIST 6", "LIST 7", "RETR 6", "RETR 7"] {
+        assert!(cmds.iter().any(|c| c == want), "{want} missing: {cmds:?}");
+    }
+    assert!(
+        !cmds.iter().any(|c| c == "LIST" || c == "RETR 1"),
+        "no full listing, no old message: {cmds:?}"
+    );
+    assert_eq!(d.count("bouke"), 7);
+}
+
 /// `schedule = "manual"` (the dial-up mode): the daemon does not poll on its own, and
 /// a wake-up (SIGUSR1 in `zolder serve`, what an `ip-up` script sends) polls now.
 #[tokio::test(flavor = "multi_thread")]
@@ -247,6 +315,7 @@ async fn manual_account_waits_for_the_wake_up_signal() {
         msgs: (1..=3).map(|i| (format!("uidl-{i}"), message(i))).collect(),
         fault: Fault::None,
         connections: 0,
+        commands: Vec::new(),
     }));
     let port = serve(mb.clone()).await;
     let dir = tempfile::tempdir().unwrap();
@@ -289,6 +358,7 @@ async fn live_fetchmailrc_keep_account_starts_from_fetchids() {
         msgs: (1..=4).map(|i| (format!("uidl-{i}"), message(i))).collect(),
         fault: Fault::None,
         connections: 0,
+        commands: Vec::new(),
     }));
     let port = serve(mb.clone()).await;
     let dir = tempfile::tempdir().unwrap();
@@ -354,6 +424,7 @@ async fn reload_starts_an_account_added_to_the_config() {
         msgs: (1..=2).map(|i| (format!("uidl-{i}"), message(i))).collect(),
         fault: Fault::None,
         connections: 0,
+        commands: Vec::new(),
     }));
     let port = serve(mb.clone()).await;
     let dir = tempfile::tempdir().unwrap();
@@ -389,4 +460,86 @@ async fn reload_starts_an_account_added_to_the_config() {
         "the new account was polled"
     );
     assert_eq!(d.count("bouke"), 2);
+}
+
+/// `zolder fetch` as cron or the dial-up hook runs it, twice: the first run delivers
+/// through the real pipeline; the second finds nothing new, asks only for UIDL, and
+/// never needs to open the delivery pipeline. The WAL stays beside the database
+/// between runs (the close skips its checkpoint) and nothing in it is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_command_twice_keeps_state_between_runs() {
+    let mb = Arc::new(Mutex::new(Mailbox {
+        msgs: (1..=4).map(|i| (format!("uidl-{i}"), message(i))).collect(),
+        fault: Fault::None,
+        connections: 0,
+        commands: Vec::new(),
+    }));
+    let port = serve(mb.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let acc = format!(
+        "[[accounts]]\nname = \"fake\"\nprotocol = \"pop3\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nusername = \"u\"\npassword = \"p\"\ndeliver_to = [\"bouke\"]\nkeep = true\n"
+    );
+    config(dir.path(), &["bouke"], &acc);
+    // It holds a password: zolder refuses it readable by others.
+    use std::os::unix::fs::PermissionsExt;
+    let toml = dir.path().join("zolder.toml");
+    std::fs::set_permissions(&toml, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let run = || {
+        let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_zolder"));
+        c.arg("-c").arg(dir.path().join("zolder.toml")).arg("fetch");
+        c.output()
+    };
+    let out = run().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("fake: 4 fetched"), "{stdout}");
+    let new = dir.path().join("data/mail/bouke/Maildir/new");
+    assert_eq!(std::fs::read_dir(&new).unwrap().count(), 4);
+    assert!(
+        dir.path().join("data/zolder.db-wal").exists(),
+        "the WAL is kept"
+    );
+
+    mb.lock().unwrap().commands.clear();
+    let out = run().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("fake: 0 fetched"), "{stdout}");
+    let cmds = mb.lock().unwrap().commands.clone();
+    assert!(
+        !cmds
+            .iter()
+            .any(|c| c.starts_with("LIST") || c.starts_with("RETR")),
+        "{cmds:?}"
+    );
+    assert_eq!(std::fs::read_dir(&new).unwrap().count(), 4);
+
+    // What the runs recorded is in the database, WAL and all.
+    let c = zolder::db::open(&dir.path().join("data/zolder.db")).unwrap();
+    let seen: i64 = c
+        .query_row(
+            "SELECT count(*) FROM fetch_seen WHERE account = 'fake'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(seen, 4);
+    let (result, fetched): (String, i64) = c
+        .query_row(
+            "SELECT result, fetched FROM fetch_status WHERE account = 'fake'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((result.as_str(), fetched), ("ok", 0));
 }

@@ -72,13 +72,15 @@ pub fn run(path: &Path, args: Args) -> anyhow::Result<i32> {
         return Ok(EX_OK);
     }
     let cfg = Arc::new(cfg);
+    crate::db::keep_wal_on_close();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async move {
-        let deliver = crate::daemon::local_deliver(&cfg)?;
-        let db = FetchDb::open(&cfg.db_path())?;
-        let f = Fetcher::new(cfg.clone(), db, deliver);
+    let code = rt.block_on(async move {
+        // The delivery pipeline opens when the first message arrives.
+        let opening = crate::daemon::OpeningDeliver::new(&cfg);
+        let db = FetchDb::open_in_background(&cfg.db_path());
+        let f = Fetcher::new(cfg.clone(), db.clone(), opening.clone());
         // Ctrl-C: finish the batch in hand (deliver, record, delete), then stop.
         let stop = f.shutdown.clone();
         tokio::spawn(async move {
@@ -113,6 +115,20 @@ pub fn run(path: &Path, args: Args) -> anyhow::Result<i32> {
                 _ => {}
             }
         }
+        drop(f);
+        if let Some(e) = db.open_error().await {
+            eprintln!("zolder: {e}");
+            return Ok(EX_CONFIG);
+        }
+        drop(db);
+        if let Some(e) = opening.finish() {
+            eprintln!("zolder: cannot open the delivery pipeline: {e}");
+            return Ok(EX_CONFIG);
+        }
         Ok::<i32, anyhow::Error>(code)
-    })
+    });
+    // A blocking-pool thread may hold the last handle of a database connection: wait
+    // for them, so every connection is closed rather than cut off by the exit.
+    rt.shutdown_timeout(std::time::Duration::from_secs(10));
+    code
 }

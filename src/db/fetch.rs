@@ -38,6 +38,23 @@ pub fn seen_before(
     Ok(rows.collect::<std::result::Result<_, _>>()?)
 }
 
+/// Which of these `uids` are recorded (one indexed look-up each: for a few candidates
+/// out of a large folder, instead of loading [`seen_set`]).
+pub fn seen_among(
+    conn: &Connection,
+    account: &str,
+    folder: &str,
+    uids: &[String],
+) -> Result<HashSet<String>> {
+    let mut out = HashSet::new();
+    for u in uids {
+        if is_seen(conn, account, folder, u)? {
+            out.insert(u.clone());
+        }
+    }
+    Ok(out)
+}
+
 /// Is this one `uid` recorded?
 pub fn is_seen(conn: &Connection, account: &str, folder: &str, uid: &str) -> Result<bool> {
     let mut st = conn.prepare_cached(
@@ -111,9 +128,41 @@ pub struct Status {
     pub last_error: Option<String>,
 }
 
+/// Runs `f` with `synchronous = NORMAL`, then puts the connection's setting back.
+/// For `fetch_status` rows: they only inform `zolder status`, so their commit waits for
+/// the next fsync (the next seen-state commit, or the checkpoint when the connection
+/// closes) instead of paying its own — a re-poll with nothing new otherwise spends
+/// more on two status fsyncs than on the poll. Seen state is never written this way.
+fn unsynced<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    let before: i64 = conn.pragma_query_value(None, "synchronous", |r| r.get(0))?;
+    if before <= 1 {
+        return f(conn);
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let r = f(conn);
+    conn.pragma_update(None, "synchronous", before)?;
+    r
+}
+
+/// Marks an account's poll as running.
+pub fn set_running(conn: &Connection, account: &str) -> Result<()> {
+    unsynced(conn, |conn| {
+        conn.execute(
+            "INSERT INTO fetch_status (account, result) VALUES (?1, 'running')
+             ON CONFLICT(account) DO UPDATE SET result = 'running'",
+            [account],
+        )?;
+        Ok(())
+    })
+}
+
 /// Records the outcome of a poll (`last_error` is kept from earlier polls when `None`
 /// and the result is "ok", so the admin still sees what went wrong last).
 pub fn set_status(conn: &Connection, s: &Status) -> Result<()> {
+    unsynced(conn, |conn| set_status_synced(conn, s))
+}
+
+fn set_status_synced(conn: &Connection, s: &Status) -> Result<()> {
     conn.execute(
         "INSERT INTO fetch_status (account, last_poll, result, fetched, next_poll, last_error)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -135,6 +184,10 @@ pub fn set_status(conn: &Connection, s: &Status) -> Result<()> {
 
 /// Only the next poll time (the scheduler sets it when it plans).
 pub fn set_next_poll(conn: &Connection, account: &str, next: Option<i64>) -> Result<()> {
+    unsynced(conn, |conn| set_next_poll_synced(conn, account, next))
+}
+
+fn set_next_poll_synced(conn: &Connection, account: &str, next: Option<i64>) -> Result<()> {
     conn.execute(
         "INSERT INTO fetch_status (account, next_poll) VALUES (?1, ?2)
          ON CONFLICT(account) DO UPDATE SET next_poll = excluded.next_poll",
@@ -231,6 +284,42 @@ pub fn clear_oauth2_access(conn: &Connection, account: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Status rows are written without their own fsync, and the connection goes back
+    /// to `synchronous = FULL` for the seen state written after them.
+    #[test]
+    fn status_writes_leave_the_connection_fully_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = crate::db::open(&dir.path().join("z.db")).unwrap();
+        let sync = |c: &Connection| -> i64 {
+            c.pragma_query_value(None, "synchronous", |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(sync(&c), 2);
+        set_running(&c, "a").unwrap();
+        set_next_poll(&c, "a", Some(5)).unwrap();
+        set_status(
+            &c,
+            &Status {
+                account: "a".into(),
+                result: Some("ok".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(sync(&c), 2, "back to FULL");
+        commit_step(&mut c, "a", "", &["u1".into()], &[], None, 1).unwrap();
+        assert!(
+            seen_among(&c, "a", "", &["u1".into(), "u2".into()])
+                .unwrap()
+                .contains("u1")
+        );
+        assert_eq!(seen_among(&c, "a", "", &["u2".into()]).unwrap().len(), 0);
+        // A connection already at NORMAL stays there.
+        c.pragma_update(None, "synchronous", "NORMAL").unwrap();
+        set_running(&c, "a").unwrap();
+        assert_eq!(sync(&c), 1);
+    }
 
     #[test]
     fn seen_state_and_status_roundtrip() {

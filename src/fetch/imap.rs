@@ -47,14 +47,50 @@ pub const BATCH_BYTES: u64 = 24 * 1024 * 1024;
 pub const EXPUNGE_EVERY: usize = 1000;
 /// Byte budget of a command that fetches no bodies.
 pub const COMMAND_BUDGET: i64 = 16 * 1024 * 1024;
+/// Most candidate UIDs checked one look-up each against the seen state; more than this
+/// and the whole set is loaded.
+const SEEN_LOOKUP_MAX: usize = 512;
 /// IDLE is re-issued this often (RFC 2177 asks for less than 29 minutes).
 pub const IDLE_REFRESH: Duration = Duration::from_secs(25 * 60);
 
-/// The connection under async-imap: counts bytes read against the current budget.
+/// The connection under async-imap: counts bytes read against the current budget, and
+/// gathers a command's pieces until async-imap flushes it (it writes tag, space,
+/// command and CRLF separately: four packets, or four TLS records, per command).
 pub struct Io {
     s: Stream,
     budget: Arc<AtomicI64>,
+    wbuf: Vec<u8>,
 }
+
+impl Io {
+    fn new(s: Stream, budget: Arc<AtomicI64>) -> Io {
+        Io {
+            s,
+            budget,
+            wbuf: Vec::new(),
+        }
+    }
+
+    /// Writes out what is gathered.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.wbuf.is_empty() {
+            match Pin::new(&mut self.s).poll_write(cx, &self.wbuf) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => {
+                    self.wbuf.drain(..n);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Most bytes gathered before they are written without waiting for the flush.
+const WRITE_GATHER: usize = 64 * 1024;
 
 impl fmt::Debug for Io {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -94,12 +130,30 @@ impl AsyncWrite for Io {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().s).poll_write(cx, buf)
+        let me = self.get_mut();
+        if me.wbuf.len() + buf.len() > WRITE_GATHER {
+            match me.poll_drain(cx) {
+                Poll::Ready(Ok(())) => {}
+                other => return other.map(|r| r.map(|()| 0)),
+            }
+            if buf.len() > WRITE_GATHER {
+                return Pin::new(&mut me.s).poll_write(cx, buf);
+            }
+        }
+        me.wbuf.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().s).poll_flush(cx)
+        let me = self.get_mut();
+        match me.poll_drain(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut me.s).poll_flush(cx),
+            other => other,
+        }
     }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.as_mut().poll_flush(cx).is_pending() {
+            return Poll::Pending;
+        }
         Pin::new(&mut self.get_mut().s).poll_shutdown(cx)
     }
 }
@@ -110,6 +164,9 @@ pub struct Session {
     budget: Arc<AtomicI64>,
     pub uidplus: bool,
     pub idle: bool,
+    /// `uidplus`/`idle` are asked (CAPABILITY) only when first needed: a poll that
+    /// deletes nothing and does not IDLE never asks.
+    caps_known: bool,
     account: String,
     timeout: Duration,
 }
@@ -158,10 +215,7 @@ impl Session {
         if acc.tls == TlsMode::Implicit {
             s = conn::upgrade(acc, s).await?;
         }
-        let mut client = async_imap::Client::new(Io {
-            s,
-            budget: budget.clone(),
-        });
+        let mut client = async_imap::Client::new(Io::new(s, budget.clone()));
         match timed(to, name, "greeting", async {
             client.read_response().await.transpose()
         })
@@ -185,10 +239,7 @@ impl Session {
             .map_err(|e| FetchError::Tls(format!("{name}: server refused STARTTLS ({e})")))?;
             let io = client.into_inner();
             let s = conn::upgrade(acc, io.s).await?;
-            client = async_imap::Client::new(Io {
-                s,
-                budget: budget.clone(),
-            });
+            client = async_imap::Client::new(Io::new(s, budget.clone()));
         }
         let session = if let Some(o) = &acc.oauth2 {
             let mech = oauth2::mechanism_name(&o.mechanism);
@@ -240,25 +291,37 @@ impl Session {
                 Ok(Err((e, _))) => return Err(FetchError::Auth(format!("{name}: {e}"))),
             }
         };
-        let mut se = Session {
+        let se = Session {
             s: session,
             budget,
             uidplus: false,
             idle: false,
+            caps_known: false,
             account: name.to_string(),
             timeout: to,
         };
-        se.budget(COMMAND_BUDGET);
-        let caps = timed(to, name, "CAPABILITY", se.s.capabilities()).await?;
-        se.uidplus = caps.has_str("UIDPLUS");
-        se.idle = caps.has_str("IDLE");
-        debug!(
-            account = name,
-            uidplus = se.uidplus,
-            idle = se.idle,
-            "IMAP logged in"
-        );
+        debug!(account = name, "IMAP logged in");
         Ok(se)
+    }
+
+    /// Asks CAPABILITY once (after login: the list may differ from the greeting's).
+    pub async fn learn_caps(&mut self) -> Result<(), FetchError> {
+        if self.caps_known {
+            return Ok(());
+        }
+        self.budget(COMMAND_BUDGET);
+        let caps = timed(
+            self.timeout,
+            &self.account,
+            "CAPABILITY",
+            self.s.capabilities(),
+        )
+        .await?;
+        self.uidplus = caps.has_str("UIDPLUS");
+        self.idle = caps.has_str("IDLE");
+        self.caps_known = true;
+        debug!(account = %self.account, uidplus = self.uidplus, idle = self.idle, "IMAP capabilities");
+        Ok(())
     }
 
     /// `UID FETCH set (UID RFC822.SIZE)`: (uid, size), sorted by UID.
@@ -314,6 +377,7 @@ impl Session {
         if uids.is_empty() {
             return Ok(());
         }
+        self.learn_caps().await?;
         self.budget(COMMAND_BUDGET);
         let acc = self.account.clone();
         let set = uid_set(uids);
@@ -416,18 +480,16 @@ pub async fn poll_folder(
 ) -> Result<(), FetchError> {
     let name = acc.name.clone();
     se.budget(COMMAND_BUDGET);
-    let mbox = timed(
-        se.timeout,
-        &name,
-        &format!("SELECT {folder}"),
-        se.s.select(folder),
-    )
-    .await?;
+    // The folder's recorded state is read while the server selects it.
+    let (n, fo) = (name.clone(), folder.to_string());
+    let state_fut = f.db.run(move |c| db::fetch::state(c, &n, &fo));
+    let what = format!("SELECT {folder}");
+    let select_fut = timed(se.timeout, &name, &what, se.s.select(folder));
+    let (mbox, state) = tokio::join!(select_fut, state_fut);
+    let (mbox, state) = (mbox?, state?);
     let validity = mbox
         .uid_validity
         .ok_or_else(|| FetchError::Protocol(format!("{name}: {folder}: no UIDVALIDITY")))?;
-    let (n, fo) = (name.clone(), folder.to_string());
-    let state = f.db.run(move |c| db::fetch::state(c, &n, &fo)).await?;
     let refetch = matches!(state, Some((v, _)) if v != validity);
     let last = match state {
         Some((v, l)) if v == validity => l,
@@ -451,16 +513,44 @@ pub async fn poll_folder(
     // Candidates: keep → above the last UID; otherwise the whole folder, so messages
     // delivered before a crash but never expunged are removed now.
     let whole = refetch || !acc.keep || acc.fetchall;
-    let listing = se
-        .sizes(&if whole {
+    // Every UID is below UIDNEXT: with `keep` and UIDNEXT at most one past the last UID
+    // fetched, nothing can be new and the server is not asked.
+    let nothing_new = !whole
+        && mbox
+            .uid_next
+            .is_some_and(|next| next <= last.saturating_add(1));
+    let listing = if nothing_new {
+        Vec::new()
+    } else {
+        se.sizes(&if whole {
             "1:*".to_string()
         } else {
             format!("{}:*", last + 1)
         })
-        .await?;
+        .await?
+    };
     let prefix = format!("{validity}:");
+    // What was delivered already: the whole set when the whole folder is looked at;
+    // with `keep`, only the UIDs above the last one fetched can be new, and a re-poll
+    // with nothing new looks nothing up.
     let (n, fo) = (name.clone(), folder.to_string());
-    let seen = f.db.run(move |c| db::fetch::seen_set(c, &n, &fo)).await?;
+    let seen = if whole {
+        f.db.run(move |c| db::fetch::seen_set(c, &n, &fo)).await?
+    } else {
+        let above: Vec<String> = listing
+            .iter()
+            .filter(|l| l.0 > last)
+            .map(|l| format!("{prefix}{}", l.0))
+            .collect();
+        match above.len() {
+            0 => HashSet::new(),
+            k if k <= SEEN_LOOKUP_MAX => {
+                f.db.run(move |c| db::fetch::seen_among(c, &n, &fo, &above))
+                    .await?
+            }
+            _ => f.db.run(move |c| db::fetch::seen_set(c, &n, &fo)).await?,
+        }
+    };
     let mut delete_now: Vec<u32> = Vec::new();
     let mut todo: Vec<(u32, u64)> = Vec::new();
     let max = f.max_message();
@@ -724,6 +814,7 @@ pub async fn idle_loop(f: Fetcher, acc: AccountConfig, folder: String) {
 
 async fn idle_session(f: &Fetcher, acc: &AccountConfig, folder: &str) -> Result<(), FetchError> {
     let mut se = Session::open(f, acc).await?;
+    se.learn_caps().await?;
     if !se.idle {
         return Err(FetchError::Config(format!(
             "{}: the server does not offer IDLE",
@@ -753,6 +844,7 @@ async fn idle_session(f: &Fetcher, acc: &AccountConfig, folder: &str) -> Result<
             budget,
             uidplus,
             idle,
+            caps_known,
             account,
             timeout,
         } = se;
@@ -770,6 +862,7 @@ async fn idle_session(f: &Fetcher, acc: &AccountConfig, folder: &str) -> Result<
             budget,
             uidplus,
             idle,
+            caps_known,
             account,
             timeout,
         };

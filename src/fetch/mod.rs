@@ -86,33 +86,76 @@ impl From<db::DbError> for FetchError {
 /// The database as the fetcher uses it: one connection, SQL run off the async threads.
 #[derive(Clone)]
 pub struct FetchDb {
-    conn: Arc<Mutex<Connection>>,
+    inner: Arc<DbCell>,
+}
+
+/// The connection, or why it could not be opened; opened at most once.
+struct DbCell {
+    path: Option<std::path::PathBuf>,
+    conn: std::sync::OnceLock<Result<Mutex<Connection>, String>>,
+}
+
+impl DbCell {
+    fn get(&self) -> &Result<Mutex<Connection>, String> {
+        self.conn.get_or_init(|| match &self.path {
+            Some(p) => db::open(p).map(Mutex::new).map_err(|e| e.to_string()),
+            None => Err("no database".into()),
+        })
+    }
 }
 
 impl FetchDb {
     pub fn open(path: &std::path::Path) -> Result<FetchDb, FetchError> {
-        Ok(FetchDb {
-            conn: Arc::new(Mutex::new(db::open(path)?)),
-        })
+        Ok(FetchDb::from_conn(db::open(path)?))
     }
+
+    /// Opens the database on a blocking thread while the caller goes on (`zolder
+    /// fetch` connects to the ISP meanwhile); the first [`run`](Self::run) waits for
+    /// it. An open that failed fails every `run`, and [`open_error`](Self::open_error)
+    /// says why.
+    pub fn open_in_background(path: &std::path::Path) -> FetchDb {
+        let inner = Arc::new(DbCell {
+            path: Some(path.to_path_buf()),
+            conn: std::sync::OnceLock::new(),
+        });
+        let warm = inner.clone();
+        tokio::task::spawn_blocking(move || {
+            warm.get();
+        });
+        FetchDb { inner }
+    }
+
     pub fn from_conn(c: Connection) -> FetchDb {
+        let conn = std::sync::OnceLock::new();
+        let _ = conn.set(Ok(Mutex::new(c)));
         FetchDb {
-            conn: Arc::new(Mutex::new(c)),
+            inner: Arc::new(DbCell { path: None, conn }),
         }
     }
+
+    /// Why the database could not be opened (waits for the opening).
+    pub async fn open_error(&self) -> Option<String> {
+        let c = self.inner.clone();
+        tokio::task::spawn_blocking(move || c.get().as_ref().err().cloned())
+            .await
+            .unwrap_or_else(|e| Some(e.to_string()))
+    }
+
     /// Runs `f` with the connection on the blocking pool.
     pub async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> db::Result<T> + Send + 'static,
     ) -> Result<T, FetchError> {
-        let c = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut g = c.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut g)
+        let c = self.inner.clone();
+        tokio::task::spawn_blocking(move || match c.get() {
+            Ok(m) => {
+                let mut g = m.lock().unwrap_or_else(|p| p.into_inner());
+                f(&mut g).map_err(FetchError::from)
+            }
+            Err(e) => Err(FetchError::Db(e.clone())),
         })
         .await
         .map_err(|e| FetchError::Db(e.to_string()))?
-        .map_err(FetchError::from)
     }
 }
 
@@ -185,34 +228,28 @@ impl Fetcher {
         let span = tracing::info_span!("fetch", account = %acc.name);
         let started = db::now();
         let name = acc.name.clone();
-        let _ = self
-            .db
-            .run(move |c| {
-                c.execute(
-                    "INSERT INTO fetch_status (account, result) VALUES (?1, 'running')
-                     ON CONFLICT(account) DO UPDATE SET result = 'running'",
-                    [&name],
-                )?;
-                Ok(())
-            })
-            .await;
+        // "running" is recorded while the poll connects, not before it.
+        let running = self.db.run(move |c| db::fetch::set_running(c, &name));
         let mut out = PollOutcome::default();
-        if let Some(argv) = &acc.preconnect
-            && let Err(e) = run_hook("preconnect", argv).await
-        {
-            out.error = Some(e);
-        }
-        if out.error.is_none() {
-            let fut = async {
-                match acc.protocol {
-                    Protocol::Pop3 => pop3::poll(self, acc, &mut out).await,
-                    Protocol::Imap => imap::poll(self, acc, &mut out).await,
-                }
-            };
-            if let Err(e) = tracing::Instrument::instrument(fut, span.clone()).await {
+        let work = async {
+            if let Some(argv) = &acc.preconnect
+                && let Err(e) = run_hook("preconnect", argv).await
+            {
                 out.error = Some(e);
             }
-        }
+            if out.error.is_none() {
+                let fut = async {
+                    match acc.protocol {
+                        Protocol::Pop3 => pop3::poll(self, acc, &mut out).await,
+                        Protocol::Imap => imap::poll(self, acc, &mut out).await,
+                    }
+                };
+                if let Err(e) = tracing::Instrument::instrument(fut, span.clone()).await {
+                    out.error = Some(e);
+                }
+            }
+        };
+        let ((), _) = tokio::join!(work, running);
         if let Some(argv) = &acc.postconnect
             && let Err(e) = run_hook("postconnect", argv).await
         {

@@ -13,7 +13,7 @@
 //! error (no plaintext injection into the TLS session). Passwords are only sent after
 //! TLS when `tls` is `starttls` or `implicit`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use base64::Engine;
@@ -32,6 +32,10 @@ use crate::net::Stream;
 pub const MAX_LINE: usize = 8 * 1024;
 /// Longest unfinished line starting with '.' held while waiting for its end.
 pub const MAX_PENDING: usize = 1024 * 1024;
+/// Most new messages whose sizes are asked one `LIST n` each (pipelined); more than
+/// this and one full `LIST` is cheaper.
+const LIST_EACH_MAX: usize = 64;
+
 /// Largest UIDL or LIST answer.
 pub const MAX_LISTING: usize = 64 * 1024 * 1024;
 /// Deletions between two QUITs: bounds what a dropped line makes us fetch again
@@ -522,6 +526,38 @@ impl Session {
             .collect())
     }
 
+    /// Sizes of just these messages: `LIST n` for each, pipelined, when they are few
+    /// and the server pipelines; the full `LIST` otherwise. A message the server no
+    /// longer knows is left out.
+    pub async fn list_some(&mut self, nums: &[u32]) -> Result<HashMap<u32, u64>, FetchError> {
+        if nums.is_empty() {
+            return Ok(HashMap::new());
+        }
+        if !self.caps.pipelining || nums.len() > LIST_EACH_MAX {
+            return self.list().await;
+        }
+        let mut cmds = String::with_capacity(nums.len() * 16);
+        for n in nums {
+            cmds.push_str(&format!("LIST {n}\r\n"));
+        }
+        self.send(&cmds).await?;
+        let mut out = HashMap::with_capacity(nums.len());
+        for &n in nums {
+            if let Ok(text) = self.status().await? {
+                // "+OK n size"
+                let mut w = text.split_ascii_whitespace();
+                if let (Some(Ok(m)), Some(Ok(size))) = (
+                    w.next().map(str::parse::<u32>),
+                    w.next().map(str::parse::<u64>),
+                ) && m == n
+                {
+                    out.insert(n, size);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// `RETR` for each number, pipelined when the server allows: the messages, or
     /// `None` for one the server refused (e.g. deleted meanwhile by another client).
     pub async fn retr_many(
@@ -621,33 +657,34 @@ pub async fn poll(
 ) -> Result<(), FetchError> {
     let folder = db::fetch::POP3_FOLDER;
     let name = acc.name.clone();
-    let mut se = Session::open(f, acc).await?;
-    let listing = se.uidl().await?;
-    let sizes = se.list().await?;
+    // What this account already delivered is read while the server is asked for
+    // its UIDL listing (a re-poll with nothing new is mostly this wait).
+    let n1 = name.clone();
+    let seen_fut = f.db.run(move |c| db::fetch::seen_set(c, &n1, folder));
+    let net = async {
+        let mut se = Session::open(f, acc).await?;
+        let listing = se.uidl().await?;
+        Ok::<_, FetchError>((se, listing))
+    };
+    let (net, seen) = tokio::join!(net, seen_fut);
+    let (mut se, listing) = net?;
+    let mut seen = seen?;
     let mut num_of: HashMap<String, u32> = listing.iter().map(|(n, u)| (u.clone(), *n)).collect();
 
-    // Forget what is no longer on the server; load what was already delivered.
-    let (n2, on_server) = (
-        name.clone(),
-        num_of.keys().cloned().collect::<HashSet<String>>(),
-    );
-    let seen =
-        f.db.run(move |c| {
-            let seen = db::fetch::seen_set(c, &n2, folder)?;
-            let gone: Vec<String> = seen
-                .iter()
-                .filter(|u| !on_server.contains(*u))
-                .cloned()
-                .collect();
-            if !gone.is_empty() {
-                db::fetch::commit_step(c, &n2, folder, &[], &gone, None, db::now())?;
-            }
-            Ok(seen
-                .into_iter()
-                .filter(|u| on_server.contains(u))
-                .collect::<HashSet<String>>())
-        })
-        .await?;
+    // Forget what is no longer on the server.
+    let gone: Vec<String> = seen
+        .iter()
+        .filter(|u| !num_of.contains_key(*u))
+        .cloned()
+        .collect();
+    if !gone.is_empty() {
+        for u in &gone {
+            seen.remove(u);
+        }
+        let n2 = name.clone();
+        f.db.run(move |c| db::fetch::commit_step(c, &n2, folder, &[], &gone, None, db::now()))
+            .await?;
+    }
 
     // Plan: what to delete now (already delivered), what to download.
     let mut delete_now: Vec<String> = Vec::new();
@@ -666,11 +703,16 @@ pub async fn poll(
         delete_now.extend(old.into_iter().filter(|u| num_of.contains_key(u)));
     }
     let max = f.max_message();
+    let wanted: Vec<&(u32, String)> = listing
+        .iter()
+        .filter(|(_, u)| acc.fetchall || !seen.contains(u))
+        .collect();
+    // Sizes only for what may be downloaded: nothing new, no LIST.
+    let sizes = se
+        .list_some(&wanted.iter().map(|(n, _)| *n).collect::<Vec<_>>())
+        .await?;
     let mut todo: Vec<(String, u64)> = Vec::new();
-    for (n, u) in &listing {
-        if seen.contains(u) && !acc.fetchall {
-            continue;
-        }
+    for (n, u) in wanted {
         let size = sizes.get(n).copied().unwrap_or(0);
         if acc.limit.is_some_and(|l| size > l) || size > max {
             debug!(account = %name, uidl = %u, size, "over the size limit: left on the server");

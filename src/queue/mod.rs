@@ -228,6 +228,28 @@ struct Inner {
     clock: Clock,
     flush_tx: mpsc::UnboundedSender<runner::FlushRequest>,
     flush_rx: Mutex<Option<mpsc::UnboundedReceiver<runner::FlushRequest>>>,
+    /// The committer thread, joined when the last handle goes.
+    committer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    /// Ends the committer and waits for it: it closes its database connection, and a
+    /// process that exits right after (`zolder fetch`, `sendmail`) must not cut that
+    /// close — the last connection's checkpoint — short.
+    fn drop(&mut self) {
+        let (closed, _) = std::sync::mpsc::channel();
+        drop(std::mem::replace(&mut self.jobs, closed));
+        let handle = self
+            .committer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(h) = handle
+            && h.thread().id() != std::thread::current().id()
+        {
+            let _ = h.join();
+        }
+    }
 }
 
 impl Queue {
@@ -239,7 +261,7 @@ impl Queue {
         let mut conn = db::open(&db_path)?;
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let st = store.clone();
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("queue-commit".into())
             .spawn(move || committer(&mut conn, &st, rx))?;
         let (ftx, frx) = mpsc::unbounded_channel();
@@ -253,6 +275,7 @@ impl Queue {
                 clock,
                 flush_tx: ftx,
                 flush_rx: Mutex::new(Some(frx)),
+                committer: Mutex::new(Some(handle)),
             }),
         })
     }
