@@ -10,9 +10,10 @@
 #   DROP=1 ...                            # kill the ISP connection (ss -K) instead of zolder
 #
 # Needs root, Dovecot (dovecot-imapd dovecot-pop3d) and ../shared/interop; skips otherwise
-# (fails instead when ZOLDER_INTEROP=1). KILL_WINDOW (seconds) seeds the range of the
-# random kill moment; it grows to the measured length of a full fetch. ZOLDER_BIN picks the binary (default: cargo
-# build --release, then target/release/zolder).
+# (fails instead when ZOLDER_INTEROP=1). The kill moment is uniform over the length of
+# one uninterrupted fetch measured first (KILL_WINDOW, seconds, overrides it); rounds go
+# on until KILLS kills landed while the fetch ran (at most 3 × KILLS rounds).
+# ZOLDER_BIN picks the binary (default: cargo build --release, then target/release/zolder).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 SHARED=${ZOLDER_INTEROP_DIR:-$ROOT/../shared/interop}
@@ -74,12 +75,19 @@ password_file = "pw"
 deliver_to = ["bouke"]
 keep = $keep
 TOML
+  # Calibration: one uninterrupted fetch of a fresh mailbox; its length is the window
+  # the kill moments are drawn from (uniformly), so they land inside a fetch.
+  RESET=1 "$SHARED/populate.sh" "$user" "$N" "$MIX" > /dev/null
+  rm -rf "$W/data"
+  t0=$(now); zolder -c "$W/zolder.toml" fetch > "$W/out.calibrate" 2>&1 || true; t1=$(now)
+  window=${KILL_WINDOW:-$(python3 -c "print(max(0.05, round(($t1 - $t0) * 0.9, 3)))")}
   # Each round: a fresh N-message mailbox and a fresh zolder, one fetch killed at a
-  # random moment of its run (uniform over the duration measured so far), then run
-  # again to completion and once more.
-  window=${KILL_WINDOW:-$(python3 -c "print(max(0.5, $N / 1000))")}
-  ok_rounds=0; kills=0
-  for round in $(seq "$KILLS"); do
+  # random moment, then run again to completion and once more. A round whose fetch
+  # ended before its moment came is counted but repeated, until KILLS kills landed
+  # mid-fetch (at most 3 × KILLS rounds).
+  ok_rounds=0; kills=0; rounds=0
+  while [ "$kills" -lt "$KILLS" ] && [ "$rounds" -lt $((KILLS * 3)) ]; do
+    rounds=$((rounds + 1)); round=$rounds
     RESET=1 "$SHARED/populate.sh" "$user" "$N" "$MIX" > /dev/null
     rm -rf "$W/data"
     delay=$(python3 -c "import random; print(round(random.uniform(0.02, $window), 3))")
@@ -101,8 +109,6 @@ TOML
     wait "$pid" 2>/dev/null || true
     at=$(delivered "$W")
     rc=0; zolder -c "$W/zolder.toml" fetch > "$W/out.final" 2>&1 || rc=$?
-    t1=$(now)
-    window=$(python3 -c "print(round(max($window, ($t1 - $t0) * 1.2), 3))")
     rc2=0; zolder -c "$W/zolder.toml" fetch > "$W/out.final2" 2>&1 || rc2=$?
     v=$(python3 "$SHARED/verify-maildir.py" "$W/data/mail/bouke/Maildir" "$N" --manifest "$ISP_DIR/manifests/$user.tsv" 2>&1 | tail -1) || true
     left=$(server_count "$user")
@@ -119,8 +125,11 @@ TOML
       cp -r "$W" "$ISP_DIR/failed-$combo-$round"
     fi
   done
-  echo "$combo N=$N: $ok_rounds/$KILLS rounds ok, $kills $([ -n "${DROP:-}" ] && echo "connection drops" || echo SIGKILLs) mid-run (window ${window}s)"
-  [ "$ok_rounds" = "$KILLS" ] || failures=$((failures + 1))
+  echo "$combo N=$N: $ok_rounds/$rounds rounds ok, $kills $([ -n "${DROP:-}" ] && echo "connection drops" || echo SIGKILLs) mid-fetch (window ${window}s)"
+  [ "$ok_rounds" = "$rounds" ] || failures=$((failures + 1))
+  if [ "$kills" -lt "$KILLS" ]; then
+    echo "  $combo: only $kills of $KILLS kills landed mid-fetch"; failures=$((failures + 1))
+  fi
 done
 [ "$failures" = 0 ] || { echo "fetch-crash: $failures combination(s) failed"; KEEP_DIR=1; exit 1; }
 echo "fetch-crash: all combinations ok"
