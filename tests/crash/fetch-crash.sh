@@ -99,12 +99,15 @@ TOML
     sleep "$delay"
     if kill -0 "$pid" 2>/dev/null; then
       if [ -n "${DROP:-}" ]; then
-        # The ISP connection dropped mid-transfer instead of a crash.
-        ss -K dst 127.0.0.1 dport = ":$port" > /dev/null 2>&1 || true
+        # The ISP connection dropped mid-transfer instead of a crash. ss lists the
+        # sockets it closed; a drop counts only if there was one (zolder may be between
+        # connecting and exiting).
+        dropped=$(ss -H -K dst 127.0.0.1 dport = ":$port" 2>/dev/null | wc -l) || dropped=0
+        [ "$dropped" -ge 1 ] && kills=$((kills + 1))
       else
         kill -9 "$pid" 2>/dev/null || true
+        kills=$((kills + 1))
       fi
-      kills=$((kills + 1))
     fi
     wait "$pid" 2>/dev/null || true
     at=$(delivered "$W")
