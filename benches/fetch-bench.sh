@@ -104,7 +104,8 @@ TOML
     fm="fm-$proto-$([ "$keep" = true ] && echo keep || echo nokeep)"
     log "fetchmail $fm N=$N"
     before=$( { wc -l < "$RESULTS"; } 2>/dev/null || echo 0)
-    "$SHARED/fetchmail-reference.sh" case "$fm" "$N" $([ "$keep" = true ] && echo idle) > /dev/null 2>&1 || true
+    # No `idle` argument: its one re-poll would be discarded; repoll_ms below measures it.
+    "$SHARED/fetchmail-reference.sh" case "$fm" "$N" > /dev/null 2>&1 || true
     row=$(tail -n +"$((before + 1))" "$RESULTS" | awk -F'\t' '$2=="fetch"' | tail -1)
     FMPS[$c]=$(echo "$row" | cut -f9); FRSS[$c]=$(echo "$row" | cut -f11)
     FR=$ISP_DIR/runs/$fm-$N
@@ -130,14 +131,14 @@ echo "fetch benchmark: N=$N $MIX messages, $(nproc) cores; floor: POP3 read ${PF
 # disk writing and fsyncing file by file (the issue's floor), %gc_floor with the disk
 # fsyncing 100 files per group commit (stricter: what batching could reach at best).
 printf '%-12s %10s %8s %8s %12s %8s %9s %7s %9s %10s %10s\n' case zolder/s MB/s rss_MB fetchmail/s ratio fm_rss_MB %floor %gc_floor repoll_ms fm_repoll
+pct_of() { awk -v z="$1" -v f="$2" 'BEGIN{ if (f>0) printf "%.0f%%", 100*z/f; else print "-" }'; }
 for c in $CASES; do
   proto=${c%-*}
   pfloor=$PF3; [ "$proto" = imap ] && pfloor=$PFI
   floor=$pfloor; [ -n "$DF" ] && [ "$DF" -lt "$floor" ] && floor=$DF
   gfloor=$pfloor; [ -n "$DB" ] && [ "$DB" -lt "$gfloor" ] && gfloor=$DB
   ratio=$(awk -v z="${ZMPS[$c]}" -v f="${FMPS[$c]:-0}" 'BEGIN{ if (f>0) printf "%.1fx", z/f; else print "-" }')
-  pct=$(awk -v z="${ZMPS[$c]}" -v f="$floor" 'BEGIN{ if (f>0) printf "%.0f%%", 100*z/f; else print "-" }')
-  gpct=$(awk -v z="${ZMPS[$c]}" -v f="$gfloor" 'BEGIN{ if (f>0) printf "%.0f%%", 100*z/f; else print "-" }')
+  pct=$(pct_of "${ZMPS[$c]}" "$floor"); gpct=$(pct_of "${ZMPS[$c]}" "$gfloor")
   printf '%-12s %10s %8s %8s %12s %8s %9s %7s %9s %10s %10s\n' "$c" "${ZMPS[$c]}" "${ZMBPS[$c]}" \
     "$(awk -v k="${ZRSS[$c]}" 'BEGIN{printf "%.0f", k/1024}')" "${FMPS[$c]:--}" "$ratio" \
     "$(awk -v k="${FRSS[$c]:-0}" 'BEGIN{printf "%.0f", k/1024}')" "$pct" "$gpct" "${ZIDLE[$c]:--}" "${FIDLE[$c]:--}"

@@ -91,7 +91,6 @@ TOML
     RESET=1 "$SHARED/populate.sh" "$user" "$N" "$MIX" > /dev/null
     rm -rf "$W/data"
     delay=$(python3 -c "import random; print(round(random.uniform(0.02, $window), 3))")
-    t0=$(now)
     # Not through the zolder() function: `$!` would be a subshell, and SIGKILL would
     # leave zolder itself running beside the next run.
     env -u ZOLDER_BIN -u ZOLDER_INTEROP -u ZOLDER_INTEROP_DIR "$ZBIN" -c "$W/zolder.toml" fetch > "$W/out.killed" 2>&1 &
