@@ -6,6 +6,14 @@
 //! (mbox users' INBOX) and the index tables (through `db::spool`). It must not call
 //! imapd, pop3d, deliver or queue.
 //!
+//! # Files
+//! `mod.rs` the types and [`Spool`]'s constructor; `store.rs` the durable write path
+//! ([`Spool::store_batch`]); `mailbox.rs` create/delete/rename/subscribe/list;
+//! `message.rs` select, reads, flags, expunge, copy, move, changes; `sync.rs` the
+//! index/disk reconcile; `commit.rs` write transactions and WAL group commit;
+//! `watch.rs` [`ChangeWatcher`]; `imap.rs` what imapd needs beyond that; `maildir.rs`,
+//! `mbox.rs`, `flags.rs` the formats.
+//!
 //! # Layout
 //! * Maildir user: INBOX = `mail/<user>/Maildir/`, folder `Work.2025` =
 //!   `mail/<user>/Maildir/.Work.2025/`.

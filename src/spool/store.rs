@@ -11,9 +11,9 @@
 //!
 //! # Security
 //! The message bytes come from the network (fetched mail, SMTP submission, IMAP
-//! APPEND) and are stored as they are, never parsed here beyond the header cache;
-//! their size is bounded by the callers. File names are generated here (O_EXCL),
-//! never taken from the message; mailbox names were checked by `normalize_name`.
+//! APPEND) and are stored as they are, read here only for the header cache; size
+//! limits are the callers'. Maildir file names are generated here, never taken from
+//! the message; mailbox names go through `normalize_name`.
 
 use super::*;
 

@@ -10,8 +10,10 @@
 //!
 //! # Security
 //! Files in a user's Maildir and mbox are written by other programs (procmail, the
-//! user's MUA) and are trusted no more than network input: names that are not
-//! Maildir names are skipped, and mbox contents are only split at `From ` lines.
+//! user's MUA) and are trusted no more than network input: a Maildir file whose
+//! name is not UTF-8 or starts with `.` is skipped, every other one is indexed as a
+//! message; the mbox is split into messages by `mbox.rs`, and `Status:`/`X-Status:`
+//! are read only inside a message's header.
 
 use super::*;
 
