@@ -22,10 +22,19 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("spool", &["message", "config", "db"]),
     ("deliver", &["message", "config", "db", "spool"]),
     ("fetch", &["message", "config", "db", "net", "auth"]),
-    ("imapd", &["message", "config", "db", "net", "auth", "spool"]),
-    ("pop3d", &["message", "config", "db", "net", "auth", "spool"]),
+    (
+        "imapd",
+        &["message", "config", "db", "net", "auth", "spool"],
+    ),
+    (
+        "pop3d",
+        &["message", "config", "db", "net", "auth", "spool"],
+    ),
     ("queue", &["message", "config", "db"]),
-    ("relay", &["message", "config", "net", "auth", "fetch::oauth2"]),
+    (
+        "relay",
+        &["message", "config", "net", "auth", "fetch::oauth2"],
+    ),
     (
         "submit",
         &[
@@ -59,7 +68,12 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// `src/daemon.rs` → `daemon`.
 fn module_of(src: &Path, file: &Path) -> String {
     let rel = file.strip_prefix(src).unwrap();
-    let first = rel.components().next().unwrap().as_os_str().to_string_lossy();
+    let first = rel
+        .components()
+        .next()
+        .unwrap()
+        .as_os_str()
+        .to_string_lossy();
     first.trim_end_matches(".rs").to_string()
 }
 
@@ -171,8 +185,9 @@ fn lower_modules_never_import_higher_ones() {
 
 #[test]
 fn the_table_here_matches_architecture_md() {
-    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ARCHITECTURE.md"))
-        .unwrap();
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ARCHITECTURE.md"))
+            .unwrap();
     for (module, uses) in ALLOWED {
         let row = doc
             .lines()
@@ -196,7 +211,49 @@ fn the_scanner_finds_paths() {
         .collect();
     assert!(got.contains(&("spool".into(), Some("Spool".into()))));
     assert!(got.contains(&("message".into(), Some("Envelope".into()))));
-    assert!(got.contains(&("db".into(), None)) || got.contains(&("db".into(), Some(String::new()))));
+    assert!(
+        got.contains(&("db".into(), None)) || got.contains(&("db".into(), Some(String::new())))
+    );
     assert!(got.contains(&("deliver".into(), Some("scan".into()))));
     assert!(!got.iter().any(|(a, _)| a == "queue" || a == "foo"));
+}
+
+/// `proto` files are the pure wire layer: no tokio, no std I/O, no database, so they can
+/// be fuzzed and tested with byte strings (ARCHITECTURE.md, "Who may call whom").
+#[test]
+fn proto_files_do_no_io() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut bad = Vec::new();
+    for file in files.iter().filter(|f| {
+        f.components().any(|c| c.as_os_str() == "proto")
+            || f.file_name().is_some_and(|n| n == "proto.rs")
+    }) {
+        let text = std::fs::read_to_string(file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            for banned in [
+                "tokio::",
+                "std::fs",
+                "std::net",
+                "rusqlite",
+                "crate::db",
+                "crate::net",
+            ] {
+                if code.contains(banned) {
+                    bad.push(format!(
+                        "{}:{}: `{banned}` in a proto file",
+                        file.display(),
+                        n + 1
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "proto files must stay pure:\n{}",
+        bad.join("\n")
+    );
 }
