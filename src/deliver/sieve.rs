@@ -364,9 +364,12 @@ impl SieveEngine {
             .first()
             .map(String::as_str)
             .unwrap_or(req.envelope_to);
+        // sieve-rs parses the message itself: give it the copy whose MIME nesting is
+        // bounded (message::mime_limits), so a hostile message cannot blow the stack.
+        let parse_input = crate::message::mime_limits::bounded(req.message);
         let mut ctx = self
             .runtime
-            .filter(req.message)
+            .filter(&parse_input)
             .with_envelope(SieveEnvelope::From, req.envelope_from.unwrap_or(""))
             .with_envelope(SieveEnvelope::To, req.envelope_to)
             .with_user_address(user_address)
