@@ -215,6 +215,20 @@ impl Session {
                 && policy::in_lan(&self.shared.cfg, self.peer.addr.ip()))
     }
 
+    /// Bare LF / CR in DATA: refused on port 25 and from unauthenticated clients
+    /// off the LAN; normalised to CRLF for LAN, authenticated and `sendmail -bs`
+    /// submission (README "Security").
+    fn bare_newlines(&self) -> proto::BareNewlines {
+        let trusted = self.peer.local_user.is_some()
+            || self.auth_user.is_some()
+            || policy::in_lan(&self.shared.cfg, self.peer.addr.ip());
+        if self.peer.service != "smtp" && trusted {
+            proto::BareNewlines::Normalise
+        } else {
+            proto::BareNewlines::Reject
+        }
+    }
+
     fn may_relay(&self) -> bool {
         self.peer.local_user.is_some()
             || self.auth_user.is_some()
@@ -557,6 +571,7 @@ impl Session {
         let mut line = Vec::with_capacity(1024);
         let mut too_big = false;
         let mut bad_line = false;
+        let mut framer = proto::DataFramer::new(self.bare_newlines());
         loop {
             let r = match tokio::time::timeout(idle, read_line(rd, &mut line, MAX_DATA_LINE)).await
             {
@@ -581,13 +596,13 @@ impl Session {
                 }
                 LineRead::Line => {}
             }
-            match proto::unstuff(&line) {
-                None => break,
-                Some(l) => {
+            match framer.line(&line) {
+                proto::DataLine::End => break,
+                proto::DataLine::Content(l) => {
                     if msg.len() + l.len() > limit {
                         too_big = true;
                     } else if !too_big {
-                        msg.extend_from_slice(l);
+                        msg.extend_from_slice(&l);
                     }
                 }
             }
@@ -599,6 +614,15 @@ impl Session {
         }
         if bad_line {
             self.reply(Reply::new(500, "5.5.2", "Error: line too long in message"));
+            return Ok(());
+        }
+        if framer.bare && self.bare_newlines() == proto::BareNewlines::Reject {
+            info!(peer = %self.peer.addr, service = self.peer.service, "message refused: bare CR or LF in DATA");
+            self.reply(Reply::new(
+                550,
+                "5.5.2",
+                "Error: bare <CR> or <LF> received; lines must end in <CR><LF>",
+            ));
             return Ok(());
         }
         let sender = tx.sender.clone().flatten();
