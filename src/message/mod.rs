@@ -8,6 +8,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 pub mod address;
+pub mod headers;
 pub mod mime_limits;
 pub use address::Address;
 
