@@ -822,7 +822,10 @@ async fn pipelined_batch_over_one_connection() {
         let t = s(&g.data);
         assert!(t.contains(&format!("Subject: {subject}\r\n")), "{t}");
         assert_eq!(g.rcpts, vec![rcpt.clone()]);
-        // Unstuffed by the sink back to what was queued; no extra blank line.
+        // Unstuffed by the sink back to what was queued; no extra blank line. A line
+        // over 998 octets arrives broken with CRLF SPACE (issue 13): join it back.
+        assert!(t.lines().all(|l| l.len() <= 998), "{t}");
+        let t = t.replace("\r\n ", "");
         assert!(
             t.ends_with(&format!(
                 "\r\n\r\n.leading\r\n..two\r\n{}\r\n",

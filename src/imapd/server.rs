@@ -25,7 +25,8 @@ pub struct Shared {
     pub config: Arc<Config>,
     pub backend: Arc<dyn Backend>,
     pub tls: Option<async_native_tls::TlsAcceptor>,
-    pub delays: FailureDelays,
+    /// Shared with POP3 and SMTP AUTH ([`FailureDelays::shared`]).
+    pub delays: Arc<FailureDelays>,
     pub shutdown: CancellationToken,
 }
 
@@ -66,7 +67,7 @@ pub async fn start(
         config: config.clone(),
         backend,
         tls,
-        delays: FailureDelays::new(),
+        delays: FailureDelays::shared(&config),
         shutdown: shutdown.clone(),
     });
     let mut out = Vec::new();

@@ -45,7 +45,7 @@ pub async fn start(
         config: cfg.clone(),
         store,
         tls,
-        delays: Default::default(),
+        delays: crate::auth::FailureDelays::shared(cfg),
     });
     let limits = ListenerLimits {
         max_connections: cfg.limits.max_connections,

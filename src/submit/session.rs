@@ -543,20 +543,35 @@ impl Session {
                 return Ok(());
             }
         };
+        let ip = self.peer.addr.ip();
+        let delays = self.shared.delays.clone();
+        let login = creds.as_ref().map(|c| c.0.as_str()).unwrap_or_default();
+        let Ok(guess) = delays.begin(ip, login) else {
+            warn!(peer = %self.peer.addr, "AUTH refused: too many failures from this address");
+            self.reply(Reply::new(
+                421,
+                "4.7.0",
+                "Error: too many authentication failures",
+            ));
+            self.flush(rd.get_mut()).await?;
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "too many authentication failures",
+            ));
+        };
         let ok = match &creds {
             Some((u, p)) => verify(&self.shared.cfg, u, p).await,
             None => false,
         };
-        let ip = self.peer.addr.ip();
         if ok {
             let user = creds.map(|c| c.0).unwrap_or_default();
-            self.shared.delays.succeeded(ip);
+            guess.succeeded();
             info!(peer = %self.peer.addr, user = %user, "authenticated");
             self.auth_user = Some(user);
             self.reply(Reply::new(235, "2.7.0", "Authentication successful"));
         } else {
             self.auth_failures += 1;
-            let d = self.shared.delays.failed(ip);
+            let d = guess.failed();
             warn!(peer = %self.peer.addr, user = %creds.map(|c| c.0).unwrap_or_default(), "authentication failed");
             tokio::time::sleep(d).await;
             self.reply(Reply::new(535, "5.7.8", "Error: authentication failed"));
@@ -721,7 +736,7 @@ pub async fn verify(cfg: &Arc<Config>, user: &str, pass: &str) -> bool {
     let cfg = cfg.clone();
     let user = user.to_string();
     let pass = pass.to_string();
-    tokio::task::spawn_blocking(move || {
+    crate::auth::run_verification(move || {
         let from_db = crate::db::open(&cfg.db_path())
             .ok()
             .and_then(|c| crate::db::users::password_hash(&c, &user).ok().flatten());
