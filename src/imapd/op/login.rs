@@ -93,6 +93,7 @@ impl Session {
                 tracing::Span::current().record("user", name.as_str());
                 self.user = Some(name);
                 self.state = State::Authenticated;
+                self.framer.authenticated();
                 let caps = self.capabilities();
                 Ok(Reply::ok("Logged in").code(format!("CAPABILITY {caps}")))
             }
