@@ -405,6 +405,7 @@ async fn login(
     match auth::check_login(shared.config.clone(), name, pass).await {
         Ok(user) => {
             guess.succeeded();
+            crate::net::listener::authenticated();
             match shared.store.snapshot(&user).await {
                 Ok(drop) => {
                     let size: u64 = drop.iter().map(|e| e.size).sum();

@@ -403,6 +403,9 @@ impl Session {
                                 notify: params.notify,
                                 orcpt: params.orcpt,
                             });
+                            // A sender with a real recipient is a client being served:
+                            // out of the listener's pre-login budget (net::listener).
+                            crate::net::listener::authenticated();
                             self.reply(Reply::new(250, "2.1.5", "Ok"));
                         }
                     }
@@ -566,6 +569,7 @@ impl Session {
         if ok {
             let user = creds.map(|c| c.0).unwrap_or_default();
             guess.succeeded();
+            crate::net::listener::authenticated();
             info!(peer = %self.peer.addr, user = %user, "authenticated");
             self.auth_user = Some(user);
             self.reply(Reply::new(235, "2.7.0", "Authentication successful"));

@@ -94,6 +94,7 @@ impl Session {
                 self.user = Some(name);
                 self.state = State::Authenticated;
                 self.framer.authenticated();
+                crate::net::listener::authenticated();
                 let caps = self.capabilities();
                 Ok(Reply::ok("Logged in").code(format!("CAPABILITY {caps}")))
             }
