@@ -424,6 +424,35 @@ impl DataFramer {
     }
 }
 
+/// Fuzzing entry (fuzz/ `smtp_session`): `data` as a client's lines, each parsed as
+/// a command until one is `DATA`; what follows goes through the DATA framer (both
+/// policies) until the end marker, then commands again.
+#[doc(hidden)]
+pub fn fuzz_session(data: &[u8]) {
+    let mut framers: Option<[DataFramer; 2]> = None;
+    for line in data.split_inclusive(|&b| b == b'\n') {
+        match &mut framers {
+            Some([a, b]) => {
+                let end = a.line(line) == DataLine::End;
+                let _ = b.line(line);
+                if end {
+                    framers = None;
+                }
+            }
+            None => {
+                if let Ok(Command::Data) = parse(&String::from_utf8_lossy(line)) {
+                    framers = Some([
+                        DataFramer::new(BareNewlines::Reject),
+                        DataFramer::new(BareNewlines::Normalise),
+                    ]);
+                }
+                let _ = decode_plain(&String::from_utf8_lossy(line));
+                let _ = xtext_decode(&String::from_utf8_lossy(line));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -632,6 +632,31 @@ pub fn sent_date(msg: &Message<'_>) -> Option<i64> {
     msg.date().map(|d| d.to_timestamp())
 }
 
+/// Fuzzing entry (fuzz/ `mime_walk`): every MIME walk IMAP does, on `data` as a
+/// stored message. Must never panic nor recurse without bound.
+#[doc(hidden)]
+pub fn fuzz_walk(data: &[u8]) {
+    let mut out = Vec::new();
+    if let Some(msg) = parse(data) {
+        body_structure(&mut out, &msg, true);
+        body_structure(&mut out, &msg, false);
+        envelope(&mut out, &msg);
+        let _ = text_contains(&msg, "zolder");
+        let _ = header_contains(&msg, "subject", "x");
+    }
+    for parts in [vec![1], vec![1, 1], vec![2, 1, 1], vec![1; 120]] {
+        for text in [None, Some(SectionText::Mime), Some(SectionText::Header)] {
+            let _ = section(
+                data,
+                &Section {
+                    parts: parts.clone(),
+                    text,
+                },
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
