@@ -329,7 +329,7 @@ pub async fn start_with(
                 cfg: ctx.config.clone(),
                 queue: queue.clone(),
                 tls,
-                delays: Arc::new(crate::auth::FailureDelays::new()),
+                delays: crate::auth::FailureDelays::shared(&ctx.config),
                 check: hooks.data_check.clone().or(scan_data_check(&ctx.config)?),
                 shutdown: ctx.shutdown.clone(),
             };

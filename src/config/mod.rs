@@ -165,6 +165,14 @@ pub struct Limits {
     /// Simultaneous connections per client address.
     #[serde(default = "default_max_per_ip")]
     pub max_connections_per_ip: usize,
+    /// Simultaneous connections per listener that have not logged in (LAN clients
+    /// not counted); when full, the oldest of them is closed for a newcomer.
+    #[serde(default = "default_max_preauth")]
+    pub max_preauth_connections: usize,
+    /// Seconds an IMAP/POP3 client off the LAN has to log in (10 s for an address
+    /// whose connections timed out before).
+    #[serde(default = "default_login_timeout")]
+    pub login_timeout: u64,
 }
 
 impl Default for Limits {
@@ -173,6 +181,8 @@ impl Default for Limits {
             message_size: default_message_size(),
             max_connections: default_max_connections(),
             max_connections_per_ip: default_max_per_ip(),
+            max_preauth_connections: default_max_preauth(),
+            login_timeout: default_login_timeout(),
         }
     }
 }
@@ -229,6 +239,12 @@ fn default_max_connections() -> usize {
 }
 fn default_max_per_ip() -> usize {
     64
+}
+fn default_max_preauth() -> usize {
+    32
+}
+fn default_login_timeout() -> u64 {
+    60
 }
 
 /// An error loading the config: names the file, the key and, where we can find it, the line.

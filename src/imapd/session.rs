@@ -169,7 +169,7 @@ impl Session {
         let max_literal = shared.max_literal();
         Session {
             stream: Some(stream),
-            framer: Framer::new(MAX_LINE, max_literal),
+            framer: Framer::new(MAX_LINE, max_literal).pre_auth(),
             out: Vec::new(),
             shared,
             peer,
@@ -388,6 +388,11 @@ impl Session {
                 Frame::NeedContinuation => {
                     self.out.extend_from_slice(b"+ OK\r\n");
                     self.flush().await?;
+                }
+                Frame::LiteralRefused { tag } => {
+                    let t = tag.unwrap_or_else(|| "*".into());
+                    let line = format!("{t} BAD Command not allowed in this state\r\n");
+                    self.out.extend_from_slice(line.as_bytes());
                 }
                 Frame::TooBig { tag, fatal } => {
                     let t = tag.unwrap_or_else(|| "*".into());

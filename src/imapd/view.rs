@@ -289,7 +289,9 @@ impl View {
         if uid {
             let max = self.max_uid();
             let mut out = Vec::new();
-            for (a, b) in set.ranges(max) {
+            // Normalised first: each message is named at most once, however often
+            // the client repeats it (memory follows the mailbox, issue 13).
+            for (a, b) in set.normalized(max) {
                 // Binary search the first UID >= a, then walk.
                 let start = self.msgs.partition_point(|m| m.uid < a);
                 for (i, m) in self.msgs[start..].iter().enumerate() {
@@ -299,8 +301,6 @@ impl View {
                     out.push(start + i);
                 }
             }
-            out.sort_unstable();
-            out.dedup();
             return Ok(out);
         }
         let n = self.msgs.len() as u32;
@@ -308,15 +308,14 @@ impl View {
             // `1:*` in an empty mailbox names nothing (as Dovecot answers it).
             return Ok(Vec::new());
         }
+        let ranges = set.normalized(n);
+        if ranges.iter().any(|&(a, b)| b > n || a == 0) {
+            return Err(InvalidSet);
+        }
         let mut out = Vec::new();
-        for (a, b) in set.ranges(n) {
-            if b > n || a == 0 {
-                return Err(InvalidSet);
-            }
+        for (a, b) in ranges {
             out.extend((a - 1..b).map(|i| i as usize));
         }
-        out.sort_unstable();
-        out.dedup();
         Ok(out)
     }
 }
