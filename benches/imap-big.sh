@@ -50,6 +50,7 @@ mkdir -p "$WORK/z"
 cat > "$WORK/z/zolder.toml" <<CONF
 hostname = "zolder.bench"
 data_dir = "data"
+allow_root = true
 [listen]
 imap = "127.0.0.1:$ZPORT"
 [[users]]

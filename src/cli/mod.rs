@@ -16,6 +16,7 @@ pub mod fetch;
 pub mod flush;
 pub mod import_fetchmailrc;
 pub mod import_mail;
+pub mod postdrop;
 pub mod quarantine;
 pub mod queue;
 pub mod sendmail;
@@ -120,6 +121,11 @@ pub fn main() -> i32 {
                 .unwrap_or_default()
         })
         .unwrap_or_default();
+    // A setgid execution is the maildrop helper and nothing else, whatever argv[0].
+    if nix::unistd::getegid() != nix::unistd::getgid() || argv0 == postdrop::NAME {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        return postdrop::main(&args);
+    }
     if matches!(argv0.as_str(), "sendmail" | "mailq" | "newaliases") {
         return sendmail::main_compat(&argv0);
     }
