@@ -348,3 +348,45 @@ fn serve_as_root_drops_to_user_or_refuses() {
     assert!(log.contains("running as `nobody`"), "{log}");
     assert_eq!(out.status.code(), Some(0), "{log}");
 }
+
+#[test]
+fn exit_codes_and_sendmail_help_are_documented() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let row = readme
+        .lines()
+        .find(|l| l.starts_with("| `zolder fetch"))
+        .unwrap();
+    assert!(row.contains("69 when an account needs the admin"), "{row}");
+    let out = Command::new(env!("CARGO_BIN_EXE_zolder"))
+        .args(["fetch", "--help"])
+        .output()
+        .unwrap();
+    assert!(
+        s(&out.stdout).contains("69 when an account needs the admin"),
+        "{}",
+        s(&out.stdout)
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_zolder"))
+        .args(["sendmail", "--help"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", s(&out.stderr));
+    assert!(
+        s(&out.stdout).contains("usage: sendmail"),
+        "{}",
+        s(&out.stdout)
+    );
+
+    // Called as mailq, its errors say mailq.
+    let dir = tempfile::tempdir().unwrap();
+    let mailq = dir.path().join("mailq");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_zolder"), &mailq).unwrap();
+    let out = Command::new(&mailq)
+        .env("ZOLDER_CONFIG", dir.path().join("missing.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(75));
+    assert!(s(&out.stderr).starts_with("mailq: "), "{}", s(&out.stderr));
+}

@@ -88,7 +88,7 @@ pub enum Command {
     ImportFetchmailrc(import_fetchmailrc::Args),
     /// Poll ISP accounts once now, then exit (the dial-up / cron way).
     #[command(
-        after_help = "Example:\n  zolder fetch              # every account\n  zolder fetch hccnet-bouke # one account\n\nExit 0 when every account was polled, 75 when any failed temporarily."
+        after_help = "Example:\n  zolder fetch              # every account\n  zolder fetch hccnet-bouke # one account\n\nExit 0 when every account was polled, 75 when any failed temporarily (ISP down,\ndelivery deferred: try again later), 69 when an account needs the admin (TLS\ncertificate refused, login refused), 64 for an unknown account."
     )]
     Fetch(fetch::Args),
     /// Send the outgoing queue to the smarthost now (like `sendmail -q`).

@@ -647,7 +647,11 @@ See you on sunday for the invoice party.\r\n";
             "bouke.sieve",
             "require \"vacation\";\nvacation :days 7 \"Away.\";\n",
         );
-        for v in ["auto-generated", "auto-replied", "Auto-Notified; owner-email=x@y"] {
+        for v in [
+            "auto-generated",
+            "auto-replied",
+            "Auto-Notified; owner-email=x@y",
+        ] {
             let msg = [format!("Auto-Submitted: {v}\r\n").as_bytes(), MAIL].concat();
             let o = f.run_from("oma@family.example", &msg);
             assert!(o.generated.is_empty(), "{v}: {:?}", o.generated);
