@@ -75,6 +75,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0009_imapd_cache",
         include_str!("../../migrations/0009_imapd_cache.sql"),
     ),
+    (
+        14,
+        "0014_ops",
+        include_str!("../../migrations/0014_ops.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

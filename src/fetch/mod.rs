@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use tracing::warn;
+use tracing::{error, warn};
 
 use crate::config::Config;
 use crate::config::account::{AccountConfig, Protocol};
@@ -58,7 +58,8 @@ pub enum FetchError {
     Protocol(String),
     #[error("I/O: {0}")]
     Io(String),
-    #[error("database: {0}")]
+    /// The text names the database already (`database: …`).
+    #[error("{0}")]
     Db(String),
     #[error("delivery: {0}")]
     Delivery(String),
@@ -155,7 +156,7 @@ impl FetchDb {
             Err(e) => Err(FetchError::Db(e.clone())),
         })
         .await
-        .map_err(|e| FetchError::Db(e.to_string()))?
+        .map_err(|e| FetchError::Db(format!("database: {e}")))?
     }
 }
 
@@ -267,10 +268,16 @@ impl Fetcher {
                     .then(|| format!("{} message(s) deferred by delivery", out.deferred))
             }),
         };
-        let _ = self
+        let recorded = status.clone();
+        if let Err(e) = self
             .db
-            .run(move |c| db::fetch::set_status(c, &status))
-            .await;
+            .run(move |c| db::fetch::set_status(c, &recorded))
+            .await
+        {
+            // Disk full, most likely: the log keeps what the status page cannot.
+            error!(account = %acc.name, result = ?status.result, reason = ?status.last_error,
+                "cannot record the poll's outcome in the database: {e}");
+        }
         match &out.error {
             None => tracing::info!(account = %acc.name, fetched = out.fetched, bytes = out.bytes,
                 deleted = out.deleted, skipped = out.skipped, deferred = out.deferred, "poll done"),
@@ -519,5 +526,21 @@ mod tests {
         let h = dedup_id(b"Subject: x\r\n\r\nbody");
         assert!(h.starts_with("hdr:") && h.len() == 68);
         assert_eq!(h, dedup_id(b"Subject: x\r\n\r\nother body"));
+    }
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+
+    #[test]
+    fn a_database_error_says_database_once() {
+        let e = FetchError::from(db::DbError::Sql(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(13),
+            Some("database or disk is full".into()),
+        )));
+        let t = e.to_string();
+        assert!(t.starts_with("database: "), "{t}");
+        assert!(!t.contains("database: database:"), "{t}");
     }
 }
