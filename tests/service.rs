@@ -181,6 +181,7 @@ async fn sighup_reloads_aliases_smarthost_listeners_and_accounts() {
     let page = http_get(sup.running().addr("status")).await;
     assert!(page.contains("isp-new: pop3 u@127.0.0.1"), "{page}");
     assert!(!page.contains("isp-new: (no longer"), "{page}");
+    assert!(page.contains("config reloaded"), "{page}");
 
     // A broken file changes nothing and says where it is broken.
     let good = std::fs::read_to_string(&path).unwrap();
@@ -268,6 +269,14 @@ async fn without_a_smarthost_flush_exits_75_and_the_queue_says_why() {
         s(&out.stdout).contains("no smarthost configured"),
         "{}",
         s(&out.stdout)
+    );
+    // The run is in the event log `zolder status` shows.
+    let out = zolder_cmd(&cfg).arg("status").output().unwrap();
+    let st = s(&out.stdout);
+    let events = st.split("Recent events").nth(1).unwrap_or_default();
+    assert!(
+        events.contains("relay") && events.contains("deferred=1"),
+        "{st}"
     );
     // Through a running daemon: the same answer.
     let d = Daemon::start(&cfg).await;

@@ -270,8 +270,16 @@ pub fn log_event(conn: &Connection, kind: &str, subject: &str, text: &str) -> Re
         "INSERT INTO events (time, kind, subject, text) VALUES (?1, ?2, ?3, ?4)",
         params![now(), kind, subject, text],
     )?;
+    // Only the newest EVENTS_KEPT stay: the log informs `zolder status`, it is no archive.
+    conn.execute(
+        "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?1",
+        [EVENTS_KEPT],
+    )?;
     Ok(())
 }
+
+/// How many events [`log_event`] keeps.
+pub const EVENTS_KEPT: i64 = 1000;
 
 pub fn now() -> i64 {
     std::time::SystemTime::now()

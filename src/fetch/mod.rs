@@ -269,9 +269,24 @@ impl Fetcher {
             }),
         };
         let recorded = status.clone();
+        // The event log (`zolder status`): polls that failed or brought mail.
+        let event = match (&out.error, out.fetched) {
+            (Some(e), _) => Some(format!("poll failed ({}): {e}", out.result())),
+            (None, 0) if out.deferred == 0 => None,
+            (None, n) => Some(format!(
+                "fetched {n} message(s), {} deferred by delivery",
+                out.deferred
+            )),
+        };
         if let Err(e) = self
             .db
-            .run(move |c| db::fetch::set_status(c, &recorded))
+            .run(move |c| {
+                db::fetch::set_status(c, &recorded)?;
+                match event {
+                    Some(t) => db::log_event(c, "fetch", &recorded.account, &t),
+                    None => Ok(()),
+                }
+            })
             .await
         {
             // Disk full, most likely: the log keeps what the status page cannot.

@@ -287,6 +287,7 @@ impl Runner {
                 if s.messages > 0 {
                     info!(summary = %s.line(), "scheduled relay run");
                 }
+                self.log_run("scheduled run", &s);
                 next_relay = self.schedule.next_after(self.queue.now());
             }
             let mut waiting: Vec<FlushRequest> = Vec::new();
@@ -352,7 +353,15 @@ impl Runner {
         }
         s.add(&self.relay_pass_for(true, target).await);
         self.housekeeping().await;
+        self.log_run(&target.command(), &s);
         s
+    }
+
+    /// A run that moved or deferred mail goes into the event log (`zolder status`).
+    fn log_run(&self, what: &str, s: &FlushSummary) {
+        if s.messages > 0 || s.deferred > 0 {
+            let _ = crate::db::log_event(&self.conn, "relay", what, &s.line());
+        }
     }
 
     /// Keeps the ids `target` selects (for `Site`: a pending recipient of the given
@@ -744,7 +753,13 @@ impl Runner {
         m.recipients = vec![NewRcpt::plain(sender.clone())];
         match self.queue.enqueue(m).await {
             Ok(id) => {
-                info!(queue_id = %msg.id, notice = %id, to = %sender, "delivery status notice queued")
+                info!(queue_id = %msg.id, notice = %id, to = %sender, "delivery status notice queued");
+                let _ = crate::db::log_event(
+                    &self.conn,
+                    "relay",
+                    &msg.id,
+                    &format!("delivery status notice {id} to {sender}"),
+                );
             }
             Err(e) => error!(queue_id = %msg.id, error = %e, "cannot queue delivery status notice"),
         }

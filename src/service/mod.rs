@@ -56,6 +56,13 @@ fn config_errors(cfg: &Config) -> Vec<String> {
         .collect()
 }
 
+/// Notes a reload in the event log (`zolder status`).
+fn log_event(cfg: &Config, text: &str) {
+    if let Ok(c) = crate::db::open(&cfg.db_path()) {
+        let _ = crate::db::log_event(&c, "config", &cfg.path.display().to_string(), text);
+    }
+}
+
 /// The kept sockets and the daemon started on them.
 pub struct Supervisor {
     running: Option<Running>,
@@ -83,8 +90,10 @@ impl Supervisor {
     /// SIGHUP: re-reads the config file and restarts the services from it. `Err` (also
     /// logged) when the file was refused and the old config keeps running.
     pub async fn reload(&mut self) -> Result<(), String> {
+        let cfg = self.running().ctx.config.clone();
         let refuse = |why: String| {
             error!("SIGHUP: config not reloaded, the running one stays: {why}");
+            log_event(&cfg, &format!("not reloaded: {why}"));
             Err(why)
         };
         let new = match Config::load(&self.path) {
@@ -114,6 +123,7 @@ impl Supervisor {
                 self.running = Some(r);
                 crate::net::listener::release_except(&listen_addrs(&new));
                 info!(config = %self.path.display(), "SIGHUP: config reloaded; every service runs on it");
+                log_event(&new, "config reloaded");
                 Ok(())
             }
             Err(e) => {
