@@ -304,7 +304,7 @@ impl Fetcher {
     /// The envelope for one fetched message: `deliver_to`, or the multidrop split.
     pub(crate) fn incoming(&self, acc: &AccountConfig, raw: Vec<u8>, key: String) -> Incoming {
         let hs = multidrop::headers(&raw);
-        let sender = multidrop::return_path(&hs);
+        let sender = multidrop::envelope_sender(&hs);
         let recipients = match &acc.multidrop {
             Some(md) => {
                 let cfg = &self.config;
