@@ -174,6 +174,8 @@ pub struct PollOutcome {
     pub deferred: u64,
     /// The error that ended the poll early, if any.
     pub error: Option<FetchError>,
+    /// What did not stop the poll but needs the admin (a configured folder missing).
+    pub warnings: Vec<String>,
 }
 
 impl PollOutcome {
@@ -263,19 +265,28 @@ impl Fetcher {
             result: Some(out.result().to_string()),
             fetched: out.fetched as i64,
             next_poll: None,
-            last_error: out.error.as_ref().map(|e| e.to_string()).or_else(|| {
-                (out.deferred > 0)
-                    .then(|| format!("{} message(s) deferred by delivery", out.deferred))
-            }),
+            last_error: out
+                .error
+                .as_ref()
+                .map(|e| e.to_string())
+                .or_else(|| {
+                    (out.deferred > 0)
+                        .then(|| format!("{} message(s) deferred by delivery", out.deferred))
+                })
+                .or_else(|| (!out.warnings.is_empty()).then(|| out.warnings.join("; "))),
         };
         let recorded = status.clone();
         // The event log (`zolder status`): polls that failed or brought mail.
         let event = match (&out.error, out.fetched) {
             (Some(e), _) => Some(format!("poll failed ({}): {e}", out.result())),
-            (None, 0) if out.deferred == 0 => None,
+            (None, 0) if out.deferred == 0 && out.warnings.is_empty() => None,
             (None, n) => Some(format!(
-                "fetched {n} message(s), {} deferred by delivery",
-                out.deferred
+                "fetched {n} message(s), {} deferred by delivery{}",
+                out.deferred,
+                out.warnings
+                    .iter()
+                    .map(|w| format!("; {w}"))
+                    .collect::<String>()
             )),
         };
         if let Err(e) = self
