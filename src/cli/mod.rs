@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 
+pub mod backup;
 pub mod check;
 pub mod deliver;
 pub mod fetch;
@@ -108,6 +109,16 @@ pub enum Command {
     /// What every part is doing: accounts, queue, scanners.
     #[command(after_help = "Example:\n  zolder status")]
     Status(status::Args),
+    /// Snapshot data_dir while the daemon runs (or check a snapshot with --verify).
+    #[command(
+        after_help = "Example:\n  zolder backup /srv/backup/zolder --incremental\n  zolder backup --verify /srv/backup/zolder\n\nExit 0 done, 65 a snapshot that does not verify, 73 cannot write DEST."
+    )]
+    Backup(backup::Args),
+    /// Restore a snapshot into an empty data_dir.
+    #[command(
+        after_help = "Example:\n  zolder restore /srv/backup/zolder/latest\n\nExit 0 restored, 65 the snapshot does not verify, 73 data_dir not empty or not writable."
+    )]
+    Restore(backup::RestoreArgs),
 }
 
 /// Entry point for the binary; returns the process exit code.
@@ -151,6 +162,8 @@ pub fn main() -> i32 {
         Command::Queue(a) => queue::run(&cfg_path, a),
         Command::Quarantine(a) => quarantine::run(&cfg_path, a),
         Command::Status(a) => status::run(&cfg_path, a),
+        Command::Backup(a) => backup::run(&cfg_path, a),
+        Command::Restore(a) => backup::restore(&cfg_path, a),
     };
     match res {
         Ok(code) => code,

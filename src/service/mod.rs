@@ -14,6 +14,7 @@
 //!
 //! `privilege` decides who the daemon runs as.
 
+pub mod backup;
 pub mod privilege;
 
 use std::path::PathBuf;
