@@ -75,6 +75,13 @@ pub struct Config {
     /// Allow LOGIN/AUTH in plain text from `lan_networks` (not only over TLS/loopback).
     #[serde(default)]
     pub allow_plaintext_auth: bool,
+    /// The account `zolder serve` becomes once its ports are bound, when started as root
+    /// (uid/gid of that user, supplementary groups cleared).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Let `zolder serve` run as root when no `user` is set (refused otherwise).
+    #[serde(default)]
+    pub allow_root: bool,
 
     /// The file this came from (not a key).
     #[serde(skip)]
@@ -101,6 +108,8 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "queue",
     "submit",
     "allow_plaintext_auth",
+    "user",
+    "allow_root",
 ];
 
 /// `[listen]`: each key is a `host:port` string or a list of them. Absent = off.
@@ -510,11 +519,54 @@ impl Config {
         }
         out.extend(self.scan.validate("scan"));
         out.extend(self.queue.validate("queue"));
+        out.extend(self.service_problems());
         if let (Some(_), None) | (None, Some(_)) = (&self.tls.cert, &self.tls.key) {
             out.push(Problem::error(
                 "tls",
                 "give both `cert` and `key`, or neither",
             ));
+        }
+        out
+    }
+}
+
+impl Config {
+    /// `user`, `allow_root`, and outgoing mail that can be accepted with nowhere to go.
+    fn service_problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        if let Some(u) = &self.user {
+            match nix::unistd::User::from_name(u) {
+                Ok(Some(pw)) if pw.uid.is_root() => out.push(
+                    Problem::error("user", "names root; that is no privilege drop")
+                        .hint("create one with `useradd --system zolder` and name it"),
+                ),
+                Ok(Some(_)) => {}
+                _ => out.push(
+                    Problem::error("user", format!("no such system user `{u}`")).hint(format!(
+                        "useradd --system --home-dir {} --shell /usr/sbin/nologin {u}",
+                        self.data_dir.display()
+                    )),
+                ),
+            }
+        }
+        if self.smarthost.is_none() {
+            let key = [
+                ("listen.submission", &self.listen.submission),
+                ("listen.smtp", &self.listen.smtp),
+            ]
+            .into_iter()
+            .find(|(_, l)| !l.list().is_empty())
+            .map(|(k, _)| k);
+            if let Some(key) = key {
+                out.push(
+                    Problem::warning(
+                        key,
+                        "mail for remote addresses is accepted here, but there is no [smarthost]: \
+                         it would wait in the queue (\"no smarthost configured\")",
+                    )
+                    .hint("add a [smarthost] table with your ISP's SMTP server"),
+                );
+            }
         }
         out
     }

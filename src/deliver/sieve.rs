@@ -477,13 +477,22 @@ impl SieveEngine {
                             Recipient::Group(g) => g,
                         };
                         if let Some(bytes) = created.get(&message_id) {
-                            // A message the script made (vacation): from <>, RFC 5230 §5.
-                            out.generated.push(Generated {
-                                sender: None,
-                                recipients: to,
-                                bytes: bytes.clone(),
-                                reason: "vacation".into(),
-                            });
+                            // RFC 3834 §2: never answer a message that was itself
+                            // automatic (Auto-Submitted: anything but "no").
+                            if auto_submitted(req.message) {
+                                tracing::debug!(
+                                    user = req.user,
+                                    "vacation: no reply to an Auto-Submitted message"
+                                );
+                            } else {
+                                // A message the script made (vacation): from <>, RFC 5230 §5.
+                                out.generated.push(Generated {
+                                    sender: None,
+                                    recipients: to,
+                                    bytes: bytes.clone(),
+                                    reason: "vacation".into(),
+                                });
+                            }
                         } else {
                             for a in &to {
                                 out.actions.push(SieveAction::Redirect(a.clone()));
@@ -535,6 +544,16 @@ if header :contains "subject" "x" { keep; }"#,
             Ok(_) => Input::True,
         };
     }
+}
+
+/// Does the message carry `Auto-Submitted:` with a value other than `no` (RFC 3834 §5)?
+fn auto_submitted(message: &[u8]) -> bool {
+    crate::message::headers::get_all(message, "Auto-Submitted")
+        .iter()
+        .any(|v| {
+            let token = v.split(';').next().unwrap_or("").trim();
+            !token.is_empty() && !token.eq_ignore_ascii_case("no")
+        })
 }
 
 #[cfg(test)]
@@ -651,6 +670,27 @@ See you on sunday for the invoice party.\r\n";
             "require \"fileinto\";\nfileinto \"Fixed\";\n",
         );
         assert_eq!(f.run().actions, [fileinto("Fixed")]);
+    }
+
+    #[test]
+    fn vacation_never_answers_auto_submitted_mail() {
+        let f = fx();
+        f.write(
+            "bouke.sieve",
+            "require \"vacation\";\nvacation :days 7 \"Away.\";\n",
+        );
+        for v in [
+            "auto-generated",
+            "auto-replied",
+            "Auto-Notified; owner-email=x@y",
+        ] {
+            let msg = [format!("Auto-Submitted: {v}\r\n").as_bytes(), MAIL].concat();
+            let o = f.run_from("oma@family.example", &msg);
+            assert!(o.generated.is_empty(), "{v}: {:?}", o.generated);
+            assert_eq!(o.actions, [SieveAction::Keep { flags: vec![] }]);
+        }
+        let msg = [b"Auto-Submitted: no\r\n".as_slice(), MAIL].concat();
+        assert_eq!(f.run_from("oma@family.example", &msg).generated.len(), 1);
     }
 
     #[test]

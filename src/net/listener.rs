@@ -115,9 +115,67 @@ pub struct Listener {
     pub inner: TcpListener,
 }
 
+/// Sockets bound before the daemon gave up root (and kept across SIGHUP reloads),
+/// by service name (the `[listen]` key) and the address string the config names. [`Listener::bind`] takes a duplicate of a
+/// socket found here instead of binding again, so a reload neither loses queued
+/// connections nor needs the privilege to bind port 143 a second time.
+static PREBOUND: Mutex<Option<HashMap<(String, String), std::net::TcpListener>>> = Mutex::new(None);
+
+/// Binds each (service, address) of `addrs` not bound yet and keeps it in the
+/// process-wide set [`Listener::bind`] draws from. On an error the ones bound so far
+/// stay kept.
+pub fn prebind(addrs: &[(&'static str, String)]) -> std::io::Result<()> {
+    let mut g = PREBOUND.lock().unwrap_or_else(|e| e.into_inner());
+    let map = g.get_or_insert_with(HashMap::new);
+    for (name, a) in addrs {
+        let key = (name.to_string(), a.clone());
+        if map.contains_key(&key) {
+            continue;
+        }
+        let l = std::net::TcpListener::bind(a.as_str()).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("{name}: cannot listen on {a}: {e}"))
+        })?;
+        l.set_nonblocking(true)?;
+        map.insert(key, l);
+    }
+    Ok(())
+}
+
+/// Closes the kept sockets whose (service, address) is not in `addrs` (listeners
+/// removed from the config, once the services using them have stopped).
+pub fn release_except(addrs: &[(&'static str, String)]) {
+    let mut g = PREBOUND.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(map) = g.as_mut() {
+        map.retain(|(n, a), _| addrs.iter().any(|(m, x)| m == n && x == a));
+    }
+}
+
+/// The address the kept socket of `name` for `addr` is bound to (the port of ":0").
+pub fn prebound_addr(name: &str, addr: &str) -> Option<SocketAddr> {
+    let g = PREBOUND.lock().unwrap_or_else(|e| e.into_inner());
+    g.as_ref()?
+        .get(&(name.to_string(), addr.to_string()))?
+        .local_addr()
+        .ok()
+}
+
 impl Listener {
-    /// Binds `addr` ("127.0.0.1:0" picks a free port; see [`Listener::local_addr`]).
+    /// Binds `addr` ("127.0.0.1:0" picks a free port; see [`Listener::local_addr`]),
+    /// or takes a duplicate of the socket [`prebind`] keeps for it.
     pub async fn bind(name: &'static str, addr: &str) -> std::io::Result<Listener> {
+        let kept = {
+            let g = PREBOUND.lock().unwrap_or_else(|e| e.into_inner());
+            g.as_ref()
+                .and_then(|m| m.get(&(name.to_string(), addr.to_string())))
+                .map(|l| l.try_clone())
+                .transpose()?
+        };
+        if let Some(l) = kept {
+            return Ok(Listener {
+                name,
+                inner: TcpListener::from_std(l)?,
+            });
+        }
         let inner = TcpListener::bind(addr).await.map_err(|e| {
             std::io::Error::new(e.kind(), format!("{name}: cannot listen on {addr}: {e}"))
         })?;
