@@ -75,6 +75,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0009_imapd_cache",
         include_str!("../../migrations/0009_imapd_cache.sql"),
     ),
+    (
+        13,
+        "0013_imapd",
+        include_str!("../../migrations/0013_imapd.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,11 @@ impl Session {
         let mut enabled = Vec::new();
         for c in caps {
             let newly = match c.as_str() {
-                "CONDSTORE" => !std::mem::replace(&mut self.condstore, true),
+                "CONDSTORE" => {
+                    let was = self.condstore;
+                    self.enable_condstore();
+                    !was
+                }
                 "QRESYNC" => {
                     self.condstore = true;
                     !std::mem::replace(&mut self.qresync, true)

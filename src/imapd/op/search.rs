@@ -20,6 +20,8 @@ pub struct Candidate<'a> {
     pub seq: u32,
     pub msg: &'a Msg,
     pub flags: &'a str,
+    /// `\Recent` in this session.
+    pub recent: bool,
     pub max_seq: u32,
     pub max_uid: u32,
     pub parsed: Option<&'a mail_parser::Message<'a>>,
@@ -197,9 +199,10 @@ pub(crate) fn matches_key(key: &SearchKey, c: &Candidate<'_>) -> bool {
         SearchKey::Uid(s) => s.contains(m.uid, c.max_uid),
         SearchKey::Flag(f) => has_flag(c.flags, f),
         SearchKey::NotFlag(f) => !has_flag(c.flags, f),
-        // \Recent is not tracked (see SELECT): nothing is recent, so NEW matches none.
-        SearchKey::New | SearchKey::Recent => false,
-        SearchKey::Old => true,
+        // RFC 3501 §6.4.4: NEW is RECENT UNSEEN, OLD is NOT RECENT.
+        SearchKey::New => c.recent && !has_flag(c.flags, "\\Seen"),
+        SearchKey::Recent => c.recent,
+        SearchKey::Old => !c.recent,
         SearchKey::Before(d) => day_of(m.internal_date()) < *d,
         SearchKey::On(d) => day_of(m.internal_date()) == *d,
         SearchKey::Since(d) => day_of(m.internal_date()) >= *d,
@@ -230,20 +233,27 @@ impl Session {
         ret: Option<Vec<SearchReturn>>,
         key: SearchKey,
     ) -> Result<Reply, Fatal> {
+        if self.view().is_none() {
+            return Ok(Reply::bad("No mailbox selected"));
+        }
+        let modseq_used = uses_modseq(&key);
+        if modseq_used {
+            self.enable_condstore();
+        }
         let Some(v) = self.view() else {
             return Ok(Reply::bad("No mailbox selected"));
         };
         let max_seq = v.msgs.len() as u32;
         let max_uid = v.max_uid();
-        let modseq_used = uses_modseq(&key);
         // 1. Decide what the index can; collect the messages whose content decides.
         let mut hits: Vec<(u32, u32, u64)> = Vec::new();
-        let mut undecided: Vec<(u32, Msg, String)> = Vec::new();
+        let mut undecided: Vec<(u32, Msg, String, bool)> = Vec::new();
         for (i, m) in v.msgs.iter().enumerate() {
             let c = Candidate {
                 seq: i as u32 + 1,
                 msg: m,
                 flags: v.flags(m),
+                recent: v.is_recent(m.uid),
                 max_seq,
                 max_uid,
                 parsed: None,
@@ -251,7 +261,7 @@ impl Session {
             match quick(&key, &c) {
                 Some(true) => hits.push((c.seq, m.uid, m.modseq)),
                 Some(false) => {}
-                None => undecided.push((c.seq, *m, c.flags.to_string())),
+                None => undecided.push((c.seq, *m, c.flags.to_string(), c.recent)),
             }
         }
         // 2. Read and parse those on a blocking thread, in batches (only their
@@ -270,15 +280,16 @@ impl Session {
                         READ_BATCH
                     };
                     for chunk in undecided.chunks(batch) {
-                        let uids: Vec<u32> = chunk.iter().map(|(_, m, _)| m.uid).collect();
+                        let uids: Vec<u32> = chunk.iter().map(|(_, m, _, _)| m.uid).collect();
                         let bodies = b.read_many(&user, &id, &uids, headers_only)?;
-                        for ((seq, m, flags), bytes) in chunk.iter().zip(bodies) {
+                        for ((seq, m, flags, recent), bytes) in chunk.iter().zip(bodies) {
                             // None: expunged meanwhile.
                             let Some(bytes) = bytes else { continue };
                             let c = Candidate {
                                 seq: *seq,
                                 msg: m,
                                 flags,
+                                recent: *recent,
                                 max_seq,
                                 max_uid,
                                 parsed: None,
@@ -297,6 +308,7 @@ impl Session {
                                 seq: *seq,
                                 msg: m,
                                 flags,
+                                recent: *recent,
                                 max_seq,
                                 max_uid,
                                 parsed: parsed.as_ref(),
@@ -409,6 +421,7 @@ mod tests {
                     seq: 1,
                     msg: &msg,
                     flags: "\\Seen",
+                    recent: false,
                     max_seq: 1,
                     max_uid: 1,
                     parsed: None,
@@ -426,6 +439,7 @@ mod tests {
             seq: 1,
             msg: &msg,
             flags: "",
+            recent: false,
             max_seq: 1,
             max_uid: 1,
             parsed: None,

@@ -76,7 +76,7 @@ impl Session {
         let max_uid = v.max_uid();
         let content = needs_content(&key);
         // Index-only keys are decided here; content keys after reading.
-        let cands: Vec<(u32, Msg, String)> = v
+        let cands: Vec<(u32, Msg, String, bool)> = v
             .msgs
             .iter()
             .enumerate()
@@ -88,18 +88,22 @@ impl Session {
                             seq: *i as u32 + 1,
                             msg: m,
                             flags: v.flags(m),
+                            recent: v.is_recent(m.uid),
                             max_seq,
                             max_uid,
                             parsed: None,
                         },
                     )
             })
-            .map(|(i, m)| (i as u32 + 1, *m, v.flags(m).to_string()))
+            .map(|(i, m)| {
+                let recent = v.is_recent(m.uid);
+                (i as u32 + 1, *m, v.flags(m).to_string(), recent)
+            })
             .collect();
         if !content && !headers {
             return Ok(cands
                 .into_iter()
-                .map(|(seq, m, _)| SortMsg {
+                .map(|(seq, m, _, _)| SortMsg {
                     seq,
                     uid: m.uid,
                     size: m.size,
@@ -124,7 +128,7 @@ impl Session {
                 let mut fresh = Vec::new();
                 // Content keys need every candidate's bytes; otherwise only the
                 // headers of messages not cached yet are read.
-                let to_read: Vec<&(u32, Msg, String)> = cands
+                let to_read: Vec<&(u32, Msg, String, bool)> = cands
                     .iter()
                     .filter(|c| content || !cached.contains_key(&c.1.uid))
                     .collect();
@@ -132,8 +136,8 @@ impl Session {
                 for chunk in to_read.chunks(BATCH) {
                     let uids: Vec<u32> = chunk.iter().map(|c| c.1.uid).collect();
                     let bodies = b.read_many(&user, &id, &uids, !content)?;
-                    for ((seq, m, flags), body) in
-                        chunk.iter().map(|c| (c.0, &c.1, &c.2)).zip(bodies)
+                    for ((seq, m, flags, recent), body) in
+                        chunk.iter().map(|c| (c.0, &c.1, &c.2, c.3)).zip(bodies)
                     {
                         let Some(body) = body else { continue };
                         if content {
@@ -142,6 +146,7 @@ impl Session {
                                 seq,
                                 msg: m,
                                 flags,
+                                recent,
                                 max_seq,
                                 max_uid,
                                 parsed: parsed.as_ref(),
@@ -160,7 +165,7 @@ impl Session {
                         read.insert(m.uid, s);
                     }
                 }
-                for (seq, m, _) in &cands {
+                for (seq, m, _, _) in &cands {
                     if content && !read.contains_key(&m.uid) {
                         continue; // did not match, or expunged meanwhile
                     }
