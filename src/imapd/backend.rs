@@ -96,6 +96,8 @@ pub struct SortKeys {
     pub from: String,
     pub to: String,
     pub cc: String,
+    pub display_from: String,
+    pub display_to: String,
     pub message_id: Option<String>,
     pub references: Vec<String>,
 }

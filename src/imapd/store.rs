@@ -441,6 +441,8 @@ impl Backend for SpoolBackend {
                 from: r.from,
                 to: r.to,
                 cc: r.cc,
+                display_from: r.display_from,
+                display_to: r.display_to,
                 message_id: r.message_id,
                 references: r
                     .refs
@@ -463,6 +465,8 @@ impl Backend for SpoolBackend {
                 from: k.from.clone(),
                 to: k.to.clone(),
                 cc: k.cc.clone(),
+                display_from: k.display_from.clone(),
+                display_to: k.display_to.clone(),
                 message_id: k.message_id.clone(),
                 refs: k.references.join(" "),
             })

@@ -35,6 +35,7 @@ impl Session {
             "CONDSTORE",
             "QRESYNC",
             "SORT",
+            "SORT=DISPLAY",
             "THREAD=ORDEREDSUBJECT",
             "THREAD=REFERENCES",
             "QUOTA",

@@ -210,7 +210,7 @@ pub(crate) fn matches_key(key: &SearchKey, c: &Candidate<'_>) -> bool {
         SearchKey::Smaller(n) => (m.size as u64) < *n,
         SearchKey::ModSeq(n) => m.modseq >= *n,
         SearchKey::SentBefore(d) | SearchKey::SentOn(d) | SearchKey::SentSince(d) => {
-            let Some(sent) = c.parsed.and_then(mime::sent_date).map(day_of) else {
+            let Some(sent) = c.parsed.and_then(mime::sent_day) else {
                 return false;
             };
             match key {

@@ -37,6 +37,8 @@ fn keys_of(s: &SortMsg) -> SortKeys {
         from: s.from.clone(),
         to: s.to.clone(),
         cc: s.cc.clone(),
+        display_from: s.display_from.clone(),
+        display_to: s.display_to.clone(),
         message_id: s.message_id.clone(),
         references: s.references.clone(),
     }
@@ -56,6 +58,8 @@ fn from_keys(seq: u32, m: &Msg, k: SortKeys) -> SortMsg {
         from: k.from,
         to: k.to,
         cc: k.cc,
+        display_from: k.display_from,
+        display_to: k.display_to,
         message_id: k.message_id,
         references: k.references,
     }

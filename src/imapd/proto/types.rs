@@ -219,6 +219,9 @@ pub enum SortKey {
     Size,
     Subject,
     To,
+    /// SORT=DISPLAY (RFC 5957): the display name, else the address.
+    DisplayFrom,
+    DisplayTo,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -55,6 +55,8 @@ impl Cursor<'_> {
                 "SIZE" => SortKey::Size,
                 "SUBJECT" => SortKey::Subject,
                 "TO" => SortKey::To,
+                "DISPLAYFROM" => SortKey::DisplayFrom,
+                "DISPLAYTO" => SortKey::DisplayTo,
                 o => return Err(format!("unknown sort criterion {o}")),
             };
             criteria.push(SortCriterion { reverse, key });
