@@ -518,3 +518,49 @@ async fn list_subscribed_nonexistent_and_lsub_noselect_parent() {
         .unwrap_or_else(|| panic!("{r:?}"));
     assert!(top.contains("(\"CHILDINFO\" (\"SUBSCRIBED\"))"), "{r:?}");
 }
+
+// ---- 10. ESORT and IMAP4rev2 rules.
+
+#[tokio::test]
+async fn esort_returns_esearch_in_sort_order() {
+    let srv = start().await;
+    let mut a = Raw::connect(srv.addr).await;
+    for (s, d) in [("b", 7), ("a", 5), ("c", 6), ("d", 8)] {
+        let m = format!("From: x@y.z\r\nSubject: {s}\r\nDate: Tue, {d} Mar 2024 10:00:00 +0000\r\n\r\nx\r\n");
+        a.append("INBOX", &m).await;
+    }
+    a.ok("s", "SELECT INBOX").await;
+    let r = a.ok("c", "CAPABILITY").await;
+    assert!(r[0].contains(" ESORT"), "{r:?}");
+    let r = a
+        .ok("e1", "SORT RETURN (MIN MAX ALL COUNT) (SUBJECT) UTF-8 ALL")
+        .await;
+    assert_eq!(r[0], "* ESEARCH (TAG \"e1\") MIN 2 MAX 4 ALL 2,1,3:4 COUNT 4");
+    let r = a.ok("e2", "UID SORT RETURN () (DATE) UTF-8 ALL").await;
+    assert_eq!(r[0], "* ESEARCH (TAG \"e2\") UID ALL 2:3,1,4");
+    let r = a.ok("e3", "SORT RETURN (COUNT) (DATE) UTF-8 SUBJECT zzz").await;
+    assert_eq!(r[0], "* ESEARCH (TAG \"e3\") COUNT 0");
+}
+
+#[tokio::test]
+async fn imap4rev2_sessions_get_no_recent_and_esearch_answers() {
+    let srv = start().await;
+    let mut a = Raw::connect(srv.addr).await;
+    a.append("INBOX", &message("v1", "")).await;
+    let r = a.ok("e", "ENABLE IMAP4rev2").await;
+    assert_eq!(r[0], "* ENABLED IMAP4rev2");
+    let r = a.ok("s", "SELECT INBOX").await;
+    assert!(r.iter().all(|l| !l.contains("RECENT")), "{r:?}");
+    let r = a.ok("f", "FETCH 1 FLAGS").await;
+    assert_eq!(r[0], "* 1 FETCH (FLAGS ())");
+    let r = a.ok("q", "SEARCH ALL").await;
+    assert_eq!(r[0], "* ESEARCH (TAG \"q\") ALL 1");
+    let r = a.ok("q2", "UID SEARCH DELETED").await;
+    assert_eq!(r[0], "* ESEARCH (TAG \"q2\") UID");
+    // A new message: EXISTS, but no RECENT.
+    let mut b = Raw::connect(srv.addr).await;
+    b.append("INBOX", &message("v2", "")).await;
+    let r = a.ok("n", "NOOP").await;
+    assert!(r.iter().any(|l| l == "* 2 EXISTS"), "{r:?}");
+    assert!(r.iter().all(|l| !l.contains("RECENT")), "{r:?}");
+}

@@ -512,7 +512,12 @@ impl Session {
                 self.op_fetch(uid, set, attrs, changed_since, vanished)
                     .await?
             }
-            Command::Sort { uid, criteria, key } => self.op_sort(uid, criteria, key).await?,
+            Command::Sort {
+                uid,
+                criteria,
+                key,
+                ret,
+            } => self.op_sort(&tag, uid, criteria, key, ret).await?,
             Command::Thread {
                 uid,
                 algorithm,

@@ -36,6 +36,7 @@ impl Session {
             "QRESYNC",
             "SORT",
             "SORT=DISPLAY",
+            "ESORT",
             "THREAD=ORDEREDSUBJECT",
             "THREAD=REFERENCES",
             "QUOTA",

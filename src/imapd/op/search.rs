@@ -330,6 +330,8 @@ impl Session {
         let nums: Vec<u32> = hits.iter().map(|h| if uid { h.1 } else { h.0 }).collect();
         let highest = hits.iter().map(|h| h.2).max();
         let mut out = std::mem::take(&mut self.out);
+        // IMAP4rev2 (RFC 9051 §6.4.4): SEARCH without RETURN is RETURN (ALL).
+        let ret = ret.or_else(|| self.rev2.then(|| vec![SearchReturn::All]));
         match ret {
             None => {
                 out.extend_from_slice(b"* SEARCH");

@@ -20,9 +20,33 @@ use tracing::warn;
 use crate::imapd::backend::{SortKeys, StoreError};
 use crate::imapd::op::search::{Candidate, matches_key, needs_content};
 use crate::imapd::proto::thread::{SortMsg, sort};
-use crate::imapd::proto::{SearchKey, SortCriterion, SortKey, mime};
+use crate::imapd::proto::{SearchKey, SearchReturn, SortCriterion, SortKey, mime};
+use crate::imapd::view::Bytes;
 use crate::imapd::session::{Fatal, Reply, Session};
 use crate::imapd::view::Msg;
+
+/// A sequence-set that keeps the order of `nums`: runs of consecutive ascending
+/// numbers become `a:b`, everything else stays in place (`5,1:3,9`).
+pub(crate) fn ordered_set(nums: &[u32]) -> String {
+    let mut s = String::new();
+    let mut i = 0;
+    while i < nums.len() {
+        let mut j = i;
+        while j + 1 < nums.len() && nums[j + 1] == nums[j].wrapping_add(1) {
+            j += 1;
+        }
+        if !s.is_empty() {
+            s.push(',');
+        }
+        let _ = if j > i {
+            write!(s, "{}:{}", nums[i], nums[j])
+        } else {
+            write!(s, "{}", nums[i])
+        };
+        i = j + 1;
+    }
+    s
+}
 
 /// Headers read per store call.
 const BATCH: usize = 256;
@@ -190,9 +214,11 @@ impl Session {
 
     pub(crate) async fn op_sort(
         &mut self,
+        tag: &str,
         uid: bool,
         criteria: Vec<SortCriterion>,
         key: SearchKey,
+        ret: Option<Vec<SearchReturn>>,
     ) -> Result<Reply, Fatal> {
         let headers = criteria
             .iter()
@@ -202,6 +228,34 @@ impl Session {
             Err(r) => return Ok(r),
         };
         sort(&mut msgs, &criteria);
+        if let Some(opts) = ret {
+            // ESORT (RFC 5267 §3.1): MIN/MAX are the first and last in sort order,
+            // ALL lists them in sort order.
+            let nums: Vec<u32> = msgs.iter().map(|m| if uid { m.uid } else { m.seq }).collect();
+            let mut out = Vec::new();
+            out.extend_from_slice(b"* ESEARCH (TAG ");
+            crate::imapd::proto::response::string(&mut out, tag.as_bytes());
+            out.push(b')');
+            if uid {
+                out.extend_from_slice(b" UID");
+            }
+            if let (Some(first), Some(last)) = (nums.first(), nums.last()) {
+                for o in &opts {
+                    let _ = match o {
+                        SearchReturn::Min => write!(Bytes(&mut out), " MIN {first}"),
+                        SearchReturn::Max => write!(Bytes(&mut out), " MAX {last}"),
+                        SearchReturn::All => write!(Bytes(&mut out), " ALL {}", ordered_set(&nums)),
+                        SearchReturn::Count => Ok(()),
+                    };
+                }
+            }
+            if opts.contains(&SearchReturn::Count) {
+                let _ = write!(Bytes(&mut out), " COUNT {}", nums.len());
+            }
+            out.extend_from_slice(b"\r\n");
+            self.out.extend_from_slice(&out);
+            return Ok(Reply::ok("Sort completed"));
+        }
         let mut line = String::from("SORT");
         for m in &msgs {
             let _ = write!(line, " {}", if uid { m.uid } else { m.seq });

@@ -111,6 +111,8 @@ pub enum Command {
         uid: bool,
         criteria: Vec<SortCriterion>,
         key: SearchKey,
+        /// ESORT (RFC 5267 §3.1): `SORT RETURN (MIN MAX ALL COUNT) ...`.
+        ret: Option<Vec<SearchReturn>>,
     },
     /// RFC 5256 THREAD / UID THREAD.
     Thread {

@@ -34,6 +34,13 @@ impl Cursor<'_> {
     /// `SORT (criteria) charset keys` (RFC 5256 §3).
     pub(super) fn sort(&mut self, uid: bool) -> R<Command> {
         self.sp()?;
+        let mut ret = None;
+        if self.peek_word_is("RETURN") {
+            self.i += 6;
+            self.sp()?;
+            ret = Some(self.return_options()?);
+            self.sp()?;
+        }
         self.expect(b'(')?;
         let mut criteria = Vec::new();
         let mut reverse = false;
@@ -67,7 +74,12 @@ impl Cursor<'_> {
             self.sp()?;
         }
         let key = self.charset_and_keys()?;
-        Ok(Command::Sort { uid, criteria, key })
+        Ok(Command::Sort {
+            uid,
+            criteria,
+            key,
+            ret,
+        })
     }
 
     /// `THREAD algorithm charset keys` (RFC 5256 §4).
@@ -93,22 +105,7 @@ impl Cursor<'_> {
             if keys.is_empty() && ret.is_none() && self.peek_word_is("RETURN") {
                 self.i += 6;
                 self.sp()?;
-                self.expect(b'(')?;
-                let mut r = Vec::new();
-                while !self.eat(b')') {
-                    self.eat(b' ');
-                    r.push(match self.word()?.as_str() {
-                        "MIN" => SearchReturn::Min,
-                        "MAX" => SearchReturn::Max,
-                        "ALL" => SearchReturn::All,
-                        "COUNT" => SearchReturn::Count,
-                        o => return Err(format!("unknown RETURN option {o}")),
-                    });
-                }
-                if r.is_empty() {
-                    r.push(SearchReturn::All);
-                }
-                ret = Some(r);
+                ret = Some(self.return_options()?);
                 continue;
             }
             if keys.is_empty() && self.peek_word_is("CHARSET") {
@@ -135,6 +132,29 @@ impl Cursor<'_> {
             SearchKey::And(keys)
         };
         Ok(Command::Search { uid, ret, key })
+    }
+
+    /// `(MIN MAX ALL COUNT)` after RETURN (RFC 4731, RFC 5267); `()` means ALL.
+    fn return_options(&mut self) -> R<Vec<SearchReturn>> {
+        self.expect(b'(')?;
+        let mut r = Vec::new();
+        while !self.eat(b')') {
+            if r.len() > 8 {
+                return Err("too many RETURN options".into());
+            }
+            self.eat(b' ');
+            r.push(match self.word()?.as_str() {
+                "MIN" => SearchReturn::Min,
+                "MAX" => SearchReturn::Max,
+                "ALL" => SearchReturn::All,
+                "COUNT" => SearchReturn::Count,
+                o => return Err(format!("unknown RETURN option {o}")),
+            });
+        }
+        if r.is_empty() {
+            r.push(SearchReturn::All);
+        }
+        Ok(r)
     }
 
     pub(super) fn search_string(&mut self) -> R<String> {
