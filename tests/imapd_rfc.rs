@@ -564,3 +564,34 @@ async fn imap4rev2_sessions_get_no_recent_and_esearch_answers() {
     assert!(r.iter().any(|l| l == "* 2 EXISTS"), "{r:?}");
     assert!(r.iter().all(|l| !l.contains("RECENT")), "{r:?}");
 }
+
+#[tokio::test]
+async fn searchres_saves_and_reuses_the_result() {
+    let srv = start().await;
+    let mut a = Raw::connect(srv.addr).await;
+    for i in 1..=4 {
+        a.append("INBOX", &message(&format!("sr{i}"), "")).await;
+    }
+    a.ok("s", "SELECT INBOX").await;
+    let r = a.ok("c", "CAPABILITY").await;
+    assert!(r[0].contains(" SEARCHRES"), "{r:?}");
+    a.ok("st", "STORE 2,4 +FLAGS (\\Flagged)").await;
+    // SAVE alone: no ESEARCH response.
+    let r = a.ok("sv", "UID SEARCH RETURN (SAVE) FLAGGED").await;
+    assert_eq!(r.len(), 1, "{r:?}");
+    let r = a.ok("f", "FETCH $ (UID)").await;
+    assert_eq!(r[..2], ["* 2 FETCH (UID 2)", "* 4 FETCH (UID 4)"]);
+    let r = a.ok("q", "SEARCH $ SUBJECT sr4").await;
+    assert_eq!(r[0], "* SEARCH 4");
+    let r = a.ok("q", "SEARCH NOT $").await;
+    assert_eq!(r[0], "* SEARCH 1 3");
+    a.ok("st", "STORE $ +FLAGS (\\Deleted)").await;
+    let r = a.ok("x", "UID EXPUNGE $").await;
+    assert!(r.iter().any(|l| l == "* 4 EXPUNGE"), "{r:?}");
+    // SAVE with MIN keeps only the minimum; the expunged one dropped out before.
+    let r = a.ok("sv", "SEARCH RETURN (SAVE MIN) ALL").await;
+    assert_eq!(r[0], "* ESEARCH (TAG \"sv\") MIN 1");
+    let r = a.ok("f", "UID FETCH $ (UID)").await;
+    assert_eq!(r[0], "* 1 FETCH (UID 1)");
+    assert_eq!(r.len(), 2, "{r:?}");
+}

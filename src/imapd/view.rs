@@ -111,6 +111,8 @@ pub struct View {
     pub recent_upto: u32,
     /// An IMAP4rev2 session: no `\Recent`, no `* n RECENT` (RFC 9051 §E).
     pub rev2: bool,
+    /// SEARCHRES `$` (RFC 5182): UIDs of the last `SEARCH RETURN (SAVE)`, ascending.
+    pub saved: Vec<u32>,
 }
 
 impl View {
@@ -127,6 +129,7 @@ impl View {
             recent: Vec::new(),
             recent_upto: 0,
             rev2: false,
+            saved: Vec::new(),
         };
         for m in metas {
             let msg = v.msg_from(&m);
@@ -166,6 +169,14 @@ impl View {
             flags: self.flag_table.intern(&m.flags),
             modseq: m.modseq,
         }
+    }
+
+    /// `set` with `$` replaced by the saved UIDs (`None`: `$` is empty).
+    pub fn resolve_saved(&self, set: &super::proto::SeqSet) -> Option<super::proto::SeqSet> {
+        if !set.is_saved() {
+            return Some(set.clone());
+        }
+        super::proto::SeqSet::parse(&super::proto::seq::compact(&self.saved))
     }
 
     /// Whether `uid` is recent in this session.
@@ -394,6 +405,15 @@ impl View {
     /// The indices a sequence set names: by UID, or by sequence number. `Err` when a
     /// sequence number is beyond the mailbox (RFC 3501 §9: invalid message set).
     pub fn select(&self, set: &super::proto::SeqSet, uid: bool) -> Result<Vec<usize>, InvalidSet> {
+        if set.is_saved() {
+            // `$` names messages whatever the command's numbering (RFC 5182 §2.1);
+            // expunged ones simply drop out.
+            return Ok(self
+                .saved
+                .iter()
+                .filter_map(|&u| self.index_of(u))
+                .collect());
+        }
         if uid {
             let max = self.max_uid();
             let mut out = Vec::new();

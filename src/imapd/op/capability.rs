@@ -32,6 +32,7 @@ impl Session {
             "LIST-EXTENDED",
             "LIST-STATUS",
             "ESEARCH",
+            "SEARCHRES",
             "CONDSTORE",
             "QRESYNC",
             "SORT",

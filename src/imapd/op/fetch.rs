@@ -178,6 +178,10 @@ impl Session {
     /// `* VANISHED (EARLIER)` for the UIDs in `set` expunged after `since`.
     async fn fetch_vanished(&mut self, set: &SeqSet, since: u64) {
         let Some(v) = self.view() else { return };
+        let Some(set) = v.resolve_saved(set) else {
+            return;
+        };
+        let set = &set;
         let (id, user) = (v.name.clone(), self.user());
         let max = v.state.uidnext.saturating_sub(1).max(v.max_uid());
         let gone = match self.blocking(move |b| b.changes(&user, &id, since)).await {

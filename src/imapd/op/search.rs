@@ -11,7 +11,7 @@
 use std::fmt::Write as _;
 
 use crate::imapd::proto::date::day_of;
-use crate::imapd::proto::{SearchKey, SearchReturn, mime, seq};
+use crate::imapd::proto::{SearchKey, SearchReturn, SeqSet, mime, seq};
 use crate::imapd::session::{Fatal, Reply, Session};
 use crate::imapd::view::{Bytes, Msg, has_flag};
 
@@ -187,6 +187,31 @@ fn uses_modseq(k: &SearchKey) -> bool {
     }
 }
 
+/// `key` with SEARCHRES `$` (RFC 5182) replaced by the saved UIDs, so the rest of
+/// the search never sees it. Depth is bounded by the parser.
+fn resolve_saved(key: SearchKey, view: &crate::imapd::view::View) -> SearchKey {
+    let saved = |s: SeqSet| -> SearchKey {
+        if !s.is_saved() {
+            return SearchKey::Uid(s);
+        }
+        match view.resolve_saved(&s) {
+            Some(u) => SearchKey::Uid(u),
+            None => SearchKey::Not(Box::new(SearchKey::All)),
+        }
+    };
+    match key {
+        SearchKey::And(v) => SearchKey::And(v.into_iter().map(|k| resolve_saved(k, view)).collect()),
+        SearchKey::Or(a, b) => SearchKey::Or(
+            Box::new(resolve_saved(*a, view)),
+            Box::new(resolve_saved(*b, view)),
+        ),
+        SearchKey::Not(a) => SearchKey::Not(Box::new(resolve_saved(*a, view))),
+        SearchKey::Seq(s) if s.is_saved() => saved(s),
+        SearchKey::Uid(s) => saved(s),
+        k => k,
+    }
+}
+
 /// Whether a message satisfies `key`.
 pub(crate) fn matches_key(key: &SearchKey, c: &Candidate<'_>) -> bool {
     let m = c.msg;
@@ -240,9 +265,16 @@ impl Session {
         if modseq_used {
             self.enable_condstore();
         }
-        let Some(v) = self.view() else {
+        let save = ret.as_ref().is_some_and(|r| r.contains(&SearchReturn::Save));
+        let Some(v) = self.view_mut() else {
             return Ok(Reply::bad("No mailbox selected"));
         };
+        let key = resolve_saved(key, v);
+        if save {
+            // A search that fails leaves `$` empty (RFC 5182 §2.1).
+            v.saved.clear();
+        }
+        let v = &*v;
         let max_seq = v.msgs.len() as u32;
         let max_uid = v.max_uid();
         // 1. Decide what the index can; collect the messages whose content decides.
@@ -329,6 +361,35 @@ impl Session {
         }
         let nums: Vec<u32> = hits.iter().map(|h| if uid { h.1 } else { h.0 }).collect();
         let highest = hits.iter().map(|h| h.2).max();
+        if save {
+            // SAVE with MIN/MAX keeps only those; otherwise the whole result.
+            let opts = ret.as_deref().unwrap_or(&[]);
+            let (min, max) = (
+                opts.contains(&SearchReturn::Min),
+                opts.contains(&SearchReturn::Max),
+            );
+            let mut uids: Vec<u32> = if min || max {
+                let mut u = Vec::new();
+                if min && let Some(h) = hits.first() {
+                    u.push(h.1);
+                }
+                if max && let Some(h) = hits.last() {
+                    u.push(h.1);
+                }
+                u
+            } else {
+                hits.iter().map(|h| h.1).collect()
+            };
+            uids.sort_unstable();
+            uids.dedup();
+            if let Some(v) = self.view_mut() {
+                v.saved = uids;
+            }
+            if opts.iter().all(|o| *o == SearchReturn::Save) {
+                // SAVE alone: no ESEARCH response (RFC 5182 §2.4).
+                return Ok(Reply::ok("Search completed"));
+            }
+        }
         let mut out = std::mem::take(&mut self.out);
         // IMAP4rev2 (RFC 9051 §6.4.4): SEARCH without RETURN is RETURN (ALL).
         let ret = ret.or_else(|| self.rev2.then(|| vec![SearchReturn::All]));
@@ -362,7 +423,7 @@ impl Session {
                             SearchReturn::All => {
                                 let _ = write!(Bytes(&mut out), " ALL {}", seq::compact(&nums));
                             }
-                            SearchReturn::Count => {}
+                            SearchReturn::Count | SearchReturn::Save => {}
                         }
                     }
                     if modseq_used && let Some(h) = highest {

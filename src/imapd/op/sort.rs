@@ -245,7 +245,7 @@ impl Session {
                         SearchReturn::Min => write!(Bytes(&mut out), " MIN {first}"),
                         SearchReturn::Max => write!(Bytes(&mut out), " MAX {last}"),
                         SearchReturn::All => write!(Bytes(&mut out), " ALL {}", ordered_set(&nums)),
-                        SearchReturn::Count => Ok(()),
+                        SearchReturn::Count | SearchReturn::Save => Ok(()),
                     };
                 }
             }

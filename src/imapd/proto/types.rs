@@ -296,6 +296,8 @@ pub enum SearchReturn {
     Max,
     All,
     Count,
+    /// SEARCHRES (RFC 5182): keep the result as `$`.
+    Save,
 }
 
 /// A search criterion (RFC 3501 §6.4.4, plus MODSEQ from RFC 7162).

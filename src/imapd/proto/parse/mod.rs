@@ -288,6 +288,10 @@ impl<'a> Cursor<'a> {
     }
 
     fn seq_set(&mut self) -> R<SeqSet> {
+        if self.eat(b'$') {
+            // SEARCHRES (RFC 5182): the saved result, only ever alone.
+            return Ok(SeqSet::saved());
+        }
         let s = self.take_while(|b| b.is_ascii_digit() || matches!(b, b':' | b',' | b'*'));
         std::str::from_utf8(s)
             .ok()

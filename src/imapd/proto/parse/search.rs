@@ -38,7 +38,11 @@ impl Cursor<'_> {
         if self.peek_word_is("RETURN") {
             self.i += 6;
             self.sp()?;
-            ret = Some(self.return_options()?);
+            let r = self.return_options()?;
+            if r.contains(&SearchReturn::Save) {
+                return Err("SORT RETURN (SAVE) is not supported".into());
+            }
+            ret = Some(r);
             self.sp()?;
         }
         self.expect(b'(')?;
@@ -148,6 +152,7 @@ impl Cursor<'_> {
                 "MAX" => SearchReturn::Max,
                 "ALL" => SearchReturn::All,
                 "COUNT" => SearchReturn::Count,
+                "SAVE" => SearchReturn::Save,
                 o => return Err(format!("unknown RETURN option {o}")),
             });
         }
@@ -190,7 +195,10 @@ impl Cursor<'_> {
                 SearchKey::And(keys)
             });
         }
-        if self.peek().is_some_and(|b| b.is_ascii_digit() || b == b'*') {
+        if self
+            .peek()
+            .is_some_and(|b| b.is_ascii_digit() || b == b'*' || b == b'$')
+        {
             return Ok(SearchKey::Seq(self.seq_set()?));
         }
         let w = self.word()?;
