@@ -76,6 +76,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0009_imapd_cache.sql"),
     ),
     (
+        13,
+        "0013_imapd",
+        include_str!("../../migrations/0013_imapd.sql"),
+    ),
+    (
         14,
         "0014_ops",
         include_str!("../../migrations/0014_ops.sql"),

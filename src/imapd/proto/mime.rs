@@ -153,7 +153,9 @@ fn addresses(out: &mut Vec<u8>, a: Option<&Address<'_>>) {
                         list.extend_from_slice(b"(NIL NIL ");
                         string(&mut list, encode_word(name).as_bytes());
                         list.extend_from_slice(b" NIL)");
-                        for x in &g.addresses {
+                        // Members only: a comment inside the group (`g: (c) ;`) is
+                        // no address (RFC 3501 §7.4.2: start marker, members, end).
+                        for x in g.addresses.iter().filter(|x| has_address(x)) {
                             one(&mut list, x.name.as_deref(), x.address.as_deref());
                         }
                         list.extend_from_slice(b"(NIL NIL NIL NIL)");
@@ -175,6 +177,11 @@ fn addresses(out: &mut Vec<u8>, a: Option<&Address<'_>>) {
         out.extend_from_slice(&list);
         out.push(b')');
     }
+}
+
+/// Whether a parsed address has an address part (not a lone comment or phrase).
+fn has_address(a: &mail_parser::Addr<'_>) -> bool {
+    a.address.as_deref().is_some_and(|s| !s.trim().is_empty())
 }
 
 /// Writes BODYSTRUCTURE (`extended`) or BODY of a message.
@@ -554,8 +561,53 @@ pub fn header_contains(msg: &Message<'_>, name: &str, needle: &str) -> bool {
             if contains_ci(&String::from_utf8_lossy(rawv), &needle) {
                 return true;
             }
-            contains_ci(&decoded(&h.value), &needle)
+            contains_ci(&decoded(&h.value), &needle) || contains_ci(&addresses_text(&h.value), &needle)
         })
+}
+
+/// An address field as Dovecot writes it for SEARCH: `Name <local@domain>, addr`,
+/// with the display name decoded and comments left out.
+fn addresses_text(v: &HeaderValue<'_>) -> String {
+    let HeaderValue::Address(a) = v else {
+        return String::new();
+    };
+    let mut s = String::new();
+    let mut push = |x: &mail_parser::Addr<'_>| {
+        if !s.is_empty() {
+            s.push_str(", ");
+        }
+        let name = x.name.as_deref().map(strip_comments).unwrap_or_default();
+        match (&x.address, name.is_empty()) {
+            (Some(ad), false) => {
+                s.push_str(&name);
+                s.push_str(" <");
+                s.push_str(ad);
+                s.push('>');
+            }
+            (Some(ad), true) => s.push_str(ad),
+            (None, _) => s.push_str(&name),
+        }
+    };
+    match a {
+        Address::List(l) => l.iter().for_each(&mut push),
+        Address::Group(g) => g.iter().flat_map(|g| g.addresses.iter()).for_each(push),
+    }
+    s
+}
+
+/// `User (comment)` → `User`: parenthesised comments removed (bounded nesting).
+fn strip_comments(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut depth = 0usize;
+    for c in s.chars() {
+        match c {
+            '(' => depth = depth.saturating_add(1),
+            ')' if depth > 0 => depth -= 1,
+            c if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn decoded(v: &HeaderValue<'_>) -> String {
@@ -627,7 +679,7 @@ pub fn text_contains(msg: &Message<'_>, needle: &str) -> bool {
         || body_contains(msg, needle)
 }
 
-/// The Date: header as unix seconds (SEARCH SENT*).
+/// The Date: header as unix seconds.
 pub fn sent_date(msg: &Message<'_>) -> Option<i64> {
     msg.date().map(|d| d.to_timestamp())
 }
@@ -655,6 +707,24 @@ pub fn fuzz_walk(data: &[u8]) {
             );
         }
     }
+}
+
+/// The day the Date: header names, in its own zone, as unix seconds of 00:00 UTC
+/// of that date (SEARCH SENT*: RFC 3501 §6.4.4 ignores the time and the zone).
+pub fn sent_day(msg: &Message<'_>) -> Option<i64> {
+    let d = msg.date()?;
+    let day = mail_parser::DateTime {
+        year: d.year,
+        month: d.month,
+        day: d.day,
+        hour: 0,
+        minute: 0,
+        second: 0,
+        tz_before_gmt: false,
+        tz_hour: 0,
+        tz_minute: 0,
+    };
+    Some(day.to_timestamp())
 }
 
 #[cfg(test)]

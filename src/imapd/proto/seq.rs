@@ -25,6 +25,16 @@ impl SeqNum {
 pub struct SeqSet(pub Vec<(SeqNum, SeqNum)>);
 
 impl SeqSet {
+    /// `$`, the saved search result (RFC 5182); resolved by the session's view.
+    pub fn saved() -> SeqSet {
+        SeqSet(vec![(SeqNum::Num(0), SeqNum::Num(0))])
+    }
+
+    /// Whether this is `$` (0 is never a valid number, so the marker cannot clash).
+    pub fn is_saved(&self) -> bool {
+        self.0 == [(SeqNum::Num(0), SeqNum::Num(0))]
+    }
+
     /// Parses `1`, `1:5`, `*`, `3:*`, comma-separated; `None` when malformed or a zero.
     pub fn parse(s: &str) -> Option<SeqSet> {
         let mut out = Vec::new();

@@ -111,6 +111,8 @@ pub enum Command {
         uid: bool,
         criteria: Vec<SortCriterion>,
         key: SearchKey,
+        /// ESORT (RFC 5267 §3.1): `SORT RETURN (MIN MAX ALL COUNT) ...`.
+        ret: Option<Vec<SearchReturn>>,
     },
     /// RFC 5256 THREAD / UID THREAD.
     Thread {
@@ -219,6 +221,9 @@ pub enum SortKey {
     Size,
     Subject,
     To,
+    /// SORT=DISPLAY (RFC 5957): the display name, else the address.
+    DisplayFrom,
+    DisplayTo,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -291,6 +296,8 @@ pub enum SearchReturn {
     Max,
     All,
     Count,
+    /// SEARCHRES (RFC 5182): keep the result as `$`.
+    Save,
 }
 
 /// A search criterion (RFC 3501 §6.4.4, plus MODSEQ from RFC 7162).

@@ -288,6 +288,10 @@ impl<'a> Cursor<'a> {
     }
 
     fn seq_set(&mut self) -> R<SeqSet> {
+        if self.eat(b'$') {
+            // SEARCHRES (RFC 5182): the saved result, only ever alone.
+            return Ok(SeqSet::saved());
+        }
         let s = self.take_while(|b| b.is_ascii_digit() || matches!(b, b':' | b',' | b'*'));
         std::str::from_utf8(s)
             .ok()
@@ -572,9 +576,15 @@ mod tests {
                         key: SortKey::Subject
                     }
                 ],
-                key: SearchKey::NotFlag("\\Deleted".into())
+                key: SearchKey::NotFlag("\\Deleted".into()),
+                ret: None,
             }
         );
+        assert!(matches!(
+            cmd("a SORT RETURN (MIN COUNT) (DATE) UTF-8 ALL"),
+            Command::Sort { ret: Some(r), .. } if r == vec![SearchReturn::Min, SearchReturn::Count]
+        ));
+        assert!(parse_command(b"a SORT RETURN (BOGUS) (DATE) UTF-8 ALL").is_err());
         assert!(parse_command(b"a SORT (REVERSE) UTF-8 ALL").is_err());
         assert!(parse_command(b"a SORT (DATE) ALL").is_err());
         assert!(parse_command(b"a SORT (DATE) KOI8-R ALL").is_err());
