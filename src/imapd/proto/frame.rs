@@ -42,6 +42,15 @@ pub struct Framer {
     acked: bool,
     max_line: usize,
     max_literal: usize,
+    /// Bound on one command's literals together (MULTIAPPEND, CATENATE: many
+    /// messages in one command, each within `max_literal`).
+    max_total: usize,
+}
+
+/// The total bound of one command's literals: room for several messages of the
+/// largest size, and never less than 64 MiB (nor less than one message).
+pub fn total_bound(max_literal: usize) -> usize {
+    max_literal.max(64 << 20)
 }
 
 impl Framer {
@@ -52,7 +61,14 @@ impl Framer {
             acked: false,
             max_line,
             max_literal,
+            max_total: total_bound(max_literal),
         }
+    }
+
+    /// Sets the bound on one command's literals together (default [`total_bound`]).
+    pub fn with_max_total(mut self, max_total: usize) -> Framer {
+        self.max_total = max_total.max(self.max_literal);
+        self
     }
 
     pub fn feed(&mut self, bytes: &[u8]) {
@@ -138,7 +154,11 @@ impl Framer {
             }
             match literal_marker(&self.buf[self.scan..content_end]) {
                 Some((n, sync)) => {
-                    if n > self.max_literal as u64 {
+                    // `scan` is how much of the command is already in: the literal
+                    // must fit both the per-message and the per-command bound.
+                    if n > self.max_literal as u64
+                        || (self.scan as u64).saturating_add(n) > self.max_total as u64
+                    {
                         let tag = self.tag();
                         if sync {
                             // The client has not sent the literal: refuse and go on.
@@ -276,6 +296,30 @@ mod tests {
         let mut f = framer();
         f.feed(&[b'x'; 1200]);
         assert!(matches!(f.next_frame(), Frame::TooBig { fatal: true, .. }));
+    }
+
+    #[test]
+    fn total_bound_over_several_literals() {
+        let mut f = Framer::new(1000, 100).with_max_total(150);
+        f.feed(b"t1 APPEND x {80+}\r\n");
+        f.feed(&[b'a'; 80]);
+        f.feed(b" {80}\r\n");
+        assert_eq!(
+            f.next_frame(),
+            Frame::TooBig {
+                tag: Some("t1".into()),
+                fatal: false
+            }
+        );
+        f.feed(b"t2 NOOP\r\n");
+        assert_eq!(f.next_frame(), Frame::Command(b"t2 NOOP".to_vec()));
+        let mut f = Framer::new(1000, 100).with_max_total(150);
+        f.feed(b"t1 APPEND x {60+}\r\n");
+        f.feed(&[b'a'; 60]);
+        f.feed(b" ~{60+}\r\n");
+        f.feed(&[b'b'; 60]);
+        f.feed(b"\r\n");
+        assert!(matches!(f.next_frame(), Frame::Command(_)));
     }
 
     #[test]
