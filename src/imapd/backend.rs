@@ -169,6 +169,30 @@ pub trait Backend: Send + Sync + 'static {
         flags: &str,
         date: Option<i64>,
     ) -> StoreResult<(u32, u32)>;
+    /// Stores several messages (bytes, flags, INTERNALDATE) in one mailbox, all or
+    /// nothing, each durable before it returns: (UIDVALIDITY, UIDs in order).
+    fn append_many(
+        &self,
+        user: &str,
+        name: &str,
+        msgs: Vec<(Vec<u8>, String, Option<i64>)>,
+    ) -> StoreResult<(u32, Vec<u32>)> {
+        let mut validity = 0;
+        let mut uids = Vec::new();
+        for (bytes, flags, date) in msgs {
+            match self.append(user, name, bytes, &flags, date) {
+                Ok((v, u)) => {
+                    validity = v;
+                    uids.push(u);
+                }
+                Err(e) => {
+                    let _ = self.expunge(user, name, &uids);
+                    return Err(e);
+                }
+            }
+        }
+        Ok((validity, uids))
+    }
     /// STORE: sets, adds or removes `flags` on `uids`.
     fn store_flags(
         &self,

@@ -81,6 +81,7 @@ pub fn allowed(state: &State, cmd: &Command) -> bool {
                     | Namespace
                     | Status { .. }
                     | Append { .. }
+                    | AppendMany { .. }
                     | Idle
                     | Enable(_)
                     | GetQuota(_)
@@ -503,6 +504,9 @@ impl Session {
                 message,
                 utf8,
             } => self.op_append(mailbox, flags, date, message, utf8).await,
+            Command::AppendMany { mailbox, messages } => {
+                self.op_append_many(mailbox, messages).await
+            }
             Command::Close => self.op_close(true).await,
             Command::Unselect => self.op_close(false).await,
             Command::Expunge { uids } => self.op_expunge(uids).await,

@@ -376,6 +376,21 @@ impl Backend for SpoolBackend {
         Ok((a.uidvalidity, a.uid))
     }
 
+    fn append_many(
+        &self,
+        user: &str,
+        name: &str,
+        msgs: Vec<(Vec<u8>, String, Option<i64>)>,
+    ) -> StoreResult<(u32, Vec<u32>)> {
+        let msgs = msgs
+            .into_iter()
+            .map(|(b, f, d)| (b, Flags::parse(&f), d))
+            .collect();
+        let done = self.spool.append_many(user, name, msgs).map_err(err)?;
+        let validity = done.first().map_or(0, |a| a.uidvalidity);
+        Ok((validity, done.into_iter().map(|a| a.uid).collect()))
+    }
+
     fn store_flags(
         &self,
         user: &str,

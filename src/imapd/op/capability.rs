@@ -45,6 +45,9 @@ impl Session {
             "QUOTA=RES-MESSAGE",
             "STATUS=SIZE",
             "UTF8=ACCEPT",
+            "BINARY",
+            "MULTIAPPEND",
+            "CATENATE",
         ]);
         if self.deflate.is_none() {
             c.push("COMPRESS=DEFLATE");

@@ -62,6 +62,7 @@ fn needs_bytes(a: &FetchAttr) -> bool {
             | FetchAttr::BodyStructure
             | FetchAttr::Body
             | FetchAttr::Section { .. }
+            | FetchAttr::Binary(_)
     )
 }
 
@@ -164,6 +165,7 @@ fn write_fetch(
                 out.push(b' ');
                 response::literal(out, slice);
             }
+            FetchAttr::Binary(b) => super::binary::write_item(out, b, bytes),
         }
     }
     if add_flags && !flags_done {
@@ -245,9 +247,10 @@ impl Session {
 
         // 1. Implicit \Seen for non-PEEK body sections.
         let sets_seen = !read_only
-            && attrs
-                .iter()
-                .any(|a| matches!(a, FetchAttr::Section { peek: false, .. }));
+            && attrs.iter().any(|a| {
+                matches!(a, FetchAttr::Section { peek: false, .. })
+                    || matches!(a, FetchAttr::Binary(b) if !b.peek)
+            });
         let mut seen_now = std::collections::HashSet::new();
         if sets_seen {
             let unseen: Vec<u32> = idx
@@ -356,6 +359,12 @@ impl Session {
                     // command that allows one.
                     expunged_meanwhile = true;
                     continue;
+                }
+                if let Some(no) = body
+                    .as_deref()
+                    .and_then(|b| super::binary::check(&attrs, b, m.uid))
+                {
+                    return Ok(no);
                 }
                 let add_flags = seen_now.contains(&m.uid);
                 let mut out = std::mem::take(&mut self.out);

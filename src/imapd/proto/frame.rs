@@ -60,6 +60,15 @@ pub struct Framer {
     max_literal: usize,
     /// Not logged in yet: the [`PRE_AUTH_COMMAND`] bounds apply.
     pre_auth: bool,
+    /// Bound on one command's literals together (MULTIAPPEND, CATENATE: many
+    /// messages in one command, each within `max_literal`).
+    max_total: usize,
+}
+
+/// The total bound of one command's literals: room for several messages of the
+/// largest size, and never less than 64 MiB (nor less than one message).
+pub fn total_bound(max_literal: usize) -> usize {
+    max_literal.max(64 << 20)
 }
 
 impl Framer {
@@ -72,6 +81,7 @@ impl Framer {
             max_line,
             max_literal,
             pre_auth: false,
+            max_total: total_bound(max_literal),
         }
     }
 
@@ -111,7 +121,8 @@ impl Framer {
         if self.pre_auth {
             PRE_AUTH_COMMAND
         } else if word.eq_ignore_ascii_case(b"APPEND") {
-            self.max_literal.saturating_add(self.max_line)
+            // MULTIAPPEND and CATENATE carry several messages in one APPEND.
+            self.max_total.saturating_add(self.max_line)
         } else {
             MAX_COMMAND.max(self.max_line)
         }
@@ -124,6 +135,12 @@ impl Framer {
         }
         let word = self.command_word().unwrap_or(b"");
         word.eq_ignore_ascii_case(b"LOGIN") || word.eq_ignore_ascii_case(b"ID")
+    }
+
+    /// Sets the bound on one command's literals together (default [`total_bound`]).
+    pub fn with_max_total(mut self, max_total: usize) -> Framer {
+        self.max_total = max_total.max(self.max_literal);
+        self
     }
 
     pub fn feed(&mut self, bytes: &[u8]) {
@@ -360,6 +377,30 @@ mod tests {
         let mut f = framer();
         f.feed(&[b'x'; 1200]);
         assert!(matches!(f.next_frame(), Frame::TooBig { fatal: true, .. }));
+    }
+
+    #[test]
+    fn total_bound_over_several_literals() {
+        let mut f = Framer::new(1000, 100).with_max_total(150);
+        f.feed(b"t1 APPEND x {80+}\r\n");
+        f.feed(&[b'a'; 80]);
+        f.feed(b" {80}\r\n");
+        assert_eq!(
+            f.next_frame(),
+            Frame::TooBig {
+                tag: Some("t1".into()),
+                fatal: false
+            }
+        );
+        f.feed(b"t2 NOOP\r\n");
+        assert_eq!(f.next_frame(), Frame::Command(b"t2 NOOP".to_vec()));
+        let mut f = Framer::new(1000, 100).with_max_total(150);
+        f.feed(b"t1 APPEND x {60+}\r\n");
+        f.feed(&[b'a'; 60]);
+        f.feed(b" ~{60+}\r\n");
+        f.feed(&[b'b'; 60]);
+        f.feed(b"\r\n");
+        assert!(matches!(f.next_frame(), Frame::Command(_)));
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! the parser bounds nesting depth and never panics on malformed input (it answers
 //! with a [`parse::ParseError`] carrying the tag for a `BAD`).
 
+pub mod binary;
 pub mod date;
 pub mod frame;
 pub mod mime;
@@ -22,6 +23,7 @@ pub mod response;
 pub mod seq;
 pub mod thread;
 pub mod types;
+pub mod url;
 pub mod utf7;
 
 pub use frame::{Frame, Framer};
