@@ -36,3 +36,4 @@ pub mod relay;
 pub mod spool;
 pub mod status;
 pub mod submit;
+pub mod web;
