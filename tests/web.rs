@@ -784,3 +784,86 @@ async fn actions_move_flag_delete_and_junk_trains() {
     assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
     w.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn settings_write_the_users_sieve_script() {
+    let w = start().await;
+    let (c, csrf) = w.login("bouke").await;
+    let page = w.get("/settings", &c).await;
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("name=\"vacation_text\""));
+    // Without the csrf value: 403, no script.
+    let r = w
+        .post(
+            "/settings",
+            &c,
+            &[("csrf", "x"), ("vacation", "on"), ("vacation_text", "weg")],
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    let script = w
+        .running
+        .ctx
+        .config
+        .data_dir
+        .join("sieve")
+        .join("bouke.sieve");
+    assert!(!script.exists());
+    let r = w
+        .post(
+            "/settings",
+            &c,
+            &[
+                ("csrf", &csrf),
+                ("vacation", "on"),
+                ("vacation_subject", "Afwezig"),
+                ("vacation_text", "Ik ben er niet tot maandag."),
+                ("vacation_from", ""),
+                ("vacation_until", "2099-12-31"),
+                ("filter_field_0", "from"),
+                ("filter_contains_0", "nieuwsbrief@"),
+                ("filter_folder_0", "Nieuws"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("Saved."));
+    let text = std::fs::read_to_string(&script).unwrap();
+    assert!(
+        text.contains("vacation :days 7 :subject \"Afwezig\" :addresses [\"bouke@zolder.test\"]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("if header :contains \"from\" \"nieuwsbrief@\""),
+        "{text}"
+    );
+    assert!(text.contains("fileinto \"Nieuws\""));
+    // The page shows what was saved, also after logging in again.
+    let again = w.get("/settings", &c).await.text();
+    assert!(
+        again.contains("Ik ben er niet tot maandag.") && again.contains("value=\"nieuwsbrief@\"")
+    );
+    assert!(again.contains("checked"));
+    // A bad date is refused with a message; the script stays.
+    let r = w
+        .post(
+            "/settings",
+            &c,
+            &[("csrf", &csrf), ("vacation_until", "31-12-2099")],
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("not a date"));
+    assert_eq!(std::fs::read_to_string(&script).unwrap(), text);
+    // Vacation off, no filters: the script no longer replies.
+    let r = w
+        .post("/settings", &c, &[("csrf", &csrf), ("vacation_text", "x")])
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(
+        !std::fs::read_to_string(&script)
+            .unwrap()
+            .contains("vacation :days")
+    );
+    w.running.shutdown().await;
+}

@@ -44,7 +44,7 @@ pub mod mail;
 pub mod sanitize;
 pub mod server;
 pub mod session;
-// pub mod settings;
+pub mod settings;
 pub mod templates;
 
 /// What the web server uses, handed over by the daemon.
@@ -221,7 +221,7 @@ pub fn router(app: AppState) -> Router {
             "/send",
             post(compose::send).layer(DefaultBodyLimit::max(send_limit)),
         )
-        //        .route("/settings", get(settings::page).post(settings::save))
+        .route("/settings", get(settings::page).post(settings::save))
         //        .route("/admin", get(admin::page))
         //        .route("/admin/queue", post(admin::queue_action))
         //        .route("/admin/quarantine", post(admin::quarantine_action))
