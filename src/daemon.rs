@@ -368,6 +368,16 @@ pub async fn start_with(
     )
     .await?;
 
+    // ManageSieve: `[listen] managesieve`.
+    crate::managesieve::server::start(
+        ctx.config.clone(),
+        lan_tls.clone(),
+        ctx.shutdown.clone(),
+        &tasks,
+        &mut addrs,
+    )
+    .await?;
+
     // Fetch: the scheduler polls every account (zolder.toml and the fetchmailrc) and
     // hands the mail to the local pipeline; mail a delivery generates is queued.
     let fetch_reload = Arc::new(tokio::sync::Notify::new());

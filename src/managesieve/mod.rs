@@ -4,4 +4,11 @@
 //!
 //! * [`scripts`]: the per-user script store (shared with the webmail's settings page)
 //!   and the sieve-rs check.
+//! * [`proto`]: the pure command parser and response formatting.
+//! * [`session`]: one connection (state, STARTTLS, AUTHENTICATE PLAIN, commands).
+//! * [`server`]: the listeners.
+
+pub mod proto;
 pub mod scripts;
+pub mod server;
+pub mod session;
