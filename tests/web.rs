@@ -867,3 +867,105 @@ async fn settings_write_the_users_sieve_script() {
     );
     w.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn admin_pages_charts_and_queue_actions() {
+    let w = start().await;
+    // Real code paths feed the counters: a local delivery counts as delivered.
+    let msg = zolder::message::Incoming {
+        envelope: zolder::message::Envelope::new(
+            Some("anna@example.org".into()),
+            vec!["bouke@zolder.test".into()],
+            zolder::message::Source::Local { user: "t".into() },
+        ),
+        message: zolder::message::RawMessage::new(b"Subject: hi\n\nhello\n".to_vec()),
+    };
+    use zolder::message::Deliver;
+    let r = w.running.ctx.local_delivery.deliver(msg).await;
+    assert!(r.all_delivered(), "{r:?}");
+    let (c, csrf) = w.login("bouke").await;
+    // Something waiting in the queue (no smarthost: it stays).
+    let ct = format!("multipart/form-data; boundary={BOUNDARY}");
+    let body = multipart(
+        &[
+            ("csrf", &csrf),
+            ("to", "oma@elders.example"),
+            ("subject", "Hoi"),
+        ],
+        &[],
+    );
+    assert_eq!(
+        request(w.addr, "POST", "/send", &c, Some(&ct), &body)
+            .await
+            .status,
+        303
+    );
+    let db = w.db();
+    let id = zolder::db::queue::list(&db).unwrap()[0].0.id.clone();
+
+    let r = w.get("/admin", &c).await;
+    assert_eq!(r.status, 200);
+    let t = r.text();
+    assert!(t.matches("<svg").count() >= 3, "three charts: {t}");
+    assert!(t.contains("delivered (1)"), "the delivery was counted: {t}");
+    assert!(t.contains("Mailbox sizes") && t.contains("Queue length"));
+    assert!(t.contains("oma@elders.example") && t.contains(&id));
+    assert!(
+        t.contains("value=\"retry\"")
+            && t.contains("Scanners")
+            && t.contains("bogofilter /bin/false")
+    );
+    let svg = w.get("/admin/chart/traffic", &c).await;
+    assert_eq!(svg.header("content-type"), Some("image/svg+xml"));
+    assert!(svg.text().starts_with("<svg"));
+    assert_eq!(w.get("/admin/chart/nope", &c).await.status, 404);
+    let json = w.get("/status.json", &c).await;
+    let v: serde_json::Value = serde_json::from_slice(&json.body).unwrap();
+    assert_eq!(v["queue"]["messages"], 1);
+    assert_eq!(w.get("/health", "").await.text(), "ok\n");
+
+    // Not an admin: 403 everywhere under /admin.
+    let (ca, csrf_a) = w.login("anna").await;
+    assert_eq!(w.get("/admin", &ca).await.status, 403);
+    assert_eq!(w.get("/status.json", &ca).await.status, 403);
+    assert_eq!(
+        w.post(
+            "/admin/queue",
+            &ca,
+            &[("csrf", &csrf_a), ("op", "delete"), ("id", &id)]
+        )
+        .await
+        .status,
+        403
+    );
+    // Without csrf: 403. Retry now, then delete.
+    assert_eq!(
+        w.post(
+            "/admin/queue",
+            &c,
+            &[("csrf", "x"), ("op", "delete"), ("id", &id)]
+        )
+        .await
+        .status,
+        403
+    );
+    let r = w
+        .post(
+            "/admin/queue",
+            &c,
+            &[("csrf", &csrf), ("op", "retry"), ("id", &id)],
+        )
+        .await;
+    assert_eq!((r.status, r.header("location")), (303, Some("/admin")));
+    let r = w
+        .post(
+            "/admin/queue",
+            &c,
+            &[("csrf", &csrf), ("op", "delete"), ("id", &id)],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    assert!(zolder::db::queue::list(&db).unwrap().is_empty());
+    assert_eq!(w.get("/admin/quarantine/42", &c).await.status, 404);
+    w.running.shutdown().await;
+}

@@ -162,6 +162,37 @@ fn prune(c: &Connection, hour: i64) -> Result<()> {
     Ok(())
 }
 
+/// Adds `n` to counter `name` (now) in the database at `path`, through one connection
+/// kept per process: the hooks in fetch, delivery and the queue runner call this after
+/// their own commit. Counters are statistics, not mail: the connection commits without
+/// waiting for fsync (`synchronous = NORMAL`; the next durable commit of any connection
+/// syncs the WAL), and a failure is only logged.
+pub fn bump(path: &std::path::Path, name: &str, n: i64) {
+    use std::sync::Mutex;
+    static CONN: Mutex<Option<(std::path::PathBuf, Connection)>> = Mutex::new(None);
+    if n == 0 {
+        return;
+    }
+    let mut g = CONN.lock().unwrap_or_else(|e| e.into_inner());
+    if g.as_ref().is_none_or(|(p, _)| p != path) {
+        match super::open(path) {
+            Ok(c) => {
+                let _ = c.execute_batch("PRAGMA synchronous = NORMAL;");
+                *g = Some((path.to_path_buf(), c));
+            }
+            Err(e) => {
+                tracing::warn!(counter = name, error = %e, "cannot open the database for counters");
+                return;
+            }
+        }
+    }
+    if let Some((_, c)) = g.as_ref()
+        && let Err(e) = count(c, name, n, super::now())
+    {
+        tracing::warn!(counter = name, error = %e, "cannot count");
+    }
+}
+
 /// `(hour, value)` of counter `name` from hour `from` on, ascending.
 pub fn series(c: &Connection, name: &str, from_hour: i64) -> Result<Vec<(i64, i64)>> {
     let mut st = c.prepare_cached(

@@ -271,6 +271,8 @@ impl Fetcher {
             .db
             .run(move |c| db::fetch::set_status(c, &status))
             .await;
+        // The admin page's "fetched" counter.
+        db::web::bump(&self.config.db_path(), "fetched", out.fetched as i64);
         match &out.error {
             None => tracing::info!(account = %acc.name, fetched = out.fetched, bytes = out.bytes,
                 deleted = out.deleted, skipped = out.skipped, deferred = out.deferred, "poll done"),

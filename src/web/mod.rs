@@ -37,8 +37,8 @@ use crate::config::Config;
 use crate::imapd::backend::Backend;
 
 pub mod actions;
-// pub mod admin;
-// pub mod charts;
+pub mod admin;
+pub mod charts;
 pub mod compose;
 pub mod mail;
 pub mod sanitize;
@@ -209,8 +209,8 @@ pub fn router(app: AppState) -> Router {
         .route("/", get(session::index))
         .route("/login", post(session::login))
         .route("/logout", post(session::logout))
-        //        .route("/health", get(admin::health))
-        //        .route("/status.json", get(admin::status_json))
+        .route("/health", get(admin::health))
+        .route("/status.json", get(admin::status_json))
         .route("/mail/{mailbox}", get(mail::folder))
         .route("/mail/{mailbox}/{uid}", get(mail::message))
         .route("/mail/{mailbox}/{uid}/part/{part}", get(mail::part))
@@ -222,11 +222,11 @@ pub fn router(app: AppState) -> Router {
             post(compose::send).layer(DefaultBodyLimit::max(send_limit)),
         )
         .route("/settings", get(settings::page).post(settings::save))
-        //        .route("/admin", get(admin::page))
-        //        .route("/admin/queue", post(admin::queue_action))
-        //        .route("/admin/quarantine", post(admin::quarantine_action))
-        //        .route("/admin/quarantine/{id}", get(admin::quarantine_show))
-        //        .route("/admin/chart/{name}", get(admin::chart))
+        .route("/admin", get(admin::page))
+        .route("/admin/queue", post(admin::queue_action))
+        .route("/admin/quarantine", post(admin::quarantine_action))
+        .route("/admin/quarantine/{id}", get(admin::quarantine_show))
+        .route("/admin/chart/{name}", get(admin::chart))
         .layer(DefaultBodyLimit::max(FORM_LIMIT))
         .with_state(app)
 }
