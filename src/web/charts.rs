@@ -14,7 +14,7 @@ const W: f64 = 640.0;
 const H: f64 = 220.0;
 const LEFT: f64 = 48.0;
 const BOTTOM: f64 = 28.0;
-const TOP: f64 = 28.0;
+const TOP: f64 = 46.0;
 
 /// Sums hourly `(hour, value)` rows into `days` daily totals ending with the day of
 /// `now` (UTC); `max` takes the day's largest value instead of the sum, and carries
@@ -90,8 +90,8 @@ pub fn lines(title: &str, labels: &[String], series: &[Series<'_>]) -> Markup {
             @for (k, s) in series.iter().enumerate() {
                 @let pts: Vec<String> = s.values.iter().enumerate().map(|(i, v)| format!("{:.1},{:.1}", x(i), y(*v))).collect();
                 polyline points=(pts.join(" ")) fill="none" stroke=(s.color) stroke-width="2" {}
-                rect x=(LEFT + 10.0 + 120.0 * k as f64) y=(TOP - 14.0) width="10" height="10" fill=(s.color) {}
-                text x=(LEFT + 24.0 + 120.0 * k as f64) y=(TOP - 5.0) font-size="11" font-family="sans-serif" {
+                rect x=(LEFT + 10.0 + 120.0 * k as f64) y=(TOP - 20.0) width="10" height="10" fill=(s.color) {}
+                text x=(LEFT + 24.0 + 120.0 * k as f64) y=(TOP - 11.0) font-size="11" font-family="sans-serif" {
                     (s.name) " (" (s.values.iter().sum::<i64>()) ")"
                 }
             }

@@ -87,15 +87,22 @@ pub async fn start(
     Ok(())
 }
 
-/// Deletes idle sessions every ten minutes.
+/// Deletes idle sessions and samples the queue length every ten minutes.
 fn spawn_expiry(app: Arc<App>, tasks: &TaskTracker) {
     let sd = app.svc.shutdown.clone();
     tasks.spawn(async move {
         loop {
             let idle = app.cfg().web.session_idle as i64;
             let since = super::now() - idle;
+            // Also a reading of the queue length for the admin chart (the queue
+            // runner adds one after each delivery attempt).
+            let now = super::now();
             if let Err(e) = app
-                .db(move |c| crate::db::web::expire_sessions(c, since))
+                .db(move |c| {
+                    crate::db::web::expire_sessions(c, since)?;
+                    let (_, waiting) = crate::db::queue::counts(c)?;
+                    crate::db::web::gauge(c, "queue", waiting, now)
+                })
                 .await
             {
                 warn!(error = ?e, "web: cannot expire sessions");
