@@ -969,3 +969,80 @@ async fn admin_pages_charts_and_queue_actions() {
     assert_eq!(w.get("/admin/quarantine/42", &c).await.status, 404);
     w.running.shutdown().await;
 }
+
+/// A request over TLS (the LAN certificate is self-signed: not verified here).
+async fn tls_get(addr: SocketAddr, req: &[u8]) -> String {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut s = async_native_tls::TlsConnector::new()
+        .danger_accept_invalid_certs(true)
+        .danger_accept_invalid_hostnames(true)
+        .connect("zolder.test", tcp)
+        .await
+        .unwrap();
+    s.write_all(req).await.unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn https_listener_sets_secure_cookies() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), "");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("web = \"127.0.0.1:0\"", "webs = \"127.0.0.1:0\"");
+    std::fs::write(&path, text).unwrap();
+    let running = daemon::start(Config::load(&path).unwrap(), path.clone())
+        .await
+        .unwrap();
+    let addr = running.addr("webs");
+    let page = tls_get(
+        addr,
+        b"GET / HTTP/1.1\r\nHost: zolder.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    let set = page
+        .lines()
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("set-cookie: zolder_login=")
+        })
+        .unwrap();
+    assert!(
+        set.contains("; Secure") && set.contains("HttpOnly"),
+        "{set}"
+    );
+    let nonce = set
+        .split_once(": ")
+        .unwrap()
+        .1
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let i = page.find("name=\"csrf\" value=\"").unwrap() + 19;
+    let csrf = &page[i..i + 64];
+    let body = form(&[("user", "bouke"), ("password", "geheim"), ("csrf", csrf)]);
+    let req = format!(
+        "POST /login HTTP/1.1\r\nHost: zolder.test\r\nConnection: close\r\nCookie: {nonce}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{}",
+        body.len(),
+        String::from_utf8_lossy(&body)
+    );
+    let r = tls_get(addr, req.as_bytes()).await;
+    assert!(r.starts_with("HTTP/1.1 303"), "{r}");
+    let sess = r
+        .lines()
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("set-cookie: zolder_session=")
+        })
+        .unwrap();
+    assert!(
+        sess.contains("; Secure") && sess.contains("SameSite=Strict"),
+        "{sess}"
+    );
+    running.shutdown().await;
+}
