@@ -225,15 +225,23 @@ pub async fn start_with(
     // The LAN certificate, loaded (or generated) once for imapd, pop3d and submit —
     // only when one of them listens.
     let l = &ctx.config.listen;
-    let lan_tls: Result<async_native_tls::TlsAcceptor, String> =
-        if [&l.imap, &l.imaps, &l.pop3, &l.pop3s, &l.submission, &l.smtp]
-            .iter()
-            .any(|v| !v.list().is_empty())
-        {
-            crate::net::tls::acceptor(&ctx.config)
-        } else {
-            Err("no TLS listener configured".into())
-        };
+    let lan_tls: Result<async_native_tls::TlsAcceptor, String> = if [
+        &l.imap,
+        &l.imaps,
+        &l.pop3,
+        &l.pop3s,
+        &l.submission,
+        &l.smtp,
+        &l.webs,
+        &l.managesieve,
+    ]
+    .iter()
+    .any(|v| !v.list().is_empty())
+    {
+        crate::net::tls::acceptor(&ctx.config)
+    } else {
+        Err("no TLS listener configured".into())
+    };
 
     // imapd: `[listen] imap` (STARTTLS) and `imaps`.
     let imap_backend: Arc<dyn crate::imapd::backend::Backend> =
@@ -245,7 +253,7 @@ pub async fn start_with(
         });
     for (name, bound) in crate::imapd::server::start(
         ctx.config.clone(),
-        imap_backend,
+        imap_backend.clone(),
         ctx.shutdown.clone(),
         &tasks,
         lan_tls.clone(),
@@ -344,6 +352,31 @@ pub async fn start_with(
         }
         queue
     };
+
+    // The web server: `[listen] web` / `webs` (webmail, /admin).
+    crate::web::server::start(
+        crate::web::Services {
+            config: ctx.config.clone(),
+            backend: imap_backend.clone(),
+            queue: queue.clone(),
+            check: hooks.data_check.clone().or(scan_data_check(&ctx.config)?),
+            tls: lan_tls.clone(),
+            shutdown: ctx.shutdown.clone(),
+        },
+        &tasks,
+        &mut addrs,
+    )
+    .await?;
+
+    // ManageSieve: `[listen] managesieve`.
+    crate::managesieve::server::start(
+        ctx.config.clone(),
+        lan_tls.clone(),
+        ctx.shutdown.clone(),
+        &tasks,
+        &mut addrs,
+    )
+    .await?;
 
     // Fetch: the scheduler polls every account (zolder.toml and the fetchmailrc) and
     // hands the mail to the local pipeline; mail a delivery generates is queued.

@@ -22,11 +22,13 @@ pub mod fetchmailrc;
 pub mod queue;
 pub mod scan;
 pub mod smarthost;
+pub mod web;
 
 pub use account::AccountConfig;
 pub use queue::{QueueConfig, SubmitConfig};
 pub use scan::ScanConfig;
 pub use smarthost::SmarthostConfig;
+pub use web::{ManageSieveConfig, WebConfig};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -82,6 +84,15 @@ pub struct Config {
     /// Let `zolder serve` run as root when no `user` is set (refused otherwise).
     #[serde(default)]
     pub allow_root: bool,
+    /// Users who may open the web server's `/admin` pages.
+    #[serde(default)]
+    pub admins: Vec<String>,
+    /// `[web]`: webmail sessions and pages.
+    #[serde(default)]
+    pub web: WebConfig,
+    /// `[managesieve]`: script quotas.
+    #[serde(default)]
+    pub managesieve: ManageSieveConfig,
 
     /// The file this came from (not a key).
     #[serde(skip)]
@@ -110,6 +121,9 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "allow_plaintext_auth",
     "user",
     "allow_root",
+    "admins",
+    "web",
+    "managesieve",
 ];
 
 /// `[listen]`: each key is a `host:port` string or a list of them. Absent = off.
@@ -130,6 +144,15 @@ pub struct Listen {
     pub smtp: OneOrMany,
     #[serde(default)]
     pub status: OneOrMany,
+    /// The web server (webmail, `/admin`), plain HTTP.
+    #[serde(default)]
+    pub web: OneOrMany,
+    /// The same over HTTPS with the LAN certificate.
+    #[serde(default)]
+    pub webs: OneOrMany,
+    /// ManageSieve (RFC 5804; port 4190).
+    #[serde(default)]
+    pub managesieve: OneOrMany,
 }
 
 /// A string or a list of strings.

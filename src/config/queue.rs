@@ -133,7 +133,7 @@ pub fn parse_seconds(s: &str) -> Option<u64> {
     n.checked_mul(mult)
 }
 
-fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+pub(crate) fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum V {

@@ -25,6 +25,7 @@ pub mod sortkeys;
 pub mod spool;
 pub mod status;
 pub mod users;
+pub mod web;
 
 /// Migrations, embedded at build time: (number, name, SQL). `PRAGMA user_version` holds
 /// the highest number applied; keep this list sorted and never edit a released file.
@@ -74,6 +75,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         9,
         "0009_imapd_cache",
         include_str!("../../migrations/0009_imapd_cache.sql"),
+    ),
+    (
+        10,
+        "0010_web",
+        include_str!("../../migrations/0010_web.sql"),
     ),
     (
         13,

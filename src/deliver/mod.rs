@@ -534,7 +534,19 @@ impl Deliver for LocalDelivery {
     async fn deliver_batch(&self, msgs: Vec<Incoming>) -> Vec<DeliveryReport> {
         let prepared = join_all(msgs.into_iter().map(|m| self.prepare(m))).await;
         let this = self.clone();
-        match tokio::task::spawn_blocking(move || this.route_and_store(prepared)).await {
+        match tokio::task::spawn_blocking(move || {
+            let r = this.route_and_store(prepared);
+            // The admin page's "delivered" counter: recipients stored.
+            let n = r
+                .iter()
+                .flat_map(|x| &x.outcomes)
+                .filter(|(_, o)| matches!(o, RcptOutcome::Delivered))
+                .count();
+            crate::db::web::bump(&this.config.db_path(), "delivered", n as i64);
+            r
+        })
+        .await
+        {
             Ok(r) => r,
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         }

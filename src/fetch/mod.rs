@@ -304,6 +304,8 @@ impl Fetcher {
             error!(account = %acc.name, result = ?status.result, reason = ?status.last_error,
                 "cannot record the poll's outcome in the database: {e}");
         }
+        // The admin page's "fetched" counter.
+        db::web::bump(&self.config.db_path(), "fetched", out.fetched as i64);
         match &out.error {
             None => tracing::info!(account = %acc.name, fetched = out.fetched, bytes = out.bytes,
                 deleted = out.deleted, skipped = out.skipped, deferred = out.deferred, "poll done"),

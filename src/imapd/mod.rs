@@ -22,3 +22,4 @@ pub mod store;
 pub mod view;
 
 pub use op::check_password;
+pub use op::search::search_view;

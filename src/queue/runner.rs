@@ -716,6 +716,17 @@ impl Runner {
         if let Err(e) = q::set_outcomes(&mut self.conn, &msg.id, now, &ups, &inflight) {
             error!(queue_id = %msg.id, error = %e, "cannot record delivery outcomes");
         }
+        // The admin page's "sent" counter and queue-length history.
+        let stats = (|| -> crate::db::Result<()> {
+            if !local && sum.sent > 0 {
+                crate::db::web::count(&self.conn, "sent", sum.sent as i64, now)?;
+            }
+            let (_, waiting) = q::counts(&self.conn)?;
+            crate::db::web::gauge(&self.conn, "queue", waiting, now)
+        })();
+        if let Err(e) = stats {
+            warn!(queue_id = %msg.id, error = %e, "cannot count");
+        }
         sum
     }
 

@@ -10,10 +10,11 @@
 
 use std::fmt::Write as _;
 
+use crate::imapd::backend::{Backend, StoreResult};
 use crate::imapd::proto::date::day_of;
 use crate::imapd::proto::{SearchKey, SearchReturn, SeqSet, mime, seq};
 use crate::imapd::session::{Fatal, Reply, Session};
-use crate::imapd::view::{Bytes, Msg, has_flag};
+use crate::imapd::view::{Bytes, Msg, View, has_flag};
 
 /// Facts about one message a search key is tested against.
 pub struct Candidate<'a> {
@@ -250,6 +251,122 @@ pub(crate) fn matches_key(key: &SearchKey, c: &Candidate<'_>) -> bool {
     }
 }
 
+/// Step 1 of a search: decides what the index can. Returns the hits (seq, UID,
+/// MODSEQ) and the messages whose content decides (seq, message, flags).
+#[allow(clippy::type_complexity)]
+fn index_pass(v: &View, key: &SearchKey) -> (Vec<(u32, u32, u64)>, Vec<(u32, Msg, String, bool)>) {
+    let max_seq = v.msgs.len() as u32;
+    let max_uid = v.max_uid();
+    let mut hits: Vec<(u32, u32, u64)> = Vec::new();
+    let mut undecided: Vec<(u32, Msg, String, bool)> = Vec::new();
+    for (i, m) in v.msgs.iter().enumerate() {
+        let c = Candidate {
+            seq: i as u32 + 1,
+            msg: m,
+            flags: v.flags(m),
+            recent: v.is_recent(m.uid),
+            max_seq,
+            max_uid,
+            parsed: None,
+        };
+        match quick(key, &c) {
+            Some(true) => hits.push((c.seq, m.uid, m.modseq)),
+            Some(false) => {}
+            None => undecided.push((c.seq, *m, c.flags.to_string(), c.recent)),
+        }
+    }
+    (hits, undecided)
+}
+
+/// Step 2 of a search (blocking): reads and parses the undecided messages in
+/// batches (only their headers, from the index's header cache, unless a key needs
+/// the body) and returns those that match.
+fn content_pass(
+    b: &dyn Backend,
+    user: &str,
+    mailbox: &str,
+    undecided: &[(u32, Msg, String, bool)],
+    key: &SearchKey,
+    max_seq: u32,
+    max_uid: u32,
+) -> StoreResult<Vec<(u32, u32, u64)>> {
+    let headers_only = !needs_body(key);
+    let mut hits = Vec::new();
+    let batch = if headers_only {
+        HEADER_BATCH
+    } else {
+        READ_BATCH
+    };
+    for chunk in undecided.chunks(batch) {
+        let uids: Vec<u32> = chunk.iter().map(|(_, m, _, _)| m.uid).collect();
+        let bodies = b.read_many(user, mailbox, &uids, headers_only)?;
+        for ((seq, m, flags, recent), bytes) in chunk.iter().zip(bodies) {
+            // None: expunged meanwhile.
+            let Some(bytes) = bytes else { continue };
+            let c = Candidate {
+                seq: *seq,
+                msg: m,
+                flags,
+                recent: *recent,
+                max_seq,
+                max_uid,
+                parsed: None,
+            };
+            let raw = RawText::new(&bytes, headers_only);
+            match raw_quick(key, &c, &raw) {
+                Some(true) => {
+                    hits.push((*seq, m.uid, m.modseq));
+                    continue;
+                }
+                Some(false) => continue,
+                None => {}
+            }
+            let parsed = mime::parse(&bytes);
+            let c = Candidate {
+                seq: *seq,
+                msg: m,
+                flags,
+                recent: *recent,
+                max_seq,
+                max_uid,
+                parsed: parsed.as_ref(),
+            };
+            if matches_key(key, &c) {
+                hits.push((*seq, m.uid, m.modseq));
+            }
+        }
+    }
+    Ok(hits)
+}
+
+/// The whole search of one opened mailbox, blocking: the UIDs of the messages of
+/// `view` that satisfy `key`, ascending. The IMAP session runs the same two passes
+/// (the index pass on its task, the content pass on a blocking thread); the webmail's
+/// search box calls this.
+pub fn search_view(
+    b: &dyn Backend,
+    user: &str,
+    view: &View,
+    key: &SearchKey,
+) -> StoreResult<Vec<u32>> {
+    let (mut hits, undecided) = index_pass(view, key);
+    if !undecided.is_empty() {
+        let max_seq = view.msgs.len() as u32;
+        hits.extend(content_pass(
+            b,
+            user,
+            &view.name,
+            &undecided,
+            key,
+            max_seq,
+            view.max_uid(),
+        )?);
+    }
+    let mut uids: Vec<u32> = hits.into_iter().map(|h| h.1).collect();
+    uids.sort_unstable();
+    Ok(uids)
+}
+
 impl Session {
     pub(crate) async fn op_search(
         &mut self,
@@ -278,80 +395,14 @@ impl Session {
         let max_seq = v.msgs.len() as u32;
         let max_uid = v.max_uid();
         // 1. Decide what the index can; collect the messages whose content decides.
-        let mut hits: Vec<(u32, u32, u64)> = Vec::new();
-        let mut undecided: Vec<(u32, Msg, String, bool)> = Vec::new();
-        for (i, m) in v.msgs.iter().enumerate() {
-            let c = Candidate {
-                seq: i as u32 + 1,
-                msg: m,
-                flags: v.flags(m),
-                recent: v.is_recent(m.uid),
-                max_seq,
-                max_uid,
-                parsed: None,
-            };
-            match quick(&key, &c) {
-                Some(true) => hits.push((c.seq, m.uid, m.modseq)),
-                Some(false) => {}
-                None => undecided.push((c.seq, *m, c.flags.to_string(), c.recent)),
-            }
-        }
-        // 2. Read and parse those on a blocking thread, in batches (only their
-        // headers, from the index's header cache, unless a key needs the body).
+        let (mut hits, undecided) = index_pass(v, &key);
+        // 2. Read and parse those on a blocking thread.
         if !undecided.is_empty() {
             let id = v.name.clone();
             let user = self.user();
             let key2 = key.clone();
-            let headers_only = !needs_body(&key);
             match self
-                .blocking(move |b| {
-                    let mut hits = Vec::new();
-                    let batch = if headers_only {
-                        HEADER_BATCH
-                    } else {
-                        READ_BATCH
-                    };
-                    for chunk in undecided.chunks(batch) {
-                        let uids: Vec<u32> = chunk.iter().map(|(_, m, _, _)| m.uid).collect();
-                        let bodies = b.read_many(&user, &id, &uids, headers_only)?;
-                        for ((seq, m, flags, recent), bytes) in chunk.iter().zip(bodies) {
-                            // None: expunged meanwhile.
-                            let Some(bytes) = bytes else { continue };
-                            let c = Candidate {
-                                seq: *seq,
-                                msg: m,
-                                flags,
-                                recent: *recent,
-                                max_seq,
-                                max_uid,
-                                parsed: None,
-                            };
-                            let raw = RawText::new(&bytes, headers_only);
-                            match raw_quick(&key2, &c, &raw) {
-                                Some(true) => {
-                                    hits.push((*seq, m.uid, m.modseq));
-                                    continue;
-                                }
-                                Some(false) => continue,
-                                None => {}
-                            }
-                            let parsed = mime::parse(&bytes);
-                            let c = Candidate {
-                                seq: *seq,
-                                msg: m,
-                                flags,
-                                recent: *recent,
-                                max_seq,
-                                max_uid,
-                                parsed: parsed.as_ref(),
-                            };
-                            if matches_key(&key2, &c) {
-                                hits.push((*seq, m.uid, m.modseq));
-                            }
-                        }
-                    }
-                    Ok(hits)
-                })
+                .blocking(move |b| content_pass(b, &user, &id, &undecided, &key2, max_seq, max_uid))
                 .await
             {
                 Ok(h) => hits.extend(h),
