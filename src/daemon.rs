@@ -330,6 +330,8 @@ pub async fn start_with(
                 tls,
                 delays: Arc::new(crate::auth::FailureDelays::new()),
                 check: hooks.data_check.clone().or(scan_data_check(&ctx.config)?),
+                inbound: crate::inbound::Inbound::from_config(&ctx.config)
+                    .map_err(anyhow::Error::msg)?,
                 shutdown: ctx.shutdown.clone(),
             };
             for (service, l) in listeners {

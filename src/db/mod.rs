@@ -75,6 +75,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0009_imapd_cache",
         include_str!("../../migrations/0009_imapd_cache.sql"),
     ),
+    (
+        11,
+        "0011_inbound",
+        include_str!("../../migrations/0011_inbound.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
