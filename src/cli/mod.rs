@@ -12,6 +12,8 @@ use crate::config::Config;
 
 pub mod check;
 pub mod deliver;
+pub mod dkim;
+pub mod dns;
 pub mod fetch;
 pub mod flush;
 pub mod import_fetchmailrc;
@@ -107,6 +109,12 @@ pub enum Command {
     /// What every part is doing: accounts, queue, scanners.
     #[command(after_help = "Example:\n  zolder status")]
     Status(status::Args),
+    /// DKIM signing keys for the own domains.
+    #[command(after_help = "Example:\n  zolder dkim keygen zolder.example --selector 2026")]
+    Dkim(dkim::Args),
+    /// The DNS records an own domain needs, and which are published.
+    #[command(after_help = "Example:\n  zolder dns zolder.example")]
+    Dns(dns::Args),
 }
 
 /// Entry point for the binary; returns the process exit code.
@@ -145,6 +153,8 @@ pub fn main() -> i32 {
         Command::Queue(a) => queue::run(&cfg_path, a),
         Command::Quarantine(a) => quarantine::run(&cfg_path, a),
         Command::Status(a) => status::run(&cfg_path, a),
+        Command::Dkim(a) => dkim::run(&cfg_path, a),
+        Command::Dns(a) => dns::run(&cfg_path, a),
     };
     match res {
         Ok(code) => code,

@@ -50,6 +50,7 @@ use crate::config::SmarthostConfig;
 use crate::config::account::TlsMode;
 use crate::message::{Deliver, DeliveryReport, Incoming, MessageSource, RcptOutcome};
 
+pub mod dkim;
 pub mod masquerade;
 mod wire;
 
@@ -67,6 +68,8 @@ pub struct Relay {
     timeout: Duration,
     /// OAuth2 access tokens (`[smarthost.oauth2]`), refreshed when they expire.
     tokens: crate::fetch::oauth2::TokenCache,
+    /// `[[dkim]]` keys: outgoing mail is signed after masquerading.
+    dkim: Option<std::sync::Arc<dkim::Signer>>,
 }
 
 /// The token cache key of the smarthost login.
@@ -133,6 +136,9 @@ impl Relay {
             password,
             timeout: Duration::from_secs(s.timeout.max(1)),
             tokens: Default::default(),
+            dkim: dkim::Signer::from_config(cfg)
+                .map_err(RelayError::Config)?
+                .map(std::sync::Arc::new),
         }))
     }
 
@@ -459,6 +465,9 @@ impl Relay {
             .unwrap_or_default();
         let rewritten = masquerade::rewrite_headers(&self.cfg.masquerade, &msg.message.bytes);
         let body: &[u8] = rewritten.as_deref().unwrap_or(&msg.message.bytes);
+        // DKIM: after masquerading (the From: domain signed is the one that leaves).
+        let signed = self.dkim.as_ref().and_then(|d| d.sign(body));
+        let body: &[u8] = signed.as_deref().unwrap_or(body);
         let data = wire::encode(body);
         let env = wire::envelope(
             &sender,
