@@ -283,7 +283,7 @@ pub async fn start_with(
             anyhow::anyhow!("{}: {e}", crate::queue::maildrop::dir(&data_dir).display())
         })?;
         let relay: Option<Arc<dyn crate::message::Deliver>> =
-            crate::relay::Relay::new(&ctx.config)?.map(|r| Arc::new(r) as _);
+            crate::relay::from_config(&ctx.config)?;
         let local = hooks
             .local
             .clone()

@@ -151,3 +151,178 @@ async fn outgoing_mail_is_signed_after_masquerading_and_verifies() {
         "{text}"
     );
 }
+
+/// A bare SMTP server on `addr` (no STARTTLS): counts connections and records
+/// (MAIL, RCPTs, data) per message.
+struct Sink {
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    got: std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<String>, String)>>>,
+}
+
+async fn sink_on(addr: &str) -> Sink {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let l = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let connections: std::sync::Arc<std::sync::atomic::AtomicUsize> = Default::default();
+    let got: std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<String>, String)>>> =
+        Default::default();
+    let (c, g) = (connections.clone(), got.clone());
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let g = g.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = s.into_split();
+                let mut r = BufReader::new(r);
+                w.write_all(b"220 sink ESMTP\r\n").await.unwrap();
+                let (mut from, mut rcpts) = (String::new(), Vec::new());
+                loop {
+                    let mut l = String::new();
+                    if r.read_line(&mut l).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let u = l.to_ascii_uppercase();
+                    let reply: &[u8] = if u.starts_with("EHLO") {
+                        b"250-sink\r\n250 8BITMIME\r\n"
+                    } else if u.starts_with("MAIL") {
+                        from = l.trim().to_string();
+                        b"250 ok\r\n"
+                    } else if u.starts_with("RCPT") {
+                        rcpts.push(l.trim().to_string());
+                        b"250 ok\r\n"
+                    } else if u.starts_with("DATA") {
+                        w.write_all(b"354 go\r\n").await.unwrap();
+                        let mut data = String::new();
+                        loop {
+                            let mut l = String::new();
+                            r.read_line(&mut l).await.unwrap();
+                            if l == ".\r\n" {
+                                break;
+                            }
+                            data.push_str(&l);
+                        }
+                        g.lock()
+                            .unwrap()
+                            .push((from.clone(), std::mem::take(&mut rcpts), data));
+                        b"250 queued\r\n"
+                    } else if u.starts_with("QUIT") {
+                        let _ = w.write_all(b"221 bye\r\n").await;
+                        return;
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    w.write_all(reply).await.unwrap();
+                }
+            });
+        }
+    });
+    Sink { connections, got }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mx_mode_delivers_by_preference_batched_per_domain_with_opportunistic_tls() {
+    let dns = TestDns::start().await;
+    // One port for every MX host (the test's stand-in for 25).
+    let port = std::net::TcpListener::bind("127.0.0.22:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    dns.mx("dest.test", 10, "mx1.dest.test");
+    dns.mx("dest.test", 20, "mx2.dest.test");
+    dns.a("mx1.dest.test", "127.0.0.21"); // nothing listens: falls back to mx2
+    dns.a("mx2.dest.test", "127.0.0.22");
+    dns.a("plain.test", "127.0.0.23"); // no MX: the A record
+    dns.mx("nomail.test", 0, ".");
+
+    // mx2: another zolder, receiving on port 25's stand-in with STARTTLS offered.
+    let rdir = tempfile::tempdir().unwrap();
+    let rcfg = rdir.path().join("zolder.toml");
+    std::fs::write(
+        &rcfg,
+        format!(
+            "hostname = \"mx2.dest.test\"\ndata_dir = \"data\"\nlocal_domains = [\"dest.test\"]\nlan_networks = [\"127.0.0.0/8\"]\n[listen]\nsmtp = [\"127.0.0.22:{port}\"]\n[[users]]\nname = \"a\"\naddresses = [\"a@dest.test\"]\n[[users]]\nname = \"b\"\naddresses = [\"b@dest.test\"]\n"
+        ),
+    )
+    .unwrap();
+    let receiver = Daemon::start(&rcfg).await;
+    let plain = sink_on(&format!("127.0.0.23:{port}")).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "\"127.0.0.1:0\"",
+        "\"127.0.0.1/32\"",
+        &format!(
+            "{}\n[relay]\nmode = \"mx\"\nmx_port = {port}\n",
+            dns.config()
+        ),
+    );
+    let d = Daemon::start(&cfg).await;
+    let send = async |rcpts: &[&str], subject: &str| {
+        let mut c = Raw::connect(d.submission(), None).await;
+        c.cmd("EHLO lan.example").await;
+        assert_eq!(c.cmd("MAIL FROM:<bouke@zolder.thuis>").await.0, 250);
+        for r in rcpts {
+            assert_eq!(c.cmd(&format!("RCPT TO:<{r}>")).await.0, 250);
+        }
+        let (code, t) = c
+            .data(&format!(
+                "From: bouke@zolder.thuis\r\nSubject: {subject}\r\n\r\nx\r\n"
+            ))
+            .await;
+        assert_eq!(code, 250, "{t}");
+    };
+    send(&["a@dest.test", "x@plain.test", "b@dest.test"], "one").await;
+    send(
+        &["b@dest.test", "nobody@nomail.test", "y@plain.test"],
+        "two",
+    )
+    .await;
+    d.flush().await;
+
+    // dest.test: both messages on one connection to mx2, over TLS.
+    receiver
+        .wait_for("mx2 delivery", || receiver.local.count() >= 2)
+        .await;
+    let got = receiver.local.all();
+    let mut rc: Vec<Vec<String>> = got.iter().map(|g| g.rcpts.clone()).collect();
+    rc.sort();
+    assert_eq!(
+        rc,
+        vec![
+            vec!["a@dest.test".to_string(), "b@dest.test".into()],
+            vec!["b@dest.test".into()]
+        ]
+    );
+    for g in &got {
+        let s = String::from_utf8_lossy(&g.bytes);
+        assert!(s.contains("with ESMTPS"), "not over TLS: {s}");
+    }
+    // plain.test: through its A record, without TLS (none offered).
+    let p = plain.got.lock().unwrap().clone();
+    // Both messages for plain.test over one connection.
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert_eq!(p[0].1, vec!["RCPT TO:<x@plain.test>".to_string()]);
+    assert_eq!(p[1].1, vec!["RCPT TO:<y@plain.test>".to_string()]);
+    assert_eq!(
+        plain.connections.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    // nomail.test (null MX) fails permanently: the sender gets a bounce.
+    d.wait_for("bounce for the null MX", || {
+        d.local.all().iter().any(|g| {
+            let s = String::from_utf8_lossy(&g.bytes);
+            s.contains("nobody@nomail.test") && s.contains("null MX")
+        })
+    })
+    .await;
+
+    // Once mx1 (the preferred host) answers, it gets the mail.
+    let mx1 = sink_on(&format!("127.0.0.21:{port}")).await;
+    send(&["a@dest.test"], "three").await;
+    d.flush().await;
+    let g = mx1.got.lock().unwrap().clone();
+    assert_eq!(g.len(), 1, "{g:?}");
+    assert!(g[0].2.contains("Subject: three"));
+    assert_eq!(receiver.local.count(), 2);
+}
