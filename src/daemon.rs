@@ -291,7 +291,7 @@ pub async fn start_with(
             anyhow::anyhow!("{}: {e}", crate::queue::maildrop::dir(&data_dir).display())
         })?;
         let relay: Option<Arc<dyn crate::message::Deliver>> =
-            crate::relay::Relay::new(&ctx.config)?.map(|r| Arc::new(r) as _);
+            crate::relay::from_config(&ctx.config)?;
         let local = hooks
             .local
             .clone()
@@ -338,6 +338,8 @@ pub async fn start_with(
                 tls,
                 delays: crate::auth::FailureDelays::shared(&ctx.config),
                 check: hooks.data_check.clone().or(scan_data_check(&ctx.config)?),
+                inbound: crate::inbound::Inbound::from_config(&ctx.config)
+                    .map_err(anyhow::Error::msg)?,
                 shutdown: ctx.shutdown.clone(),
             };
             for (service, l) in listeners {

@@ -28,6 +28,7 @@ pub mod db;
 pub mod deliver;
 pub mod fetch;
 pub mod imapd;
+pub mod inbound;
 pub mod managesieve;
 pub mod message;
 pub mod net;

@@ -2,8 +2,8 @@
 //! file), `zolder flush` without a smarthost or with `--no-wait`, and the privilege
 //! drop of `zolder serve` (the root-only parts skip when not run as root).
 
-#[path = "support/outgoing.rs"]
-mod support;
+mod common;
+use common::outgoing as support;
 
 use std::io::Write;
 use std::path::Path;

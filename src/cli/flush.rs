@@ -103,8 +103,7 @@ pub fn flush(cfg: &Config, no_wait: bool, target: &FlushTarget) -> i32 {
     let cfg = Arc::new(cfg.clone());
     let res = rt.block_on(async move {
         let queue = crate::queue::Queue::open(cfg.clone(), crate::queue::system_clock())?;
-        let relay: Option<Arc<dyn crate::message::Deliver>> =
-            crate::relay::Relay::new(&cfg)?.map(|r| Arc::new(r) as _);
+        let relay: Option<Arc<dyn crate::message::Deliver>> = crate::relay::from_config(&cfg)?;
         // Local recipients go through the same pipeline the daemon uses; mail it
         // generates is queued (and relayed in this same run when remote).
         let spool = crate::spool::Spool::open(&cfg)?;

@@ -13,6 +13,8 @@ use crate::config::Config;
 pub mod backup;
 pub mod check;
 pub mod deliver;
+pub mod dkim;
+pub mod dns;
 pub mod fetch;
 pub mod flush;
 pub mod import_fetchmailrc;
@@ -119,6 +121,12 @@ pub enum Command {
         after_help = "Example:\n  zolder restore /srv/backup/zolder/latest\n\nExit 0 restored, 65 the snapshot does not verify, 73 data_dir not empty or not writable."
     )]
     Restore(backup::RestoreArgs),
+    /// DKIM signing keys for the own domains.
+    #[command(after_help = "Example:\n  zolder dkim keygen zolder.example --selector 2026")]
+    Dkim(dkim::Args),
+    /// The DNS records an own domain needs, and which are published.
+    #[command(after_help = "Example:\n  zolder dns zolder.example")]
+    Dns(dns::Args),
 }
 
 /// Entry point for the binary; returns the process exit code.
@@ -164,6 +172,8 @@ pub fn main() -> i32 {
         Command::Status(a) => status::run(&cfg_path, a),
         Command::Backup(a) => backup::run(&cfg_path, a),
         Command::Restore(a) => backup::restore(&cfg_path, a),
+        Command::Dkim(a) => dkim::run(&cfg_path, a),
+        Command::Dns(a) => dns::run(&cfg_path, a),
     };
     match res {
         Ok(code) => code,

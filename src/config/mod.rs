@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod account;
 pub mod fetchmailrc;
+pub mod inbound;
 pub mod queue;
 pub mod scan;
 pub mod smarthost;
@@ -93,6 +94,15 @@ pub struct Config {
     /// `[managesieve]`: script quotas.
     #[serde(default)]
     pub managesieve: ManageSieveConfig,
+    /// `[dns]`, `[inbound]`, `[[dkim]]`, `[relay]`: the own domain (issue 17).
+    #[serde(default)]
+    pub dns: inbound::DnsConfig,
+    #[serde(default)]
+    pub inbound: inbound::InboundConfig,
+    #[serde(default)]
+    pub dkim: Vec<inbound::DkimKeyConfig>,
+    #[serde(default)]
+    pub relay: inbound::RelayConfig,
 
     /// The file this came from (not a key).
     #[serde(skip)]
@@ -124,6 +134,10 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "admins",
     "web",
     "managesieve",
+    "dns",
+    "inbound",
+    "dkim",
+    "relay",
 ];
 
 /// `[listen]`: each key is a `host:port` string or a list of them. Absent = off.
@@ -409,6 +423,9 @@ impl Config {
         }
         if let Some(s) = &mut cfg.smarthost {
             s.resolve_paths(&base);
+        }
+        for k in &mut cfg.dkim {
+            k.key_file = resolve_against(&base, &k.key_file);
         }
         Ok(cfg)
     }

@@ -82,6 +82,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0010_web.sql"),
     ),
     (
+        11,
+        "0011_inbound",
+        include_str!("../../migrations/0011_inbound.sql"),
+    ),
+    (
         13,
         "0013_imapd",
         include_str!("../../migrations/0013_imapd.sql"),

@@ -433,6 +433,12 @@ impl LocalDelivery {
         let default_folder = match (&env.folder, &p.scan.disposition) {
             (Some(f), _) => f.clone(),
             (None, ScanDisposition::Junk) => "Junk".to_string(),
+            // Port 25's DMARC/SPF policy said Junk (our Authentication-Results).
+            (None, ScanDisposition::Deliver)
+                if crate::inbound::auth::junk_marked(&self.config, &p.msg.message.bytes) =>
+            {
+                "Junk".to_string()
+            }
             (None, _) => spool::INBOX.to_string(),
         };
         let default_folder = match spool::normalize_name(&default_folder) {

@@ -344,14 +344,24 @@ impl Session {
             return (proto::response("NO", None, "Bad PLAIN response"), Next::Go);
         };
         let ip = self.peer.ip();
+        let delays = self.shared.delays.clone();
+        let Ok(guess) = delays.begin(ip, &login) else {
+            warn!(user = %login, peer = %self.peer, "managesieve: too many failed logins from this address");
+            return (
+                proto::response("NO", None, "Too many authentication failures"),
+                Next::Close,
+            );
+        };
         match crate::auth::check_login(self.shared.cfg.clone(), &login, &pass).await {
             Ok(user) => {
-                self.shared.delays.succeeded(ip);
+                guess.succeeded();
+                crate::net::listener::authenticated();
                 info!(user = %user, peer = %self.peer, "managesieve: logged in");
                 self.user = Some(user);
                 (proto::response("OK", None, "Logged in"), Next::Go)
             }
             Err(crate::auth::LoginError::Unavailable(e)) => {
+                drop(guess); // not the client's fault, but it stays counted
                 warn!(user = %login, error = %e, "managesieve: login check failed");
                 (
                     proto::response("NO", Some("TRYLATER"), "Try again later"),
@@ -359,13 +369,15 @@ impl Session {
                 )
             }
             Err(e) => {
-                let d = self.shared.delays.failed(ip);
+                let d = guess.failed();
                 warn!(user = %login, peer = %self.peer, reason = ?e, "managesieve: login failed");
                 tokio::time::sleep(d).await;
-                (
-                    proto::response("NO", None, "Authentication failed"),
-                    Next::Go,
-                )
+                let next = if delays.outstanding(ip) >= crate::auth::MAX_GUESSES {
+                    Next::Close
+                } else {
+                    Next::Go
+                };
+                (proto::response("NO", None, "Authentication failed"), next)
             }
         }
     }

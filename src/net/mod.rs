@@ -6,6 +6,7 @@
 //! Every byte that arrives here is untrusted. The listener bounds connections in
 //! total and per client address; protocol modules bound line and literal sizes.
 
+pub mod dns;
 pub mod listener;
 pub mod stream;
 pub mod tls;

@@ -50,8 +50,19 @@ use crate::config::SmarthostConfig;
 use crate::config::account::TlsMode;
 use crate::message::{Deliver, DeliveryReport, Incoming, MessageSource, RcptOutcome};
 
+pub mod dkim;
 pub mod masquerade;
+pub mod mx;
 mod wire;
+
+/// The relay `[relay] mode` asks for: the smarthost (default) or direct MX delivery.
+pub fn from_config(cfg: &Config) -> Result<Option<std::sync::Arc<dyn Deliver>>, RelayError> {
+    use crate::config::inbound::RelayMode;
+    Ok(match cfg.relay.mode {
+        RelayMode::Smarthost => Relay::new(cfg)?.map(|r| std::sync::Arc::new(r) as _),
+        RelayMode::Mx => Some(std::sync::Arc::new(mx::MxRelay::new(cfg)?) as _),
+    })
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -67,6 +78,10 @@ pub struct Relay {
     timeout: Duration,
     /// OAuth2 access tokens (`[smarthost.oauth2]`), refreshed when they expire.
     tokens: crate::fetch::oauth2::TokenCache,
+    /// `[[dkim]]` keys: outgoing mail is signed after masquerading.
+    dkim: Option<std::sync::Arc<dkim::Signer>>,
+    /// Direct MX delivery: STARTTLS when offered, any certificate, else plain.
+    opportunistic: bool,
 }
 
 /// The token cache key of the smarthost login.
@@ -133,6 +148,10 @@ impl Relay {
             password,
             timeout: Duration::from_secs(s.timeout.max(1)),
             tokens: Default::default(),
+            dkim: dkim::Signer::from_config(cfg)
+                .map_err(RelayError::Config)?
+                .map(std::sync::Arc::new),
+            opportunistic: false,
         }))
     }
 
@@ -147,7 +166,7 @@ impl Relay {
                 .certificate_store(CertificateStore::None)
                 .add_root_certificate(cert);
         }
-        if self.cfg.tls_fingerprint.is_some() {
+        if self.cfg.tls_fingerprint.is_some() || self.opportunistic {
             // The pin replaces the CA check; it is verified right after the handshake.
             b = b
                 .dangerous_accept_invalid_certs(true)
@@ -219,7 +238,8 @@ impl Relay {
                 reply_text(&e).1
             ))
         })?;
-        if matches!(self.cfg.tls, TlsMode::Starttls) {
+        let plain_ok = self.opportunistic && !conn.can_starttls();
+        if matches!(self.cfg.tls, TlsMode::Starttls) && !plain_ok {
             if !conn.can_starttls() {
                 conn.abort().await;
                 return Err(ConnFailure(format!(
@@ -459,6 +479,9 @@ impl Relay {
             .unwrap_or_default();
         let rewritten = masquerade::rewrite_headers(&self.cfg.masquerade, &msg.message.bytes);
         let body: &[u8] = rewritten.as_deref().unwrap_or(&msg.message.bytes);
+        // DKIM: after masquerading (the From: domain signed is the one that leaves).
+        let signed = self.dkim.as_ref().and_then(|d| d.sign(body));
+        let body: &[u8] = signed.as_deref().unwrap_or(body);
         let data = wire::encode(body);
         let env = wire::envelope(
             &sender,
@@ -592,7 +615,15 @@ impl Deliver for Relay {
     /// without a recorded outcome. A lost connection is re-opened for the next
     /// message; when connecting fails the rest of the run is deferred.
     async fn deliver_stream(&self, source: &mut dyn MessageSource) {
-        let mut sess: Option<Session> = None;
+        self.deliver_stream_on(source, None).await
+    }
+}
+
+impl Relay {
+    /// [`Deliver::deliver_stream`], starting on `sess` when one is already open (the
+    /// MX relay connects first to pick a working host).
+    async fn deliver_stream_on(&self, source: &mut dyn MessageSource, sess: Option<Session>) {
+        let mut sess = sess;
         let mut dead: Option<String> = None;
         let mut sent = 0usize;
         // The next message, its prepared form when its envelope is on the wire, and

@@ -42,6 +42,8 @@ pub struct Shared {
     pub tls: Option<async_native_tls::TlsAcceptor>,
     pub delays: Arc<FailureDelays>,
     pub check: Option<Arc<dyn DataCheck>>,
+    /// Port 25's checks for Internet clients (`[inbound]`); `None` = none.
+    pub inbound: Option<Arc<crate::inbound::Inbound>>,
     /// Cancelled when the daemon stops: a session finishes its current command,
     /// answers 421 and closes.
     pub shutdown: tokio_util::sync::CancellationToken,
@@ -174,7 +176,18 @@ pub async fn run(shared: Shared, io: Io, peer: Peer) {
         tx: Transaction::default(),
         out: Vec::with_capacity(1024),
         auth_failures: 0,
+        inb: None,
     };
+    if let Some(i) = &s.shared.inbound
+        && crate::inbound::applies(
+            &s.shared.cfg,
+            s.peer.service,
+            s.peer.addr.ip(),
+            s.peer.local_user.is_some(),
+        )
+    {
+        s.inb = Some(i.client(s.peer.addr.ip()));
+    }
     s.tls = matches!(&io, Io::Net(st) if st.is_tls());
     let greeting = Reply::new(220, "", format!("{} ESMTP zolder", s.shared.cfg.hostname));
     s.reply(greeting);
@@ -201,6 +214,8 @@ struct Session {
     tx: Transaction,
     out: Vec<u8>,
     auth_failures: u32,
+    /// The inbound checks, for an Internet client on port 25 (off once authenticated).
+    inb: Option<crate::inbound::Client>,
 }
 
 impl Session {
@@ -227,6 +242,14 @@ impl Session {
         } else {
             proto::BareNewlines::Reject
         }
+    }
+
+    /// The inbound checks, when they apply to this client now.
+    fn checks(&mut self) -> Option<&mut crate::inbound::Client> {
+        if self.auth_user.is_some() {
+            return None;
+        }
+        self.inb.as_mut()
     }
 
     fn may_relay(&self) -> bool {
@@ -293,6 +316,12 @@ impl Session {
             };
             match cmd {
                 Command::Ehlo(d) => {
+                    if let Some(c) = self.checks()
+                        && let Some(r) = c.helo(&d).await
+                    {
+                        self.reply(r);
+                        continue;
+                    }
                     self.helo = Some(d);
                     self.esmtp = true;
                     self.tx = Transaction::default();
@@ -316,6 +345,12 @@ impl Session {
                     self.reply(Reply::multi(250, lines));
                 }
                 Command::Helo(d) => {
+                    if let Some(c) = self.checks()
+                        && let Some(r) = c.helo(&d).await
+                    {
+                        self.reply(r);
+                        continue;
+                    }
                     self.helo = Some(d);
                     self.esmtp = false;
                     self.tx = Transaction::default();
@@ -371,6 +406,12 @@ impl Session {
                             self.reply(r);
                             continue;
                         }
+                        if let Some(c) = self.checks()
+                            && let Some(r) = c.mail(sender.as_deref()).await
+                        {
+                            self.reply(r);
+                            continue;
+                        }
                         self.tx.sender = Some(sender);
                         self.tx.params = params;
                         self.reply(Reply::new(250, "2.1.0", "Ok"));
@@ -398,6 +439,14 @@ impl Session {
                             self.reply(r)
                         }
                         RcptDecision::Local | RcptDecision::Remote => {
+                            let n = self.tx.rcpts.len();
+                            if let Some(c) = self.checks()
+                                && let Some(r) = c.rcpt(n).await
+                            {
+                                info!(peer = %self.peer.addr, rcpt = %raw, code = r.code, "recipient refused by inbound checks");
+                                self.reply(r);
+                                continue;
+                            }
                             self.tx.rcpts.push(NewRcpt {
                                 addr: raw,
                                 notify: params.notify,
@@ -648,6 +697,23 @@ impl Session {
         let id = crate::queue::new_id();
         let cfg = self.shared.cfg.clone();
 
+        // Port 25: authentication results (first header) and the policy.
+        let mut results = String::new();
+        if let Some(c) = self.checks() {
+            let rcpts: Vec<String> = tx.rcpts.iter().map(|r| r.addr.clone()).collect();
+            match c.data(msg, sender.as_deref(), &rcpts).await {
+                Ok((h, m)) => {
+                    results = h;
+                    msg = m;
+                }
+                Err(r) => {
+                    info!(peer = %self.peer.addr, code = r.code, "message refused by inbound checks");
+                    self.reply(r);
+                    return Ok(());
+                }
+            }
+        }
+
         // Content check (scan stage) before we answer.
         if let Some(check) = &self.shared.check {
             let env = Envelope::new(
@@ -660,7 +726,13 @@ impl Session {
                     tls: self.tls,
                 },
             );
-            match check.check(&msg, &env).await {
+            // The scanners see our Authentication-Results too.
+            let seen: std::borrow::Cow<[u8]> = if results.is_empty() {
+                std::borrow::Cow::Borrowed(&msg)
+            } else {
+                std::borrow::Cow::Owned([results.as_bytes(), &msg].concat())
+            };
+            match check.check(&seen, &env).await {
                 DataVerdict::Accept => {}
                 DataVerdict::Reject(code, text) => {
                     info!(peer = %self.peer.addr, code, reason = %text, "message refused by content check");
@@ -701,7 +773,9 @@ impl Session {
             crate::queue::rfc2822_now()
         );
         let body = crate::queue::complete_headers(msg, &cfg.hostname, &id);
-        let mut bytes = Vec::with_capacity(received.len() + body.len());
+        let mut bytes = Vec::with_capacity(results.len() + received.len() + body.len());
+        // Authentication-Results is the first header, above our Received.
+        bytes.extend_from_slice(results.as_bytes());
         bytes.extend_from_slice(received.as_bytes());
         bytes.extend_from_slice(&body);
 

@@ -67,7 +67,7 @@ pub struct Services {
 pub struct App {
     pub svc: Services,
     /// Failed logins, per client address (the same growing delays as IMAP's).
-    pub delays: crate::auth::FailureDelays,
+    pub delays: std::sync::Arc<crate::auth::FailureDelays>,
     /// Database connections for the web's own tables (sessions, settings, counters).
     pool: Mutex<Vec<crate::db::Connection>>,
     /// The key that binds a login form's csrf value to its cookie.
@@ -148,9 +148,10 @@ impl App {
         {
             login_key.copy_from_slice(&v);
         }
+        let delays = crate::auth::FailureDelays::shared(&svc.config);
         Ok(App {
             svc,
-            delays: crate::auth::FailureDelays::new(),
+            delays,
             pool: Mutex::new(vec![conn]),
             login_key,
         })

@@ -206,6 +206,15 @@ pub async fn login(
     }
     let ip = conn.peer.ip();
     let who = f.user.trim().to_string();
+    let Ok(guess) = app.delays.begin(ip, &who) else {
+        warn!(user = %who, peer = %conn.peer, "web: login refused: too many failures from this address");
+        return Ok(login_page(
+            &app,
+            &conn,
+            &headers,
+            Some("Too many failed logins from this address; try again later."),
+        ));
+    };
     let checked = if who.is_empty() || who.len() > 256 || f.password.len() > 1024 {
         Err(crate::auth::LoginError::UnknownUser)
     } else {
@@ -214,10 +223,11 @@ pub async fn login(
     let name = match checked {
         Ok(n) => n,
         Err(crate::auth::LoginError::Unavailable(e)) => {
+            drop(guess); // not the client's fault, but it stays counted
             return Err(WebError::Internal(format!("login of {who}: {e}")));
         }
         Err(e) => {
-            let d: Duration = app.delays.failed(ip);
+            let d: Duration = guess.failed();
             warn!(user = %who, peer = %conn.peer, reason = ?e, "web: login failed");
             tokio::time::sleep(d).await;
             return Ok(login_page(
@@ -228,7 +238,7 @@ pub async fn login(
             ));
         }
     };
-    app.delays.succeeded(ip);
+    guess.succeeded();
     let token = random_hex();
     let (h, csrf, user) = (token_hash(&token), random_hex(), name.clone());
     let now = super::now();

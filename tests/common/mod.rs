@@ -1,7 +1,8 @@
 //! Test helpers shared by the integration tests, one module per kind of peer:
 //! `peers` (finding programs and free ports, the recording smarthost, clamd), `isp`
 //! (the Dovecot "ISP"), `daemon` (zolder itself in-process on port 0), `maildir` (a
-//! durable Maildir `Deliver` and a config builder for the fetch tests) and `outgoing`
+//! durable Maildir `Deliver` and a config builder for the fetch tests) and `dns` (a small DNS server on loopback for the
+//! own-domain tests) and `outgoing`
 //! (the fake smarthost, recording local pipeline and SMTP client of the outgoing tests).
 //!
 //! Each test crate (`mod common;`) uses a different part of this, and rustc warns about
@@ -10,6 +11,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod dns;
 pub mod isp;
 pub mod maildir;
 pub mod outgoing;

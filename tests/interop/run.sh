@@ -14,7 +14,8 @@ if [ "$(id -u)" = 0 ] && [ -z "${SKIP_INSTALL:-}" ]; then
   export DEBIAN_FRONTEND=noninteractive
   pkgs="dovecot-imapd dovecot-pop3d fetchmail getmail6 mutt isync swaks python3-aiosmtpd
         clamav-daemon spamd spamc spamassassin bogofilter postfix time jq bc iproute2 gcc libnet-ssleay-perl
-        sieve-connect chromium chromium-driver python3-selenium"
+        sieve-connect chromium chromium-driver python3-selenium
+        python3-dkim python3-dnslib python3-nacl"
   # shellcheck disable=SC2086
   if ! dpkg -s $pkgs >/dev/null 2>&1; then
     apt-get update -qq && apt-get install -y -qq --no-install-recommends $pkgs >/tmp/interop-apt.log 2>&1
