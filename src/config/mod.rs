@@ -507,6 +507,11 @@ impl Config {
         out.extend(fetchmailrc::load::problems(self));
         if let Some(s) = &self.smarthost {
             out.extend(s.validate("smarthost"));
+            if s.password.is_some()
+                && let Err(e) = check_secret_file(&self.path)
+            {
+                out.push(Problem::error("smarthost.password", e));
+            }
         }
         out.extend(self.scan.validate("scan"));
         out.extend(self.queue.validate("queue"));
