@@ -9,7 +9,6 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -89,7 +88,10 @@ password_hash = "{hash}"
         while std::net::TcpStream::connect(d.imap).is_err()
             || std::net::TcpStream::connect(d.smtp).is_err()
         {
-            assert!(t0.elapsed() < Duration::from_secs(20), "daemon did not start");
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "daemon did not start"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         d
@@ -112,7 +114,10 @@ password_hash = "{hash}"
             self.log()
         );
         let hwm = self.status_kb("VmHWM:");
-        eprintln!("after {after}: VmHWM {hwm} kB, VmRSS {} kB", self.status_kb("VmRSS:"));
+        eprintln!(
+            "after {after}: VmHWM {hwm} kB, VmRSS {} kB",
+            self.status_kb("VmRSS:")
+        );
         assert!(hwm < RSS_BOUND_KB, "peak RSS {hwm} kB after {after}");
     }
 
@@ -199,15 +204,21 @@ async fn legit_is_served(d: &Daemon) -> u32 {
         .find_map(|l| l.strip_prefix("* ")?.strip_suffix(" EXISTS")?.parse().ok())
         .unwrap_or(0);
     c.cmd("LOGOUT").await;
-    assert!(t0.elapsed() < Duration::from_secs(5), "legit client took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "legit client took {:?}",
+        t0.elapsed()
+    );
     exists
 }
 
 fn deep_multipart(depth: usize) -> Vec<u8> {
-    let mut m = b"From: x@remote.example\r\nTo: bouke@zolder.thuis\r\nSubject: deep multipart\r\n".to_vec();
+    let mut m =
+        b"From: x@remote.example\r\nTo: bouke@zolder.thuis\r\nSubject: deep multipart\r\n".to_vec();
     for d in 0..depth {
         m.extend_from_slice(
-            format!("Content-Type: multipart/mixed; boundary=\"b{d}\"\r\n\r\n--b{d}\r\n").as_bytes(),
+            format!("Content-Type: multipart/mixed; boundary=\"b{d}\"\r\n\r\n--b{d}\r\n")
+                .as_bytes(),
         );
     }
     m.extend_from_slice(b"Content-Type: text/plain\r\n\r\nneedle\r\n");
@@ -302,7 +313,10 @@ async fn the_attic_survives_hostile_clients_and_mail() {
         let mut c = Imap::connect(d.imap, "127.0.0.3").await;
         c.w.write_all(b"a1 LOGIN {10485760}\r\n").await.unwrap();
         let l = c.line().await;
-        assert!(l.starts_with("a1 BAD"), "no + for a literal past the pre-login bound: {l}");
+        assert!(
+            l.starts_with("a1 BAD"),
+            "no + for a literal past the pre-login bound: {l}"
+        );
         // An attacker that sends anyway is cut off, never buffered.
         let ten = vec![b'x'; 10 << 20];
         for _ in 0..30 {
@@ -347,7 +361,10 @@ async fn the_attic_survives_hostile_clients_and_mail() {
     smtp_plant(d.smtp, &chain).await;
     let t0 = Instant::now();
     while legit_is_served(&d).await < 2 {
-        assert!(t0.elapsed() < Duration::from_secs(30), "planted mail not delivered");
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "planted mail not delivered"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     {
@@ -412,7 +429,10 @@ async fn the_attic_survives_hostile_clients_and_mail() {
             refused += 1;
         }
     }
-    assert!(refused >= 10, "only {refused} of 25 refused without a check");
+    assert!(
+        refused >= 10,
+        "only {refused} of 25 refused without a check"
+    );
     eprintln!("brute force answered in {:?}", t0.elapsed());
     // POP3 and SMTP AUTH share the counter: the address is refused there too.
     {
@@ -420,7 +440,10 @@ async fn the_attic_survives_hostile_clients_and_mail() {
         let mut s = BufReader::new(s);
         let mut l = String::new();
         s.read_line(&mut l).await.unwrap();
-        s.get_mut().write_all(b"USER bouke\r\nPASS wrong\r\n").await.unwrap();
+        s.get_mut()
+            .write_all(b"USER bouke\r\nPASS wrong\r\n")
+            .await
+            .unwrap();
         let mut all = String::new();
         let _ = tokio::time::timeout(Duration::from_secs(40), s.read_to_string(&mut all)).await;
         assert!(all.contains("too many"), "POP3 after IMAP failures: {all}");
@@ -443,4 +466,25 @@ async fn the_attic_survives_hostile_clients_and_mail() {
     // Nothing lost: both planted messages are still in INBOX.
     assert_eq!(legit_is_served(&d).await, 2);
     d.check("the end");
+
+    // Finding 7: what the daemon created is private, whatever the test's umask.
+    use std::os::unix::fs::PermissionsExt;
+    let data = d._dir.path().join("data");
+    let mut stack = vec![data.clone()];
+    let mut seen = 0;
+    while let Some(p) = stack.pop() {
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        let mode = m.permissions().mode() & 0o777;
+        if p.starts_with(data.join("maildrop")) || p.ends_with("control.sock") {
+            // Open to local users by design: sendmail's drop box and the queue's
+            // control socket (`zolder flush`/`mailq` as any user).
+            continue;
+        }
+        assert_eq!(mode & 0o007, 0, "{} is mode {mode:o}", p.display());
+        seen += 1;
+        if m.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    assert!(seen > 5, "walked {seen} paths");
 }

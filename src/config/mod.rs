@@ -513,6 +513,28 @@ impl Config {
                 out.push(Problem::error("smarthost.password", e));
             }
         }
+        // The database holds password hashes, OAuth2 tokens and every message's headers.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(m) = std::fs::metadata(&self.data_dir)
+                && m.permissions().mode() & 0o007 != 0
+            {
+                out.push(
+                    Problem::warning(
+                        "data_dir",
+                        format!(
+                            "{} is readable by others (mode {:o})",
+                            self.data_dir.display(),
+                            m.permissions().mode() & 0o777
+                        ),
+                    )
+                    .hint(format!(
+                        "chmod -R o-rwx {} (zolder creates everything under it private)",
+                        self.data_dir.display()
+                    )),
+                );
+            }
+        }
         out.extend(self.scan.validate("scan"));
         out.extend(self.queue.validate("queue"));
         if let (Some(_), None) | (None, Some(_)) = (&self.tls.cert, &self.tls.key) {

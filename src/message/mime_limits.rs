@@ -259,7 +259,10 @@ mod tests {
         let depth = message_depth(&msg);
         assert!(depth <= MAX_NESTING_MARKERS + 1, "depth {depth}");
         let keep = OWNED_COPY_BUDGET / chain.len();
-        assert!(depth <= keep + 1, "a large copy keeps fewer levels: {depth}");
+        assert!(
+            depth <= keep + 1,
+            "a large copy keeps fewer levels: {depth}"
+        );
         // Dropping it must not recurse 100 000 times either (it would abort here).
         drop(msg);
     }
