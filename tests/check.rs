@@ -161,3 +161,45 @@ fn environment_overrides_keys() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// Issue 13, finding 7: every inline secret, not only an account's `password`, is
+/// refused in a config that group or others can read.
+#[test]
+fn inline_smarthost_and_oauth2_secrets_need_a_private_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"hostname = "a.test"
+data_dir = "data"
+
+[smarthost]
+host = "smtp.provider.example"
+username = "family"
+password = "hunter2"
+schedule = "manual"
+
+[[accounts]]
+name = "gmail"
+protocol = "imap"
+host = "imap.gmail.com"
+username = "family@gmail.com"
+deliver_to = ["bouke"]
+oauth2 = { token_url = "https://oauth2.example/token", client_id = "id", client_secret = "s3cret", refresh_token = "r3fresh" }
+
+[[users]]
+name = "bouke"
+"#;
+    let p = write(dir.path(), "z.toml", text, 0o644);
+    let (code, out) = check(&p);
+    assert_ne!(code, 0, "{out}");
+    for key in [
+        "smarthost.password",
+        "oauth2.client_secret",
+        "oauth2.refresh_token",
+    ] {
+        assert!(out.contains(key), "{key} not refused: {out}");
+    }
+    assert!(out.contains("chmod 600"), "{out}");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (_, out) = check(&p);
+    assert!(!out.contains("smarthost.password"), "{out}");
+    assert!(!out.contains("oauth2.client_secret"), "{out}");
+}

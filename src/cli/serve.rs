@@ -8,6 +8,9 @@ use super::load_config;
 pub struct Args {}
 
 pub fn run(path: &Path, _args: Args) -> anyhow::Result<i32> {
+    // Everything the daemon creates under data_dir is private whatever umask it was
+    // started with (files 0600, folders 0700); the maildrop sets its own modes.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     tune_glibc_malloc();
     let cfg = match load_config(path) {

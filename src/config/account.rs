@@ -223,6 +223,18 @@ impl AccountConfig {
                 out.push(Problem::error(format!("{key}.password"), e));
             }
         }
+        // Every inline secret, not only `password` (issue 13): OAuth2 ones too.
+        if let Some(o) = &self.oauth2 {
+            let holder = self.source.as_deref().unwrap_or(&cfg.path);
+            for (name, set) in [
+                ("client_secret", o.client_secret.is_some()),
+                ("refresh_token", o.refresh_token.is_some()),
+            ] {
+                if set && let Err(e) = super::check_secret_file(holder) {
+                    out.push(Problem::error(format!("{key}.oauth2.{name}"), e));
+                }
+            }
+        }
         if let Some(p) = &self.password_file {
             // A missing secret is a warning: the examples name files that a fresh clone
             // lacks, and the poll fails (temporarily) until someone creates it.

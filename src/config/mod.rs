@@ -556,6 +556,33 @@ impl Config {
         out.extend(fetchmailrc::load::problems(self));
         if let Some(s) = &self.smarthost {
             out.extend(s.validate("smarthost"));
+            if s.password.is_some()
+                && let Err(e) = check_secret_file(&self.path)
+            {
+                out.push(Problem::error("smarthost.password", e));
+            }
+        }
+        // The database holds password hashes, OAuth2 tokens and every message's headers.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(m) = std::fs::metadata(&self.data_dir)
+                && m.permissions().mode() & 0o007 != 0
+            {
+                out.push(
+                    Problem::warning(
+                        "data_dir",
+                        format!(
+                            "{} is readable by others (mode {:o})",
+                            self.data_dir.display(),
+                            m.permissions().mode() & 0o777
+                        ),
+                    )
+                    .hint(format!(
+                        "chmod -R o-rwx {} (zolder creates everything under it private)",
+                        self.data_dir.display()
+                    )),
+                );
+            }
         }
         out.extend(self.scan.validate("scan"));
         out.extend(self.queue.validate("queue"));

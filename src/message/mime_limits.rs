@@ -44,6 +44,10 @@ pub const MAX_NESTING_MARKERS: usize = MAX_DEPTH;
 /// [`MAX_PARTS`] themselves, this only bounds what mail-parser allocates.
 pub const MAX_BOUNDARY_PAIRS: usize = 50_000;
 
+/// When a copy is parsed, mail-parser's `into_owned` copies the whole buffer once per
+/// encapsulated level; the levels kept are cut so that this stays under this many bytes.
+pub const OWNED_COPY_BUDGET: usize = 16 * 1024 * 1024;
+
 /// How far around a nesting marker its header block is looked for (bytes each way).
 const HEADER_BLOCK_WINDOW: usize = 16 * 1024;
 
@@ -65,6 +69,7 @@ pub fn parse(raw: &[u8]) -> Option<Message<'_>> {
 pub fn bounded(raw: &[u8]) -> Cow<'_, [u8]> {
     let mut edits: Vec<(usize, u8)> = Vec::new();
     let mut markers = 0usize;
+    let mut kept: Vec<usize> = Vec::new();
     let mut digests: Vec<usize> = Vec::new();
     let mut pairs = 0usize;
     let mut any_encoding = false;
@@ -88,10 +93,13 @@ pub fn bounded(raw: &[u8]) -> Cow<'_, [u8]> {
                     edits.push((i, b'x'));
                 } else if m[0] == b'd' {
                     digests.push(i);
+                    kept.push(i);
                 } else if block_has_encoding(raw, i) {
                     // An encoded encapsulated message would be decoded and re-parsed
                     // by mail-parser, out of this scan's sight: keep it opaque.
                     edits.push((i, b'x'));
+                } else {
+                    kept.push(i);
                 }
                 i += m.len();
                 continue;
@@ -112,6 +120,10 @@ pub fn bounded(raw: &[u8]) -> Cow<'_, [u8]> {
     if edits.is_empty() {
         return Cow::Borrowed(raw);
     }
+    // The copy is parsed into an owned message, which costs one copy of the buffer
+    // per encapsulated level: keep fewer levels of a large message.
+    let keep = (OWNED_COPY_BUDGET / raw.len().max(1)).clamp(1, MAX_NESTING_MARKERS);
+    edits.extend(kept.iter().skip(keep).map(|&p| (p, b'x')));
     let mut copy = raw.to_vec();
     for (p, b) in edits {
         copy[p] = b;
@@ -246,6 +258,11 @@ mod tests {
         let msg = parse(&chain).expect("still a message");
         let depth = message_depth(&msg);
         assert!(depth <= MAX_NESTING_MARKERS + 1, "depth {depth}");
+        let keep = OWNED_COPY_BUDGET / chain.len();
+        assert!(
+            depth <= keep + 1,
+            "a large copy keeps fewer levels: {depth}"
+        );
         // Dropping it must not recurse 100 000 times either (it would abort here).
         drop(msg);
     }

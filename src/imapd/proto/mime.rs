@@ -459,7 +459,7 @@ fn section_in<'a>(
                 if depth >= MAX_NESTING {
                     return None;
                 }
-                let bytes = encapsulated(raw, cur).into_owned();
+                let bytes = encapsulated(raw, cur);
                 let inner = parse(&bytes)?;
                 let r = section_in(&inner, &path[i..], text, depth + 1)?.into_owned();
                 return Some(Cow::Owned(r));
@@ -481,7 +481,7 @@ fn section_in<'a>(
             if !matches!(part.body, PartType::Message(_)) || depth >= MAX_NESTING {
                 return None;
             }
-            let bytes = encapsulated(raw, part).into_owned();
+            let bytes = encapsulated(raw, part);
             let inner = parse(&bytes)?;
             let r = section_in(&inner, &[], Some(t), depth + 1)?.into_owned();
             Some(Cow::Owned(r))
