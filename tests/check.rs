@@ -203,3 +203,37 @@ name = "bouke"
     assert!(!out.contains("smarthost.password"), "{out}");
     assert!(!out.contains("oauth2.client_secret"), "{out}");
 }
+
+/// A problem names its key's own line (not the table's), and the hint for a missing
+/// secret file is a command that works as printed (it makes the folder too).
+#[test]
+fn problem_lines_are_the_keys_own_and_the_secret_hint_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "hostname = \"z.test\"\ndata_dir = \"data\"\n\n[[users]]\nname = \"bouke\"\n\n\
+[[accounts]]\nname = \"a\"\nprotocol = \"pop3\"\nhost = \"pop.example\"\nusername = \"u\"\n\
+password_file = \"secrets/a\"\ndeliver_to = [\"bouke\"]\n";
+    let p = write(dir.path(), "zolder.toml", text, 0o600);
+    let (code, out) = check(&p);
+    assert_eq!(code, 0, "{out}");
+    let line = out.lines().find(|l| l.contains("password_file")).unwrap();
+    assert!(
+        line.contains("zolder.toml:12: key `accounts[0].password_file`"),
+        "{line}"
+    );
+    let hint = line
+        .split("create it: ")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(')');
+    let cmd = hint.replace("PASSWORD", "s3cret");
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(format!("{cmd})"))
+        .current_dir(dir.path())
+        .status()
+        .unwrap();
+    assert!(st.success(), "{cmd}");
+    let (code, out) = check(&p);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("does not exist yet"), "{out}");
+}

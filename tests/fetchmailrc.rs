@@ -295,3 +295,63 @@ fn stdin_is_read_like_fetchmail_f_dash() {
     assert!(text.contains("name = \"u@pop.example.net\""), "{text}");
     assert!(text.contains("deliver_to = [\"bob\"]"), "{text}");
 }
+
+/// The importer's output appended to a config in another folder passes `zolder check`:
+/// password files are named as the config reads them (relative to its folder), and
+/// the local names the accounts deliver to get `[[users]]` tables.
+#[test]
+fn import_output_appended_to_a_config_passes_check() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(t.path().join("etc")).unwrap();
+    std::fs::create_dir_all(t.path().join("rc/secrets")).unwrap();
+    let cfg = write(
+        &t.path().join("etc"),
+        "zolder.toml",
+        "hostname = \"zolder.thuis\"\ndata_dir = \"data\"\npostmaster = \"bouke\"\n\n[[users]]\nname = \"bouke\"\n",
+        0o600,
+    );
+    write(
+        &t.path().join("rc"),
+        "fetchmailrc",
+        "poll pop.example proto pop3\n  user \"b\" there with passwordfile \"secrets/b\" is bouke here\n\
+         poll imap.example proto imap\n  user \"a\" there with passwordfile \"secrets/a\" is anna here\n",
+        0o600,
+    );
+    write(&t.path().join("rc/secrets"), "a", "pw\n", 0o600);
+    write(&t.path().join("rc/secrets"), "b", "pw\n", 0o600);
+    // Run from the folder above, with relative paths, as a person would.
+    let out = zolder()
+        .current_dir(t.path())
+        .args([
+            "--config",
+            "etc/zolder.toml",
+            "import-fetchmailrc",
+            "rc/fetchmailrc",
+        ])
+        .output()
+        .unwrap();
+    let toml = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(toml.contains("[[users]]\nname = \"anna\""), "{toml}");
+    assert!(
+        !toml.contains("name = \"bouke\"\n\n[[users]]"),
+        "bouke is known: {toml}"
+    );
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(&toml);
+    std::fs::write(&cfg, text).unwrap();
+    let out = zolder()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("check")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(!said.contains("does not exist"), "{said}");
+}

@@ -93,6 +93,7 @@ fn scanner(checks: Vec<Arc<dyn Check>>) -> Scanner {
 fn notice() -> NoticeSettings {
     NoticeSettings {
         hostname: "zolder.test".into(),
+        domain: "zolder.test".into(),
         postmaster: "sjoerd".into(),
         notify_recipients: false,
     }

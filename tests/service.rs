@@ -315,7 +315,7 @@ fn serve_as_root_drops_to_user_or_refuses() {
     );
 
     std::fs::write(&cfg, format!("user = \"nobody\"\n{base}")).unwrap();
-    let mut child = zolder_cmd(&cfg)
+    let child = zolder_cmd(&cfg)
         .arg("serve")
         .stderr(Stdio::piped())
         .spawn()

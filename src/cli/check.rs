@@ -26,7 +26,8 @@ pub fn run(path: &Path, args: Args) -> anyhow::Result<i32> {
     let mut errors = 0;
     for p in &problems {
         let top = p.key.split(['.', '[']).next().unwrap_or("");
-        let line = crate::config::find_key_line(&text, top)
+        let line = crate::config::key_line(&text, &p.key)
+            .or_else(|| crate::config::find_key_line(&text, top))
             .map(|l| format!(":{l}"))
             .unwrap_or_default();
         let what = if p.warning { "warning" } else { "error" };

@@ -81,7 +81,27 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<i32> {
             }
         }
     }
+    // Paths the output names are read relative to the config's folder: rewrite them so.
+    let base = config
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
+        .unwrap_or(Path::new("."));
+    for ia in &mut import.accounts {
+        for p in [&mut ia.account.password_file, &mut ia.account.ca_file]
+            .into_iter()
+            .flatten()
+        {
+            *p = relative_to(p, base);
+        }
+    }
     print!("{}", render(&import, &args.file, args.with_passwords));
+    print!("{}", users_section(&import, cfg.as_ref()));
     for w in import.all_warnings() {
         eprintln!("warning: {w}");
     }
@@ -263,6 +283,52 @@ fn seed(
     Ok(report)
 }
 
+/// `p` (relative = to the current directory, as the fetchmailrc parser resolved it)
+/// as the config at `base` reads it: relative to `base` when inside it, else absolute.
+pub fn relative_to(p: &Path, base: &Path) -> PathBuf {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let abs = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        cwd.join(p)
+    };
+    let base_abs = std::fs::canonicalize(base).unwrap_or_else(|_| cwd.join(base));
+    let abs_c = abs
+        .parent()
+        .and_then(|d| std::fs::canonicalize(d).ok())
+        .and_then(|d| abs.file_name().map(|f| d.join(f)))
+        .unwrap_or(abs.clone());
+    match abs_c.strip_prefix(&base_abs) {
+        Ok(rel) if !rel.as_os_str().is_empty() => rel.to_path_buf(),
+        _ => abs,
+    }
+}
+
+/// `[[users]]` tables for the local names the accounts deliver to that the config
+/// (when there is one) does not know yet, so the output appended to it passes
+/// `zolder check`.
+pub fn users_section(import: &Import, cfg: Option<&Config>) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for ia in &import.accounts {
+        for n in &ia.account.deliver_to {
+            let known = cfg.is_some_and(|c| c.user(n).is_some() || c.aliases.contains_key(n));
+            if !n.contains('@') && !known && !names.contains(&n.as_str()) {
+                names.push(n);
+            }
+        }
+    }
+    let mut out = String::new();
+    if !names.is_empty() {
+        out.push_str(
+            "\n# The local users the accounts deliver to (set passwords with `zolder user add`).\n",
+        );
+    }
+    for n in names {
+        out.push_str(&format!("[[users]]\nname = \"{n}\"\n\n"));
+    }
+    out
+}
+
 /// The TOML for an import: a header, the file-level warnings, then one `[[accounts]]`
 /// table per entry, each preceded by its origin and warnings as comments.
 pub fn render(import: &Import, file: &Path, with_passwords: bool) -> String {
@@ -273,7 +339,8 @@ pub fn render(import: &Import, file: &Path, with_passwords: bool) -> String {
     ));
     if !with_passwords {
         out.push_str(
-            "# Passwords are not copied: put each in its password_file, readable by zolder only:\n\
+            "# Passwords are not copied: put each in its password_file (relative paths are in the\n\
+             # config's folder), readable by zolder only; there:\n\
              #   (umask 077; mkdir -p secrets; printf '%s\\n' 'PASSWORD' > secrets/ACCOUNT)\n",
         );
     }

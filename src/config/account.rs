@@ -245,7 +245,8 @@ impl AccountConfig {
                         format!("{} does not exist yet", p.display()),
                     )
                     .hint(format!(
-                        "create it: (umask 077; printf '%s\\n' 'PASSWORD' > {})",
+                        "create it: (umask 077; mkdir -p {}; printf '%s\\n' 'PASSWORD' > {})",
+                        p.parent().map_or(".".into(), |d| d.display().to_string()),
                         p.display()
                     )),
                 );

@@ -764,9 +764,61 @@ pub fn find_key_line(text: &str, key: &str) -> Option<usize> {
         .map(|i| i + 1)
 }
 
+/// The line of a [`Problem`]'s key in the config text: `accounts[1].password_file` is
+/// the `password_file =` line inside the second `[[accounts]]` table (the table's own
+/// line when the key is not written there), `listen.imap` the `imap =` line under
+/// `[listen]`, `user` the top-level `user =` line.
+pub fn key_line(text: &str, key: &str) -> Option<usize> {
+    let mut segs = key.split('.');
+    let first = segs.next()?;
+    let (name, index) = match first.split_once('[') {
+        Some((n, rest)) => (n, rest.trim_end_matches(']').parse::<usize>().ok()),
+        None => (first, None),
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let header = |l: &str, h: &str| l.trim() == h || l.trim().starts_with(&format!("{h} "));
+    let start = match index {
+        Some(i) => lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| header(l, &format!("[[{name}]]")))
+            .nth(i)
+            .map(|(n, _)| n)?,
+        None => match lines.iter().position(|l| header(l, &format!("[{name}]"))) {
+            Some(n) => n,
+            None => return find_key_line(text, name),
+        },
+    };
+    let Some(sub) = segs.next() else {
+        return Some(start + 1);
+    };
+    let sub = sub.split('[').next().unwrap_or(sub);
+    for (n, l) in lines.iter().enumerate().skip(start + 1) {
+        let t = l.trim_start();
+        if t.starts_with('[') {
+            break;
+        }
+        if t.starts_with(sub) && t[sub.len()..].trim_start().starts_with('=') {
+            return Some(n + 1);
+        }
+    }
+    Some(start + 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_problem_points_at_its_own_key() {
+        let text = "user = \"zolder\"\n[listen]\nimap = \"x\"\nsubmission = \"y\"\n\n[[accounts]]\nname = \"a\"\npassword_file = \"s/a\"\n\n[[accounts]]\nname = \"b\"\nhost = \"h\"\npassword_file = \"s/b\"\n";
+        assert_eq!(key_line(text, "user"), Some(1));
+        assert_eq!(key_line(text, "listen.submission"), Some(4));
+        assert_eq!(key_line(text, "accounts[0].password_file"), Some(8));
+        assert_eq!(key_line(text, "accounts[1].password_file"), Some(13));
+        assert_eq!(key_line(text, "accounts[1].deliver_to"), Some(10));
+        assert_eq!(key_line(text, "accounts[2].name"), None);
+    }
 
     fn parse(s: &str) -> Result<Config, ConfigError> {
         Config::from_str_at(s, Path::new("/tmp/z/zolder.toml"), false)

@@ -108,7 +108,7 @@ mod tests {
             ("fetch_state", "account,folder,uidvalidity,last_uid"),
             (
                 "fetch_status",
-                "account,last_poll,result,fetched,next_poll,last_error",
+                "account,last_poll,result,fetched,next_poll,last_error,running_since",
             ),
         ] {
             let mut st = c

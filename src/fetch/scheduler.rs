@@ -268,15 +268,25 @@ async fn account_loop(
         };
         let out = f.poll(&acc).await;
         drop(permit);
-        match &out.error {
-            Some(e) if e.is_temporary() => failures += 1,
-            Some(_) => failures += 1,
-            None => failures = 0,
-        }
+        failures = failures_after(failures, out.error.as_ref());
         next = next_poll(&plan, Utc::now(), failures, jitter(&plan));
         if failures > 0 {
             warn!(account = %acc.name, failures, next = ?next, "poll failed; backing off");
+        } else if out.error.is_some() {
+            info!(account = %acc.name, next = ?next, "poll failed temporarily; trying again on the account's schedule");
         }
+    }
+}
+
+/// The consecutive failures that count for back-off after a poll. Only permanent ones
+/// do (a refused login: hammering would lock the account); a temporary one (the ISP or
+/// the line down, a delivery deferred) is retried on the account's own schedule, as
+/// fetchmail does, so polling resumes as soon as the ISP is back.
+pub fn failures_after(failures: u32, error: Option<&super::FetchError>) -> u32 {
+    match error {
+        None => 0,
+        Some(e) if e.is_temporary() => 0,
+        Some(_) => failures.saturating_add(1),
     }
 }
 
@@ -327,6 +337,28 @@ mod tests {
                 .is_none()
         );
         assert!(Plan::of(&acc(Some("every hour"), None)).is_err());
+    }
+
+    #[test]
+    fn only_permanent_failures_back_off() {
+        use crate::fetch::FetchError;
+        let down = FetchError::Io("connect: pop.isp.example:995: Connection refused".into());
+        let login = FetchError::Auth("-ERR invalid password".into());
+        assert!(down.is_temporary() && !login.is_temporary());
+        // An ISP outage of many polls: the next poll is on the plan, not an hour away.
+        let mut f = 0;
+        for _ in 0..10 {
+            f = failures_after(f, Some(&down));
+        }
+        assert_eq!(f, 0);
+        let plan = Plan::Every(Duration::from_secs(10));
+        let now = Utc::now();
+        let next = next_poll(&plan, now, f, Duration::ZERO).unwrap();
+        assert_eq!((next - now).num_seconds(), 10);
+        // A refused login backs off.
+        f = failures_after(failures_after(0, Some(&login)), Some(&login));
+        assert_eq!(f, 2);
+        assert_eq!(failures_after(f, None), 0);
     }
 
     #[test]

@@ -261,6 +261,14 @@ where
                 }
                 qdb::finish_training(&lock(conn), row.id)?;
             }
+            // Bounded like a missing message: a request bogofilter keeps refusing (a
+            // Junk move undone at once, a broken word list) must not fail forever.
+            Err(e) if row.attempts + 1 >= MAX_TRAINING_ATTEMPTS => {
+                warn!(user = %row.user, mailbox = %row.mailbox, uid = row.uid,
+                    "training failed {MAX_TRAINING_ATTEMPTS} times; request dropped: {e}");
+                qdb::finish_training(&lock(conn), row.id)?;
+                stats.skipped += 1;
+            }
             Err(e) => {
                 warn!(user = %row.user, uid = row.uid, "training failed: {e}");
                 qdb::fail_training(&lock(conn), row.id, &e)?;
@@ -307,6 +315,22 @@ pub async fn run_trainer(cfg: &Config, spool: Spool, shutdown: CancellationToken
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_request_bogofilter_keeps_refusing_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Bogofilter::new("/bin/false", dir.path().join("bogo"));
+        let conn = Mutex::new(db::open_memory().unwrap());
+        qdb::enqueue_training(&lock(&conn), "bouke", "Junk", 7, TrainKind::Spam).unwrap();
+        let load = |_: String, _: String, _: u32| async { Some(b"Subject: x\r\n\r\nx".to_vec()) };
+        for _ in 1..MAX_TRAINING_ATTEMPTS {
+            let st = train_pending(&conn, &b, 10, load).await.unwrap();
+            assert_eq!(st.failed, 1);
+        }
+        let st = train_pending(&conn, &b, 10, load).await.unwrap();
+        assert_eq!((st.failed, st.skipped), (0, 1));
+        assert!(qdb::pending_training(&lock(&conn), 10).unwrap().is_empty());
+    }
 
     #[test]
     fn exit_codes() {
