@@ -325,7 +325,10 @@ Content-Transfer-Encoding: base64\r\n\r\n BODY[]<0> {6}\r\nFrom: )"
     );
     let r = c.cmd("f3", "FETCH 1 FLAGS").await;
     // The session that selected first holds \Recent (RFC 3501 §2.3.2).
-    assert_eq!(r[0], "* 1 FETCH (FLAGS (\\Recent))", "PEEK must not set \\Seen");
+    assert_eq!(
+        r[0], "* 1 FETCH (FLAGS (\\Recent))",
+        "PEEK must not set \\Seen"
+    );
     let r = c.cmd("f4", "FETCH 1 BODY[TEXT]<0.4>").await;
     assert_eq!(
         r[0],

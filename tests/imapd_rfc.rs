@@ -166,7 +166,9 @@ async fn new_keywords_are_announced_before_use_in_every_session() {
     let flags = pos(&r, |l| l.starts_with("* FLAGS (") && l.contains("$Label1"))
         .unwrap_or_else(|| panic!("other session: {r:?}"));
     assert!(
-        pos(&r, |l| l.starts_with("* OK [PERMANENTFLAGS (") && l.contains("$Label1")).is_some(),
+        pos(&r, |l| l.starts_with("* OK [PERMANENTFLAGS (")
+            && l.contains("$Label1"))
+        .is_some(),
         "{r:?}"
     );
     if let Some(f) = pos(&r, |l| l.contains("FETCH")) {
@@ -204,7 +206,10 @@ async fn recent_goes_to_the_first_session_and_search_new_old_work() {
     let r = a.ok("s", "SELECT INBOX").await;
     assert!(r.iter().any(|l| l == "* 2 RECENT"), "{r:?}");
     let r = a.ok("f", "FETCH 1:2 FLAGS").await;
-    assert!(r[0].contains("\\Recent") && r[1].contains("\\Recent"), "{r:?}");
+    assert!(
+        r[0].contains("\\Recent") && r[1].contains("\\Recent"),
+        "{r:?}"
+    );
     a.ok("st", "STORE 1 +FLAGS (\\Seen)").await;
     let r = a.ok("n", "SEARCH NEW").await;
     assert_eq!(r[0], "* SEARCH 2");
@@ -259,10 +264,21 @@ async fn condstore_store_modseq_highestmodseq_and_modified() {
     let r = a.ok("st", "STORE 1 +FLAGS (\\Flagged)").await;
     let f = find(&r, "* 1 FETCH").unwrap();
     assert!(f.contains("MODSEQ ("), "{r:?}");
-    let m1: u64 = f.split("MODSEQ (").nth(1).unwrap().split(')').next().unwrap().parse().unwrap();
+    let m1: u64 = f
+        .split("MODSEQ (")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     // UNCHANGEDSINCE below message 1's MODSEQ: 1 is MODIFIED, 2 is stored.
     let r = a
-        .ok("st", &format!("STORE 1:2 (UNCHANGEDSINCE {}) +FLAGS (\\Answered)", m1 - 1))
+        .ok(
+            "st",
+            &format!("STORE 1:2 (UNCHANGEDSINCE {}) +FLAGS (\\Answered)", m1 - 1),
+        )
         .await;
     assert!(last(&r).contains("[MODIFIED 1]"), "{r:?}");
     assert!(find(&r, "* 2 FETCH").unwrap().contains("MODSEQ"), "{r:?}");
@@ -292,7 +308,10 @@ async fn condstore_store_modseq_highestmodseq_and_modified() {
     assert!(find(&r, "* OK [HIGHESTMODSEQ ").is_some(), "{r:?}");
     let r = b.ok("st", "STORE 2 +FLAGS.SILENT (\\Deleted)").await;
     // .SILENT with CONDSTORE still reports the new MODSEQ (RFC 7162 §3.2).
-    assert!(find(&r, "* 2 FETCH").is_some_and(|l| l.contains("MODSEQ")), "{r:?}");
+    assert!(
+        find(&r, "* 2 FETCH").is_some_and(|l| l.contains("MODSEQ")),
+        "{r:?}"
+    );
 }
 
 // ---- 4-6. SEARCH keys and ENVELOPE.
@@ -333,7 +352,9 @@ async fn sent_dates_use_the_header_zone_and_addresses_match_with_comments() {
     let r = a.ok("f", "SEARCH TO a@b.c").await;
     assert_eq!(r[0], "* SEARCH 1");
     // Dovecot's normalized form of the address matches as a whole too.
-    let r = a.ok("f", "SEARCH FROM \"User <user-from@domain.org>\"").await;
+    let r = a
+        .ok("f", "SEARCH FROM \"User <user-from@domain.org>\"")
+        .await;
     assert_eq!(r[0], "* SEARCH 1");
     let r = a.ok("f", "SEARCH CC \"Some One <one@domain.org>\"").await;
     assert_eq!(r[0], "* SEARCH 1");
@@ -375,9 +396,12 @@ async fn sort_by_address_uses_the_mailbox_and_display_uses_the_name() {
         format!("From: {from}\r\nTo: x@y.z\r\nCc: {cc}\r\nSubject: s\r\n\r\nx\r\n")
     };
     // mailbox order: b, a, c; display order: Zed(b) / ann(a) / Bob(c) → a, c, b
-    a.append("INBOX", &mk("Zed <b@zzz.example>", "\"Zed\" <B@x>")).await;
-    a.append("INBOX", &mk("ann <A@yyy.example>", "Ann <a@x>, z@x")).await;
-    a.append("INBOX", &mk("\"Bob\" <c@aaa.example>", "c@x")).await;
+    a.append("INBOX", &mk("Zed <b@zzz.example>", "\"Zed\" <B@x>"))
+        .await;
+    a.append("INBOX", &mk("ann <A@yyy.example>", "Ann <a@x>, z@x"))
+        .await;
+    a.append("INBOX", &mk("\"Bob\" <c@aaa.example>", "c@x"))
+        .await;
     a.ok("s", "SELECT INBOX").await;
     let r = a.ok("o", "SORT (FROM) UTF-8 ALL").await;
     assert_eq!(r[0], "* SORT 2 1 3");
@@ -509,9 +533,7 @@ async fn list_subscribed_nonexistent_and_lsub_noselect_parent() {
     assert!(named(&r, "Gone").is_some(), "{r:?}");
     assert!(named(&r, "Top").is_none(), "{r:?}");
     // RECURSIVEMATCH: the parent is reported with CHILDINFO.
-    let r = a
-        .ok("l", "LIST (SUBSCRIBED RECURSIVEMATCH) \"\" %")
-        .await;
+    let r = a.ok("l", "LIST (SUBSCRIBED RECURSIVEMATCH) \"\" %").await;
     let top = r
         .iter()
         .find(|l| l.contains("\"Top\" (") || l.contains(" Top ("))
@@ -526,7 +548,9 @@ async fn esort_returns_esearch_in_sort_order() {
     let srv = start().await;
     let mut a = Raw::connect(srv.addr).await;
     for (s, d) in [("b", 7), ("a", 5), ("c", 6), ("d", 8)] {
-        let m = format!("From: x@y.z\r\nSubject: {s}\r\nDate: Tue, {d} Mar 2024 10:00:00 +0000\r\n\r\nx\r\n");
+        let m = format!(
+            "From: x@y.z\r\nSubject: {s}\r\nDate: Tue, {d} Mar 2024 10:00:00 +0000\r\n\r\nx\r\n"
+        );
         a.append("INBOX", &m).await;
     }
     a.ok("s", "SELECT INBOX").await;
@@ -535,10 +559,15 @@ async fn esort_returns_esearch_in_sort_order() {
     let r = a
         .ok("e1", "SORT RETURN (MIN MAX ALL COUNT) (SUBJECT) UTF-8 ALL")
         .await;
-    assert_eq!(r[0], "* ESEARCH (TAG \"e1\") MIN 2 MAX 4 ALL 2,1,3:4 COUNT 4");
+    assert_eq!(
+        r[0],
+        "* ESEARCH (TAG \"e1\") MIN 2 MAX 4 ALL 2,1,3:4 COUNT 4"
+    );
     let r = a.ok("e2", "UID SORT RETURN () (DATE) UTF-8 ALL").await;
     assert_eq!(r[0], "* ESEARCH (TAG \"e2\") UID ALL 2:3,1,4");
-    let r = a.ok("e3", "SORT RETURN (COUNT) (DATE) UTF-8 SUBJECT zzz").await;
+    let r = a
+        .ok("e3", "SORT RETURN (COUNT) (DATE) UTF-8 SUBJECT zzz")
+        .await;
     assert_eq!(r[0], "* ESEARCH (TAG \"e3\") COUNT 0");
 }
 

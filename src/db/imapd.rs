@@ -157,6 +157,65 @@ pub fn for_each_meta(
     Ok(())
 }
 
+/// `\Recent` (RFC 3501 §2.3.2, `mailboxes.recent_uid`): returns the UID up to which
+/// recent was taken before, and with `take` moves it up to `upto`, so the messages
+/// above the old value are recent for this caller alone. `None`: no such mailbox.
+pub fn take_recent(
+    conn: &Connection,
+    user: &str,
+    name: &str,
+    upto: u32,
+    take: bool,
+) -> Result<Option<u32>> {
+    let read = |conn: &Connection| -> Result<Option<(i64, u32)>> {
+        Ok(conn
+            .prepare_cached("SELECT id, recent_uid FROM mailboxes WHERE user = ?1 AND name = ?2")?
+            .query_row(params![user, name], |r| {
+                Ok((r.get(0)?, r.get::<_, i64>(1)? as u32))
+            })
+            .optional()?)
+    };
+    let Some((_, prev)) = read(conn)? else {
+        return Ok(None);
+    };
+    if !take || upto <= prev {
+        return Ok(Some(prev));
+    }
+    // Read and move in one write transaction: two sessions never both get a message.
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let r = (|| -> Result<Option<u32>> {
+        let Some((id, prev)) = read(conn)? else {
+            return Ok(None);
+        };
+        if upto > prev {
+            conn.prepare_cached("UPDATE mailboxes SET recent_uid = ?2 WHERE id = ?1")?
+                .execute(params![id, upto as i64])?;
+        }
+        Ok(Some(prev))
+    })();
+    match r {
+        Ok(v) => {
+            conn.execute_batch("COMMIT")?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// Messages of a mailbox not yet taken as recent by any session (STATUS RECENT).
+pub fn recent_count(conn: &Connection, user: &str, name: &str) -> Result<u32> {
+    let n: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id
+             WHERE b.user = ?1 AND b.name = ?2 AND m.uid > b.recent_uid",
+        )?
+        .query_row(params![user, name], |r| r.get(0))?;
+    Ok(n as u32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,63 +274,37 @@ mod tests {
         .unwrap();
         assert_eq!(n, 599);
     }
-}
 
-/// `\Recent` (RFC 3501 §2.3.2, `mailboxes.recent_uid`): returns the UID up to which
-/// recent was taken before, and with `take` moves it up to `upto`, so the messages
-/// above the old value are recent for this caller alone. `None`: no such mailbox.
-pub fn take_recent(
-    conn: &Connection,
-    user: &str,
-    name: &str,
-    upto: u32,
-    take: bool,
-) -> Result<Option<u32>> {
-    let read = |conn: &Connection| -> Result<Option<(i64, u32)>> {
-        Ok(conn
-            .prepare_cached("SELECT id, recent_uid FROM mailboxes WHERE user = ?1 AND name = ?2")?
-            .query_row(params![user, name], |r| {
-                Ok((r.get(0)?, r.get::<_, i64>(1)? as u32))
-            })
-            .optional()?)
-    };
-    let Some((_, prev)) = read(conn)? else {
-        return Ok(None);
-    };
-    if !take || upto <= prev {
-        return Ok(Some(prev));
+    #[test]
+    fn recent_is_taken_once() {
+        let c = crate::db::open_memory().unwrap();
+        let mb = create_mailbox(&c, "bouke", "INBOX", None).unwrap();
+        for n in ["a", "b", "c"] {
+            insert_message(
+                &c,
+                mb.id,
+                &NewMessage {
+                    file: Some(n),
+                    offset: None,
+                    length: None,
+                    size: 10,
+                    internal_date: 1,
+                    flags: "",
+                    message_id: None,
+                },
+            )
+            .unwrap();
+        }
+        assert_eq!(recent_count(&c, "bouke", "INBOX").unwrap(), 3);
+        // A look (EXAMINE) takes nothing.
+        assert_eq!(
+            take_recent(&c, "bouke", "INBOX", 3, false).unwrap(),
+            Some(0)
+        );
+        assert_eq!(take_recent(&c, "bouke", "INBOX", 2, true).unwrap(), Some(0));
+        assert_eq!(take_recent(&c, "bouke", "INBOX", 3, true).unwrap(), Some(2));
+        assert_eq!(take_recent(&c, "bouke", "INBOX", 3, true).unwrap(), Some(3));
+        assert_eq!(recent_count(&c, "bouke", "INBOX").unwrap(), 0);
+        assert_eq!(take_recent(&c, "bouke", "Nope", 3, true).unwrap(), None);
     }
-    // Read and move in one write transaction: two sessions never both get a message.
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let r = (|| -> Result<Option<u32>> {
-        let Some((id, prev)) = read(conn)? else {
-            return Ok(None);
-        };
-        if upto > prev {
-            conn.prepare_cached("UPDATE mailboxes SET recent_uid = ?2 WHERE id = ?1")?
-                .execute(params![id, upto as i64])?;
-        }
-        Ok(Some(prev))
-    })();
-    match r {
-        Ok(v) => {
-            conn.execute_batch("COMMIT")?;
-            Ok(v)
-        }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
-}
-
-/// Messages of a mailbox not yet taken as recent by any session (STATUS RECENT).
-pub fn recent_count(conn: &Connection, user: &str, name: &str) -> Result<u32> {
-    let n: i64 = conn
-        .prepare_cached(
-            "SELECT count(*) FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id
-             WHERE b.user = ?1 AND b.name = ?2 AND m.uid > b.recent_uid",
-        )?
-        .query_row(params![user, name], |r| r.get(0))?;
-    Ok(n as u32)
 }

@@ -219,7 +219,10 @@ impl Backend for SpoolBackend {
                 exists: true,
             })
             .collect();
-        let kept = self.spool.subscriptions_without_mailbox(user).map_err(err)?;
+        let kept = self
+            .spool
+            .subscriptions_without_mailbox(user)
+            .map_err(err)?;
         out.extend(kept.into_iter().map(|name| MailboxInfo {
             name,
             special_use: None,

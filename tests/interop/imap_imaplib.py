@@ -143,6 +143,7 @@ check(len(fetched) == 1 and b"UID 1 " in fetched[0] and b"\\Answered" in fetched
 # Issue 14: keywords announced, \Recent, SORT=DISPLAY, ESORT, SEARCHRES.
 for c in ("SORT=DISPLAY", "ESORT", "SEARCHRES"):
     check(c in caps, f"{c} in {caps}")
+ok(M.select("INBOX"), "SELECT")
 M.untagged_responses.pop("FLAGS", None)
 ok(M.store("1", "+FLAGS", "($Label1)"), "STORE keyword")
 flags = M.untagged_responses.pop("FLAGS", None) or []
@@ -162,6 +163,7 @@ recent = M.response("RECENT")[1]
 check(recent == [b"1"], f"the new message is recent: {recent!r}")
 data = ok(M.search(None, "NEW"), "SEARCH NEW")
 check(len(data[0].split()) == 1, f"SEARCH NEW {data!r}")
+ok(M.close(), "CLOSE")
 ok(M.enable("UTF8=ACCEPT"), "ENABLE UTF8=ACCEPT")
 ok(M.create('"Café"'), "CREATE UTF-8")
 boxes = ok(M.list('""', '"Caf*"'), "LIST UTF-8")

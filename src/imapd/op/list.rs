@@ -148,9 +148,8 @@ impl Session {
                 continue;
             }
             let subscribed = subs.contains(name.as_str());
-            let childinfo = a.subscribed
-                && a.recursive_match
-                && hidden_subscribed_child(&subs, name, matches);
+            let childinfo =
+                a.subscribed && a.recursive_match && hidden_subscribed_child(&subs, name, matches);
             if a.subscribed && !subscribed && !childinfo {
                 continue;
             }

@@ -201,7 +201,9 @@ fn resolve_saved(key: SearchKey, view: &crate::imapd::view::View) -> SearchKey {
         }
     };
     match key {
-        SearchKey::And(v) => SearchKey::And(v.into_iter().map(|k| resolve_saved(k, view)).collect()),
+        SearchKey::And(v) => {
+            SearchKey::And(v.into_iter().map(|k| resolve_saved(k, view)).collect())
+        }
         SearchKey::Or(a, b) => SearchKey::Or(
             Box::new(resolve_saved(*a, view)),
             Box::new(resolve_saved(*b, view)),
@@ -382,7 +384,9 @@ impl Session {
         if modseq_used {
             self.enable_condstore();
         }
-        let save = ret.as_ref().is_some_and(|r| r.contains(&SearchReturn::Save));
+        let save = ret
+            .as_ref()
+            .is_some_and(|r| r.contains(&SearchReturn::Save));
         let Some(v) = self.view_mut() else {
             return Ok(Reply::bad("No mailbox selected"));
         };

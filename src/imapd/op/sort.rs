@@ -21,8 +21,8 @@ use crate::imapd::backend::{SortKeys, StoreError};
 use crate::imapd::op::search::{Candidate, matches_key, needs_content};
 use crate::imapd::proto::thread::{SortMsg, sort};
 use crate::imapd::proto::{SearchKey, SearchReturn, SortCriterion, SortKey, mime};
-use crate::imapd::view::Bytes;
 use crate::imapd::session::{Fatal, Reply, Session};
+use crate::imapd::view::Bytes;
 use crate::imapd::view::Msg;
 
 /// A sequence-set that keeps the order of `nums`: runs of consecutive ascending
@@ -231,7 +231,10 @@ impl Session {
         if let Some(opts) = ret {
             // ESORT (RFC 5267 §3.1): MIN/MAX are the first and last in sort order,
             // ALL lists them in sort order.
-            let nums: Vec<u32> = msgs.iter().map(|m| if uid { m.uid } else { m.seq }).collect();
+            let nums: Vec<u32> = msgs
+                .iter()
+                .map(|m| if uid { m.uid } else { m.seq })
+                .collect();
             let mut out = Vec::new();
             out.extend_from_slice(b"* ESEARCH (TAG ");
             crate::imapd::proto::response::string(&mut out, tag.as_bytes());

@@ -561,7 +561,8 @@ pub fn header_contains(msg: &Message<'_>, name: &str, needle: &str) -> bool {
             if contains_ci(&String::from_utf8_lossy(rawv), &needle) {
                 return true;
             }
-            contains_ci(&decoded(&h.value), &needle) || contains_ci(&addresses_text(&h.value), &needle)
+            contains_ci(&decoded(&h.value), &needle)
+                || contains_ci(&addresses_text(&h.value), &needle)
         })
 }
 

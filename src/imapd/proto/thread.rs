@@ -60,9 +60,9 @@ pub struct SortMsg {
 /// its name (the ENVELOPE's group-start marker, whose mailbox is the group name).
 fn first_address<'a>(a: Option<&'a Address<'_>>) -> (Option<&'a str>, &'a str) {
     match a {
-        Some(Address::List(l)) => l
-            .first()
-            .map_or((None, ""), |x| (x.name.as_deref(), x.address.as_deref().unwrap_or(""))),
+        Some(Address::List(l)) => l.first().map_or((None, ""), |x| {
+            (x.name.as_deref(), x.address.as_deref().unwrap_or(""))
+        }),
         Some(Address::Group(g)) => match g.first() {
             Some(g) => match &g.name {
                 Some(n) => (None, n.as_ref()),
@@ -684,6 +684,25 @@ mod tests {
             m(8, "Re: Plans", 70, "h", &[]),
         ];
         assert_eq!(show(&v, &references(&v)), "(1 (2 3)(4)(8))(5)((6)(7))");
+    }
+
+    #[test]
+    fn rfc5256_step_1b_and_5b() {
+        // 2 claims 1 → 3; 3 has no References, so it keeps no parent (step 1 B).
+        let v = vec![
+            m(1, "one", 30, "a1", &[]),
+            m(2, "two", 20, "a2", &["a1", "a3"]),
+            m(3, "three", 10, "a3", &[]),
+        ];
+        assert_eq!(show(&v, &references(&v)), "(3 2)(1)");
+        // A dummy root in the subject table is not replaced by a later non-reply
+        // (step 5 B): the non-reply joins the dummy's children (5 C).
+        let v = vec![
+            m(1, "Re: beta", 10, "b1", &["zz"]),
+            m(2, "Re: beta", 20, "b2", &["zz"]),
+            m(3, "beta", 30, "b3", &[]),
+        ];
+        assert_eq!(show(&v, &references(&v)), "((1)(2)(3))");
     }
 
     #[test]
