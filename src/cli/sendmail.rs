@@ -251,6 +251,7 @@ fn smtp_stdio(cfg: &Config) -> i32 {
             tls: None,
             delays: std::sync::Arc::new(crate::auth::FailureDelays::new()),
             check: None,
+            burl: None,
             shutdown: tokio_util::sync::CancellationToken::new(),
         };
         let io = crate::submit::session::Io::Other(Box::pin(StdIo {

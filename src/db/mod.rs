@@ -24,6 +24,7 @@ pub mod quota;
 pub mod sortkeys;
 pub mod spool;
 pub mod status;
+pub mod urlauth;
 pub mod users;
 
 /// Migrations, embedded at build time: (number, name, SQL). `PRAGMA user_version` holds
@@ -74,6 +75,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         9,
         "0009_imapd_cache",
         include_str!("../../migrations/0009_imapd_cache.sql"),
+    ),
+    (
+        15,
+        "0015_imapext",
+        include_str!("../../migrations/0015_imapext.sql"),
     ),
 ];
 

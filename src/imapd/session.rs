@@ -82,6 +82,9 @@ pub fn allowed(state: &State, cmd: &Command) -> bool {
                     | Status { .. }
                     | Append { .. }
                     | AppendMany { .. }
+                    | GenUrlAuth(_)
+                    | UrlFetch(_)
+                    | ResetKey { .. }
                     | Idle
                     | Enable(_)
                     | GetQuota(_)
@@ -487,6 +490,12 @@ impl Session {
             Command::AppendMany { mailbox, messages } => {
                 self.op_append_many(mailbox, messages).await
             }
+            Command::GenUrlAuth(pairs) => self.op_genurlauth(pairs).await,
+            Command::UrlFetch(urls) => self.op_urlfetch(urls).await,
+            Command::ResetKey {
+                mailbox,
+                mechanisms,
+            } => self.op_resetkey(mailbox, mechanisms).await,
             Command::Close => self.op_close(true).await,
             Command::Unselect => self.op_close(false).await,
             Command::Expunge { uids } => self.op_expunge(uids).await,

@@ -45,6 +45,7 @@ impl Session {
             "BINARY",
             "MULTIAPPEND",
             "CATENATE",
+            "URLAUTH",
         ]);
         if self.deflate.is_none() {
             c.push("COMPRESS=DEFLATE");

@@ -31,5 +31,6 @@ mod status;
 mod store;
 mod subscribe;
 mod thread;
+mod urlauth;
 
 pub use login::check_password;

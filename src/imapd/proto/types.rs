@@ -71,6 +71,15 @@ pub enum Command {
         mailbox: String,
         messages: Vec<AppendMsg>,
     },
+    /// GENURLAUTH (RFC 4467 §6.1): (URL, mechanism) pairs.
+    GenUrlAuth(Vec<(String, String)>),
+    /// URLFETCH (RFC 4467 §6.3).
+    UrlFetch(Vec<String>),
+    /// RESETKEY [mailbox [mechanism ...]] (RFC 4467 §6.2).
+    ResetKey {
+        mailbox: Option<String>,
+        mechanisms: Vec<String>,
+    },
     Check,
     Close,
     Unselect,
@@ -160,6 +169,9 @@ impl Command {
             Command::Namespace => "NAMESPACE",
             Command::Status { .. } => "STATUS",
             Command::Append { .. } | Command::AppendMany { .. } => "APPEND",
+            Command::GenUrlAuth(_) => "GENURLAUTH",
+            Command::UrlFetch(_) => "URLFETCH",
+            Command::ResetKey { .. } => "RESETKEY",
             Command::Check => "CHECK",
             Command::Close => "CLOSE",
             Command::Unselect => "UNSELECT",

@@ -127,6 +127,7 @@ impl Cursor<'_> {
                 Command::Status { mailbox, items }
             }
             "APPEND" => self.append()?,
+            "GENURLAUTH" | "URLFETCH" | "RESETKEY" => self.urlauth(&name)?,
             "SEARCH" => self.search(false)?,
             "SORT" => self.sort(false)?,
             "THREAD" => self.thread(false)?,

@@ -18,6 +18,7 @@ mod append;
 mod command;
 mod fetch;
 mod search;
+mod urlauth;
 
 use super::frame::literal_marker;
 use super::seq::SeqSet;
