@@ -571,3 +571,76 @@ fn base64_plain(user: &str, pass: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pass}"))
 }
+
+#[tokio::test]
+async fn notify_reports_changes_between_commands() {
+    let srv = start().await;
+    let mut a = Raw::login(srv.addr("imap"), "bouke").await;
+    let mut b = Raw::login(srv.addr("imap"), "bouke").await;
+    let caps = show(&a.cmd(b"C", b"CAPABILITY").await);
+    assert!(caps.split([' ', '\n']).any(|w| w == "NOTIFY"), "{caps}");
+    b.cmd(b"C", b"CREATE Lists").await;
+    let l = String::from_utf8(b.append("Lists", b"Subject: l1\r\n\r\nx\r\n").await).unwrap();
+    let validity: u32 = l["AP OK [APPENDUID ".len()..].split(' ').next().unwrap().parse().unwrap();
+    a.cmd(b"S", b"SELECT INBOX").await;
+
+    // RFC 5465 §3's shape: the selected mailbox and the rest, STATUS at once.
+    let r = a
+        .cmd(
+            b"N1",
+            b"NOTIFY SET STATUS (SELECTED (MessageNew (UID) MessageExpunge)) (PERSONAL (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange))",
+        )
+        .await;
+    // Every personal mailbox but the selected one (the special-use ones exist from
+    // the start).
+    let lists = format!("* STATUS \"Lists\" (MESSAGES 1 UIDNEXT 2 UIDVALIDITY {validity} UNSEEN 1)");
+    let text = show(&r);
+    assert!(text.lines().any(|l| l == lists), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("* STATUS \"Sent\" (MESSAGES 0 ")), "{text}");
+    assert!(!text.contains("\"INBOX\""), "{text}");
+    assert_eq!(last(&r), "N1 OK NOTIFY completed");
+
+    // Another session's changes arrive while this one sends nothing.
+    b.append("Lists", b"Subject: l2\r\n\r\ny\r\n").await;
+    assert_eq!(
+        String::from_utf8(a.line().await).unwrap(),
+        format!("* STATUS \"Lists\" (MESSAGES 2 UIDNEXT 3 UIDVALIDITY {validity} UNSEEN 2)")
+    );
+    b.append("INBOX", b"Subject: i1\r\n\r\nz\r\n").await;
+    assert_eq!(a.line().await, b"* 1 EXISTS".to_vec());
+    assert_eq!(a.line().await, b"* 1 FETCH (UID 1)".to_vec());
+    b.cmd(b"SS", b"SELECT Lists").await;
+    b.cmd(b"ST", b"STORE 1 +FLAGS (\\Seen)").await;
+    assert_eq!(
+        String::from_utf8(a.line().await).unwrap(),
+        format!("* STATUS \"Lists\" (MESSAGES 2 UIDNEXT 3 UIDVALIDITY {validity} UNSEEN 1)")
+    );
+
+    // MailboxName and SubscriptionChange (RFC 5465 §5.4, §5.5).
+    b.cmd(b"C2", b"CREATE Newbox").await;
+    b.append("Lists", b"Subject: l3\r\n\r\nw\r\n").await; // a change the signal carries
+    let mut got = vec![a.line().await, a.line().await];
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            b"* LIST () \".\" \"Newbox\"".to_vec(),
+            format!("* STATUS \"Lists\" (MESSAGES 3 UIDNEXT 4 UIDVALIDITY {validity} UNSEEN 2)")
+                .into_bytes()
+        ]
+    );
+
+    // NOTIFY NONE: back to updates at command completion only.
+    let r = a.cmd(b"N2", b"NOTIFY NONE").await;
+    assert_eq!(last(&r), "N2 OK NOTIFY completed");
+    b.append("Lists", b"Subject: l4\r\n\r\nv\r\n").await;
+    let r = a.cmd(b"NO", b"NOOP").await;
+    assert_eq!(r.len(), 1, "{}", show(&r));
+
+    // Events this server does not serve.
+    let r = a.cmd(b"N3", b"NOTIFY SET (PERSONAL (AnnotationChange))").await;
+    assert!(last(&r).starts_with("N3 NO [BADEVENT ("), "{}", show(&r));
+    let r = a.cmd(b"N4", b"NOTIFY SET (PERSONAL (FlagChange))").await;
+    assert!(last(&r).starts_with("N4 BAD"), "{}", show(&r));
+    srv.shutdown().await;
+}

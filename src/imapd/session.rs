@@ -83,6 +83,7 @@ pub fn allowed(state: &State, cmd: &Command) -> bool {
                     | Append { .. }
                     | AppendMany { .. }
                     | GenUrlAuth(_)
+                    | Notify(_)
                     | UrlFetch(_)
                     | ResetKey { .. }
                     | Idle
@@ -166,6 +167,8 @@ pub struct Session {
     pub(crate) utf8: bool,
     /// COMPRESS=DEFLATE active (RFC 4978).
     pub(crate) deflate: Option<Box<Deflate>>,
+    /// NOTIFY (RFC 5465) in force: what to watch and the last snapshot.
+    pub(crate) notify: Option<Box<super::op::notify::NotifyState>>,
 }
 
 impl Session {
@@ -183,6 +186,7 @@ impl Session {
             qresync: false,
             utf8: false,
             deflate: None,
+            notify: None,
         }
     }
 
@@ -387,7 +391,7 @@ impl Session {
             match self.framer.next_frame() {
                 Frame::Incomplete => {
                     self.flush().await?;
-                    self.read_more().await?;
+                    self.read_or_notify().await?;
                 }
                 Frame::NeedContinuation => {
                     self.out.extend_from_slice(b"+ OK\r\n");
@@ -490,6 +494,7 @@ impl Session {
             Command::AppendMany { mailbox, messages } => {
                 self.op_append_many(mailbox, messages).await
             }
+            Command::Notify(spec) => self.op_notify(spec).await,
             Command::GenUrlAuth(pairs) => self.op_genurlauth(pairs).await,
             Command::UrlFetch(urls) => self.op_urlfetch(urls).await,
             Command::ResetKey {

@@ -46,6 +46,7 @@ impl Session {
             "MULTIAPPEND",
             "CATENATE",
             "URLAUTH",
+            "NOTIFY",
         ]);
         if self.deflate.is_none() {
             c.push("COMPRESS=DEFLATE");

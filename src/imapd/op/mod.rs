@@ -21,6 +21,7 @@ mod idle;
 mod list;
 mod login;
 mod namespace;
+pub(crate) mod notify;
 mod quota;
 mod rename;
 pub(crate) mod search;

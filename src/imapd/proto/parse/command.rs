@@ -128,6 +128,7 @@ impl Cursor<'_> {
             }
             "APPEND" => self.append()?,
             "GENURLAUTH" | "URLFETCH" | "RESETKEY" => self.urlauth(&name)?,
+            "NOTIFY" => self.notify()?,
             "SEARCH" => self.search(false)?,
             "SORT" => self.sort(false)?,
             "THREAD" => self.thread(false)?,

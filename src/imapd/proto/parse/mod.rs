@@ -17,6 +17,7 @@
 mod append;
 mod command;
 mod fetch;
+mod notify;
 mod search;
 mod urlauth;
 
