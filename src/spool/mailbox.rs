@@ -217,7 +217,10 @@ impl Spool {
         let m = self.mailbox_row(&conn, &u, &name)?;
         let tx = write_tx(&mut conn)?;
         dbs::set_subscribed(&tx, m.id, subscribed)?;
-        tx.commit()
+        tx.commit()?;
+        // IMAP NOTIFY's SubscriptionChange watches for this.
+        self.notify(&u.name, &name);
+        Ok(())
     }
 
     /// What `user`'s mailboxes hold together (bytes and messages), from the index:

@@ -169,7 +169,9 @@ impl Session {
 
     /// Writes what changed since the last snapshot.
     async fn notify_changes(&mut self) {
-        let Some(n) = self.notify.as_ref() else { return };
+        let Some(n) = self.notify.as_ref() else {
+            return;
+        };
         let spec = n.spec.clone();
 
         // 1. The selected mailbox: the usual untagged updates, now.
@@ -227,8 +229,7 @@ impl Session {
                 continue;
             };
             let name = &m.name;
-            if has(ev, |e| matches!(e, NotifyEvent::MailboxName)) && !old_names.contains_key(name)
-            {
+            if has(ev, |e| matches!(e, NotifyEvent::MailboxName)) && !old_names.contains_key(name) {
                 self.write_list("", name);
             }
             if has(ev, |e| matches!(e, NotifyEvent::SubscriptionChange))

@@ -105,7 +105,10 @@ impl Cursor<'_> {
             "MESSAGENEW" => {
                 let mut attrs = Vec::new();
                 if self.peek() == Some(b' ') && self.s.get(self.i + 1) == Some(&b'(') {
-                    if !matches!(filter, NotifyFilter::Selected | NotifyFilter::SelectedDelayed) {
+                    if !matches!(
+                        filter,
+                        NotifyFilter::Selected | NotifyFilter::SelectedDelayed
+                    ) {
                         // RFC 5465 §5.2: FETCH items only for the selected mailbox.
                         return Err("MessageNew FETCH items need SELECTED".into());
                     }
@@ -144,9 +147,17 @@ fn check_events(filter: &NotifyFilter, events: &[NotifyEvent]) -> R<()> {
     if flags && !new {
         return Err("FlagChange needs MessageNew and MessageExpunge".into());
     }
-    let selected = matches!(filter, NotifyFilter::Selected | NotifyFilter::SelectedDelayed);
+    let selected = matches!(
+        filter,
+        NotifyFilter::Selected | NotifyFilter::SelectedDelayed
+    );
     if selected
-        && has(|e| matches!(e, NotifyEvent::MailboxName | NotifyEvent::SubscriptionChange))
+        && has(|e| {
+            matches!(
+                e,
+                NotifyEvent::MailboxName | NotifyEvent::SubscriptionChange
+            )
+        })
     {
         return Err("mailbox events are not for the selected mailbox".into());
     }
@@ -189,7 +200,9 @@ mod tests {
         );
         assert!(parse_command(b"c NOTIFY SET (personal (MessageNew))").is_err());
         assert!(parse_command(b"c NOTIFY SET (personal (FlagChange))").is_err());
-        assert!(parse_command(b"c NOTIFY SET (personal (MessageNew (UID) MessageExpunge))").is_err());
+        assert!(
+            parse_command(b"c NOTIFY SET (personal (MessageNew (UID) MessageExpunge))").is_err()
+        );
         assert!(parse_command(b"c NOTIFY SET (selected (MailboxName))").is_err());
         assert!(parse_command(b"c NOTIFY SET (inboxes NONE)").is_ok());
     }
