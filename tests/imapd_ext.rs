@@ -434,13 +434,13 @@ Content-Type: multipart/mixed; boundary=\"z\"\r\n\r\n--z\r\nContent-Type: text/p
     for (tag, bad) in [
         (
             "G4",
-            format!("imap://bouke@zolder.test/INBOX/;uid=9;urlauth=anonymous"),
+            "imap://bouke@zolder.test/INBOX/;uid=9;urlauth=anonymous".to_string(),
         ),
-        ("G5", format!("imap://bouke@zolder.test/INBOX/;uid=1")),
-        ("G6", format!("/INBOX/;uid=1;urlauth=anonymous")),
+        ("G5", "imap://bouke@zolder.test/INBOX/;uid=1".to_string()),
+        ("G6", "/INBOX/;uid=1;urlauth=anonymous".to_string()),
         (
             "G7",
-            format!("imap://bouke@zolder.test/INBOX/;uid=1;urlauth=root"),
+            "imap://bouke@zolder.test/INBOX/;uid=1;urlauth=root".to_string(),
         ),
     ] {
         let r = c
@@ -461,9 +461,7 @@ Content-Type: multipart/mixed; boundary=\"z\"\r\n\r\n--z\r\nContent-Type: text/p
     assert!(last(&r).starts_with("G8 NO "), "{}", show(&r));
 
     // An EXPIRE in the past makes a signed URL useless.
-    let old = format!(
-        "imap://bouke@zolder.test/INBOX/;uid=1;expire=2001-01-01T00:00:00Z;urlauth=authuser"
-    );
+    let old = "imap://bouke@zolder.test/INBOX/;uid=1;expire=2001-01-01T00:00:00Z;urlauth=authuser";
     let r = c
         .cmd(b"G9", format!("GENURLAUTH \"{old}\" INTERNAL").as_bytes())
         .await;
@@ -657,5 +655,36 @@ async fn notify_reports_changes_between_commands() {
     assert!(last(&r).starts_with("N3 NO [BADEVENT ("), "{}", show(&r));
     let r = a.cmd(b"N4", b"NOTIFY SET (PERSONAL (FlagChange))").await;
     assert!(last(&r).starts_with("N4 BAD"), "{}", show(&r));
+    srv.shutdown().await;
+}
+
+/// A real client: Python's imaplib (the only one at hand that can send these
+/// commands; see tests/interop/imap_ext_imaplib.py).
+#[tokio::test(flavor = "multi_thread")]
+async fn python_imaplib_uses_the_extensions() {
+    if !common::have("python3") {
+        println!("skipped: python3 not installed");
+        return;
+    }
+    let srv = start().await;
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/imap_ext_imaplib.py");
+    let port = srv.addr("imap").port().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg(script)
+            .args(["127.0.0.1", &port, "bouke", PASSWORD])
+            .output()
+            .expect("python3 runs")
+    })
+    .await
+    .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "imaplib: {text}");
+    assert!(text.contains("extensions OK"), "{text}");
     srv.shutdown().await;
 }
