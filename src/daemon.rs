@@ -114,6 +114,26 @@ impl crate::submit::DataCheck for ScanDataCheck {
     }
 }
 
+/// BURL (RFC 4468) for the submission server: URLAUTH-authorized URLs resolved by
+/// imapd's URLAUTH rules over the same store the IMAP server uses.
+struct SpoolBurl(Arc<dyn crate::imapd::backend::Backend>);
+
+#[async_trait::async_trait]
+impl crate::submit::BurlFetch for SpoolBurl {
+    async fn fetch(&self, user: &str, url: &str) -> Result<Vec<u8>, String> {
+        let (b, user, url) = (self.0.clone(), user.to_string(), url.to_string());
+        tokio::task::spawn_blocking(move || {
+            crate::imapd::urlauth::fetch(
+                b.as_ref(),
+                &url,
+                crate::imapd::proto::urlauth::Requester::Submit(&user),
+            )
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("BURL task failed: {e}")))
+    }
+}
+
 fn scan_data_check(cfg: &Config) -> anyhow::Result<Option<Arc<dyn crate::submit::DataCheck>>> {
     let a = &cfg.scan.actions;
     let can_reject = [&a.infected, &a.banned, &a.spam]
@@ -251,6 +271,7 @@ pub async fn start_with(
         } else {
             crate::imapd::store::SpoolBackend::new(spool.clone())
         });
+    let burl_backend = imap_backend.clone();
     for (name, bound) in crate::imapd::server::start(
         ctx.config.clone(),
         imap_backend.clone(),
@@ -340,6 +361,7 @@ pub async fn start_with(
                 check: hooks.data_check.clone().or(scan_data_check(&ctx.config)?),
                 inbound: crate::inbound::Inbound::from_config(&ctx.config)
                     .map_err(anyhow::Error::msg)?,
+                burl: Some(Arc::new(SpoolBurl(burl_backend.clone()))),
                 shutdown: ctx.shutdown.clone(),
             };
             for (service, l) in listeners {

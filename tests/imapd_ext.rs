@@ -353,3 +353,338 @@ Content-Type: multipart/mixed; boundary=\"q\"\r\n\r\n--q\r\nContent-Type: text/p
     assert_eq!(srv.count("bouke", "Drafts"), 2);
     srv.shutdown().await;
 }
+
+/// The quoted URL of a `* GENURLAUTH "..."` line.
+fn signed_url(r: &[Vec<u8>]) -> String {
+    let l = String::from_utf8_lossy(&r[0]).into_owned();
+    assert!(l.starts_with("* GENURLAUTH \""), "{}", show(r));
+    l["* GENURLAUTH \"".len()..l.len() - 1].to_string()
+}
+
+#[tokio::test]
+async fn urlauth_generate_fetch_and_reset() {
+    let srv = start().await;
+    let mut c = Raw::login(srv.addr("imap"), "bouke").await;
+    let msg = b"Subject: shared\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"z\"\r\n\r\n--z\r\nContent-Type: text/plain\r\n\r\npart one\r\n--z--\r\n";
+    let l = String::from_utf8(c.append("INBOX", msg).await).unwrap();
+    let validity: u32 = l["AP OK [APPENDUID ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // RFC 4467 §6.1's example, for this server's user and message.
+    let rump = format!(
+        "imap://bouke@zolder.test/INBOX;UIDVALIDITY={validity}/;uid=1/;section=1;urlauth=user+bouke"
+    );
+    let r = c
+        .cmd(b"G1", format!("GENURLAUTH \"{rump}\" INTERNAL").as_bytes())
+        .await;
+    assert_eq!(last(&r), "G1 OK GENURLAUTH completed", "{}", show(&r));
+    let url = signed_url(&r);
+    let (head, token) = url.rsplit_once(":internal:").unwrap();
+    assert_eq!(head, rump);
+    assert_eq!(token.len(), 64);
+    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
+    // The same key signs the same URL the same way.
+    let r2 = c
+        .cmd(b"G2", format!("GENURLAUTH \"{rump}\" INTERNAL").as_bytes())
+        .await;
+    assert_eq!(signed_url(&r2), url);
+
+    // RFC 4467 §6.3: URLFETCH returns the section's bytes.
+    let r = c.cmd(b"U1", format!("URLFETCH \"{url}\"").as_bytes()).await;
+    assert_eq!(
+        r[0],
+        format!("* URLFETCH \"{url}\" {{8}}\r\npart one").into_bytes(),
+        "{}",
+        show(&r)
+    );
+    assert_eq!(last(&r), "U1 OK URLFETCH completed");
+
+    // A changed token, a rump without token, another user's access: NIL.
+    let forged = format!("{head}:internal:{}", "0".repeat(64));
+    let r = c
+        .cmd(
+            b"U2",
+            format!("URLFETCH \"{forged}\" \"{rump}\"").as_bytes(),
+        )
+        .await;
+    assert_eq!(r[0], format!("* URLFETCH \"{forged}\" NIL").into_bytes());
+    assert_eq!(r[1], format!("* URLFETCH \"{rump}\" NIL").into_bytes());
+
+    // The URL names bouke's mailbox: anna may not fetch it, whatever its token.
+    let mut a = Raw::login(srv.addr("imap"), "anna").await;
+    let r = a.cmd(b"U3", format!("URLFETCH \"{url}\"").as_bytes()).await;
+    assert_eq!(
+        r[0],
+        format!("* URLFETCH \"{url}\" NIL").into_bytes(),
+        "{}",
+        show(&r)
+    );
+    // Nor have one signed for it.
+    let r = a
+        .cmd(b"G3", format!("GENURLAUTH \"{rump}\" INTERNAL").as_bytes())
+        .await;
+    assert!(last(&r).starts_with("G3 NO [BADURL "), "{}", show(&r));
+
+    // GENURLAUTH refuses URLs that name nothing, or lack an access identifier.
+    for (tag, bad) in [
+        (
+            "G4",
+            "imap://bouke@zolder.test/INBOX/;uid=9;urlauth=anonymous".to_string(),
+        ),
+        ("G5", "imap://bouke@zolder.test/INBOX/;uid=1".to_string()),
+        ("G6", "/INBOX/;uid=1;urlauth=anonymous".to_string()),
+        (
+            "G7",
+            "imap://bouke@zolder.test/INBOX/;uid=1;urlauth=root".to_string(),
+        ),
+    ] {
+        let r = c
+            .cmd(
+                tag.as_bytes(),
+                format!("GENURLAUTH \"{bad}\" INTERNAL").as_bytes(),
+            )
+            .await;
+        assert!(
+            last(&r).starts_with(&format!("{tag} NO [BADURL ")),
+            "{}",
+            show(&r)
+        );
+    }
+    let r = c
+        .cmd(b"G8", format!("GENURLAUTH \"{rump}\" XSAMPLE").as_bytes())
+        .await;
+    assert!(last(&r).starts_with("G8 NO "), "{}", show(&r));
+
+    // An EXPIRE in the past makes a signed URL useless.
+    let old = "imap://bouke@zolder.test/INBOX/;uid=1;expire=2001-01-01T00:00:00Z;urlauth=authuser";
+    let r = c
+        .cmd(b"G9", format!("GENURLAUTH \"{old}\" INTERNAL").as_bytes())
+        .await;
+    let expired = signed_url(&r);
+    let r = c
+        .cmd(b"U4", format!("URLFETCH \"{expired}\"").as_bytes())
+        .await;
+    assert_eq!(r[0], format!("* URLFETCH \"{expired}\" NIL").into_bytes());
+
+    // RFC 4467 §6.2: RESETKEY invalidates every URL signed with the old key.
+    let r = c.cmd(b"R1", b"RESETKEY INBOX INTERNAL").await;
+    assert_eq!(last(&r), "R1 OK [URLMECH INTERNAL] Reset completed");
+    let r = c.cmd(b"U5", format!("URLFETCH \"{url}\"").as_bytes()).await;
+    assert_eq!(r[0], format!("* URLFETCH \"{url}\" NIL").into_bytes());
+    let r = c
+        .cmd(b"G10", format!("GENURLAUTH \"{rump}\" INTERNAL").as_bytes())
+        .await;
+    assert_ne!(signed_url(&r), url, "a new key signs differently");
+    let r = c.cmd(b"R2", b"RESETKEY").await;
+    assert_eq!(last(&r), "R2 OK All keys removed");
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn burl_sends_a_message_from_sent_without_uploading_it() {
+    use common::outgoing::{FakeSink, Raw as Smtp};
+    let sink = FakeSink::start().await;
+    let srv = Zolder::new("zolder.test")
+        .top("local_domains = [\"zolder.test\"]")
+        .top(&format!(
+            "[smarthost]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nschedule = \"manual\"",
+            sink.port
+        ))
+        .listen("imap")
+        .listen("submission")
+        .user("bouke", PASSWORD, &["bouke@zolder.test"])
+        .user("anna", PASSWORD, &["anna@zolder.test"])
+        .start()
+        .await;
+    let msg = b"From: Bouke <bouke@zolder.test>\r\nTo: someone@remote.example\r\n\
+Subject: sent once\r\nDate: Tue, 5 Mar 2024 10:00:00 +0100\r\nMessage-ID: <burl@zolder.test>\r\n\r\nhello over BURL\r\n";
+    let mut c = Raw::login(srv.addr("imap"), "bouke").await;
+    c.cmd(b"C", b"CREATE Sent").await;
+    let l = String::from_utf8(c.append("Sent", msg).await).unwrap();
+    let validity: u32 = l["AP OK [APPENDUID ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let rump =
+        format!("imap://bouke@zolder.test/Sent;UIDVALIDITY={validity}/;UID=1;URLAUTH=submit+bouke");
+    let r = c
+        .cmd(b"G", format!("GENURLAUTH \"{rump}\" INTERNAL").as_bytes())
+        .await;
+    let url = signed_url(&r);
+
+    let mut s = Smtp::connect(srv.addr("submission"), None).await;
+    let (code, ehlo) = s.cmd("EHLO client").await;
+    assert_eq!(code, 250);
+    assert!(ehlo.contains("BURL imap"), "{ehlo}");
+    // Before AUTH, BURL is refused.
+    s.cmd("MAIL FROM:<bouke@zolder.test>").await;
+    s.cmd("RCPT TO:<someone@remote.example>").await;
+    let (code, _) = s.cmd(&format!("BURL {url} LAST")).await;
+    assert_eq!(code, 554);
+    s.cmd("RSET").await;
+    let plain = base64_plain("bouke", PASSWORD);
+    let (code, t) = s.cmd(&format!("AUTH PLAIN {plain}")).await;
+    assert_eq!(code, 235, "{t}");
+    assert_eq!(s.cmd("MAIL FROM:<bouke@zolder.test>").await.0, 250);
+    assert_eq!(s.cmd("RCPT TO:<someone@remote.example>").await.0, 250);
+    // A forged token fails; the real one queues the stored bytes.
+    let (head, _) = url.rsplit_once(":internal:").unwrap();
+    let (code, _) = s
+        .cmd(&format!("BURL {head}:internal:{} LAST", "a".repeat(64)))
+        .await;
+    assert_eq!(code, 554);
+    let (code, t) = s.cmd(&format!("BURL {url} LAST")).await;
+    assert_eq!(code, 250, "{t}");
+    s.cmd("QUIT").await;
+
+    srv.running.queue.as_ref().unwrap().flush().await.unwrap();
+    let got = sink.all();
+    assert_eq!(got.len(), 1);
+    let data = &got[0].data;
+    assert!(data.ends_with(msg), "{}", String::from_utf8_lossy(data));
+    assert!(data.starts_with(b"Received: "));
+
+    // anna cannot BURL bouke's message, even with bouke's signed URL.
+    let mut s = Smtp::connect(srv.addr("submission"), None).await;
+    s.cmd("EHLO client").await;
+    let (code, _) = s
+        .cmd(&format!("AUTH PLAIN {}", base64_plain("anna", PASSWORD)))
+        .await;
+    assert_eq!(code, 235);
+    s.cmd("MAIL FROM:<anna@zolder.test>").await;
+    s.cmd("RCPT TO:<someone@remote.example>").await;
+    let (code, _) = s.cmd(&format!("BURL {url} LAST")).await;
+    assert_eq!(code, 554);
+    srv.shutdown().await;
+}
+
+fn base64_plain(user: &str, pass: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pass}"))
+}
+
+#[tokio::test]
+async fn notify_reports_changes_between_commands() {
+    let srv = start().await;
+    let mut a = Raw::login(srv.addr("imap"), "bouke").await;
+    let mut b = Raw::login(srv.addr("imap"), "bouke").await;
+    let caps = show(&a.cmd(b"C", b"CAPABILITY").await);
+    assert!(caps.split([' ', '\n']).any(|w| w == "NOTIFY"), "{caps}");
+    b.cmd(b"C", b"CREATE Lists").await;
+    let l = String::from_utf8(b.append("Lists", b"Subject: l1\r\n\r\nx\r\n").await).unwrap();
+    let validity: u32 = l["AP OK [APPENDUID ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    a.cmd(b"S", b"SELECT INBOX").await;
+
+    // RFC 5465 §3's shape: the selected mailbox and the rest, STATUS at once.
+    let r = a
+        .cmd(
+            b"N1",
+            b"NOTIFY SET STATUS (SELECTED (MessageNew (UID) MessageExpunge)) (PERSONAL (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange))",
+        )
+        .await;
+    // Every personal mailbox but the selected one (the special-use ones exist from
+    // the start).
+    let lists =
+        format!("* STATUS \"Lists\" (MESSAGES 1 UIDNEXT 2 UIDVALIDITY {validity} UNSEEN 1)");
+    let text = show(&r);
+    assert!(text.lines().any(|l| l == lists), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("* STATUS \"Sent\" (MESSAGES 0 ")),
+        "{text}"
+    );
+    assert!(!text.contains("\"INBOX\""), "{text}");
+    assert_eq!(last(&r), "N1 OK NOTIFY completed");
+
+    // Another session's changes arrive while this one sends nothing.
+    b.append("Lists", b"Subject: l2\r\n\r\ny\r\n").await;
+    assert_eq!(
+        String::from_utf8(a.line().await).unwrap(),
+        format!("* STATUS \"Lists\" (MESSAGES 2 UIDNEXT 3 UIDVALIDITY {validity} UNSEEN 2)")
+    );
+    b.append("INBOX", b"Subject: i1\r\n\r\nz\r\n").await;
+    assert_eq!(a.line().await, b"* 1 EXISTS".to_vec());
+    assert_eq!(a.line().await, b"* 1 FETCH (UID 1)".to_vec());
+    b.cmd(b"SS", b"SELECT Lists").await;
+    b.cmd(b"ST", b"STORE 1 +FLAGS (\\Seen)").await;
+    assert_eq!(
+        String::from_utf8(a.line().await).unwrap(),
+        format!("* STATUS \"Lists\" (MESSAGES 2 UIDNEXT 3 UIDVALIDITY {validity} UNSEEN 1)")
+    );
+
+    // MailboxName and SubscriptionChange (RFC 5465 §5.4, §5.5).
+    b.cmd(b"C2", b"CREATE Newbox").await;
+    assert_eq!(a.line().await, b"* LIST () \".\" \"Newbox\"".to_vec());
+    // CREATE subscribes (as Dovecot's autosubscribe does): unsubscribe first.
+    b.cmd(b"US", b"UNSUBSCRIBE Newbox").await;
+    assert_eq!(a.line().await, b"* LIST () \".\" \"Newbox\"".to_vec());
+    b.cmd(b"SU", b"SUBSCRIBE Newbox").await;
+    assert_eq!(
+        a.line().await,
+        b"* LIST (\\Subscribed) \".\" \"Newbox\"".to_vec()
+    );
+    b.cmd(b"D", b"DELETE Newbox").await;
+    assert_eq!(
+        a.line().await,
+        b"* LIST (\\NonExistent) \".\" \"Newbox\"".to_vec()
+    );
+
+    // NOTIFY NONE: back to updates at command completion only.
+    let r = a.cmd(b"N2", b"NOTIFY NONE").await;
+    assert_eq!(last(&r), "N2 OK NOTIFY completed");
+    b.append("Lists", b"Subject: l4\r\n\r\nv\r\n").await;
+    let r = a.cmd(b"NO", b"NOOP").await;
+    assert_eq!(r.len(), 1, "{}", show(&r));
+
+    // Events this server does not serve.
+    let r = a
+        .cmd(b"N3", b"NOTIFY SET (PERSONAL (AnnotationChange))")
+        .await;
+    assert!(last(&r).starts_with("N3 NO [BADEVENT ("), "{}", show(&r));
+    let r = a.cmd(b"N4", b"NOTIFY SET (PERSONAL (FlagChange))").await;
+    assert!(last(&r).starts_with("N4 BAD"), "{}", show(&r));
+    srv.shutdown().await;
+}
+
+/// A real client: Python's imaplib (the only one at hand that can send these
+/// commands; see tests/interop/imap_ext_imaplib.py).
+#[tokio::test(flavor = "multi_thread")]
+async fn python_imaplib_uses_the_extensions() {
+    if !common::have("python3") {
+        println!("skipped: python3 not installed");
+        return;
+    }
+    let srv = start().await;
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/imap_ext_imaplib.py");
+    let port = srv.addr("imap").port().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg(script)
+            .args(["127.0.0.1", &port, "bouke", PASSWORD])
+            .output()
+            .expect("python3 runs")
+    })
+    .await
+    .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "imaplib: {text}");
+    assert!(text.contains("extensions OK"), "{text}");
+    srv.shutdown().await;
+}

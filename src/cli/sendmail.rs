@@ -334,6 +334,7 @@ fn smtp_stdio(cfg: &Config) -> i32 {
             delays: std::sync::Arc::new(crate::auth::FailureDelays::new()),
             check: None,
             inbound: None,
+            burl: None,
             shutdown: tokio_util::sync::CancellationToken::new(),
         };
         let io = crate::submit::session::Io::Other(Box::pin(StdIo {

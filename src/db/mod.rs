@@ -24,6 +24,7 @@ pub mod quota;
 pub mod sortkeys;
 pub mod spool;
 pub mod status;
+pub mod urlauth;
 pub mod users;
 pub mod web;
 
@@ -95,6 +96,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         14,
         "0014_ops",
         include_str!("../../migrations/0014_ops.sql"),
+    ),
+    (
+        15,
+        "0015_imapext",
+        include_str!("../../migrations/0015_imapext.sql"),
     ),
 ];
 

@@ -227,6 +227,17 @@ pub trait Backend: Send + Sync + 'static {
     fn take_recent(&self, user: &str, name: &str, upto: u32, take: bool) -> StoreResult<u32>;
     /// Messages no session has taken as recent yet (STATUS RECENT).
     fn recent_count(&self, user: &str, name: &str) -> StoreResult<u32>;
+    /// URLAUTH (RFC 4467): the access key of a user's mailbox; with `create`, one is
+    /// made (random) when there is none. `None` = no key (every URL invalid).
+    fn urlauth_key(&self, user: &str, name: &str, create: bool) -> StoreResult<Option<Vec<u8>>> {
+        let _ = (user, name, create);
+        Err(StoreError::Refused("URLAUTH not available".into()))
+    }
+    /// RESETKEY: forgets the key of one mailbox, or of all the user's mailboxes.
+    fn urlauth_reset(&self, user: &str, name: Option<&str>) -> StoreResult<()> {
+        let _ = (user, name);
+        Err(StoreError::Refused("URLAUTH not available".into()))
+    }
     /// The user's change signal (for IDLE).
     fn watch(&self, user: &str) -> StoreResult<Box<dyn ChangeSignal>>;
 }

@@ -82,6 +82,10 @@ pub fn allowed(state: &State, cmd: &Command) -> bool {
                     | Status { .. }
                     | Append { .. }
                     | AppendMany { .. }
+                    | GenUrlAuth(_)
+                    | Notify(_)
+                    | UrlFetch(_)
+                    | ResetKey { .. }
                     | Idle
                     | Enable(_)
                     | GetQuota(_)
@@ -165,6 +169,8 @@ pub struct Session {
     pub(crate) rev2: bool,
     /// COMPRESS=DEFLATE active (RFC 4978).
     pub(crate) deflate: Option<Box<Deflate>>,
+    /// NOTIFY (RFC 5465) in force: what to watch and the last snapshot.
+    pub(crate) notify: Option<Box<super::op::notify::NotifyState>>,
 }
 
 impl Session {
@@ -183,6 +189,7 @@ impl Session {
             utf8: false,
             rev2: false,
             deflate: None,
+            notify: None,
         }
     }
 
@@ -399,7 +406,7 @@ impl Session {
             match self.framer.next_frame() {
                 Frame::Incomplete => {
                     self.flush().await?;
-                    self.read_more().await?;
+                    self.read_or_notify().await?;
                 }
                 Frame::NeedContinuation => {
                     self.out.extend_from_slice(b"+ OK\r\n");
@@ -507,6 +514,13 @@ impl Session {
             Command::AppendMany { mailbox, messages } => {
                 self.op_append_many(mailbox, messages).await
             }
+            Command::Notify(spec) => self.op_notify(spec).await,
+            Command::GenUrlAuth(pairs) => self.op_genurlauth(pairs).await,
+            Command::UrlFetch(urls) => self.op_urlfetch(urls).await,
+            Command::ResetKey {
+                mailbox,
+                mechanisms,
+            } => self.op_resetkey(mailbox, mechanisms).await,
             Command::Close => self.op_close(true).await,
             Command::Unselect => self.op_close(false).await,
             Command::Expunge { uids } => self.op_expunge(uids).await,

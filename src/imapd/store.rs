@@ -379,6 +379,23 @@ impl Backend for SpoolBackend {
         Ok((a.uidvalidity, a.uid))
     }
 
+    fn urlauth_key(&self, user: &str, name: &str, create: bool) -> StoreResult<Option<Vec<u8>>> {
+        let user = self.spool.canonical_user(user).unwrap_or(user).to_string();
+        if create {
+            let fresh: [u8; 32] = rand::random();
+            self.with_usage_db(|c| crate::db::urlauth::key_or_insert(c, &user, name, &fresh))
+                .map(Some)
+        } else {
+            self.with_usage_db(|c| crate::db::urlauth::key(c, &user, name))
+        }
+    }
+
+    fn urlauth_reset(&self, user: &str, name: Option<&str>) -> StoreResult<()> {
+        let user = self.spool.canonical_user(user).unwrap_or(user).to_string();
+        self.with_usage_db(|c| crate::db::urlauth::reset(c, &user, name))
+            .map(|_| ())
+    }
+
     fn append_many(
         &self,
         user: &str,

@@ -236,7 +236,10 @@ impl Spool {
                 }
             }
         }
-        tx.commit()
+        tx.commit()?;
+        // IMAP NOTIFY's SubscriptionChange watches for this.
+        self.notify(&u.name, &name);
+        Ok(())
     }
 
     /// Subscribed names that have no mailbox (LSUB, LIST (SUBSCRIBED)).

@@ -9,7 +9,8 @@
 //!
 //! Uses queue (enqueue), auth, net, message, and an optional content check
 //! ([`DataCheck`]) the daemon may wire to the scanners so that a message can be refused
-//! before `250` is answered. Never calls relay, spool or the delivery pipeline.
+//! before `250` is answered, and an optional [`BurlFetch`] for BURL. Never calls
+//! relay, spool or the delivery pipeline.
 //!
 //! # Security
 //! Every connection is untrusted until proven otherwise: recipients outside
@@ -34,6 +35,15 @@ pub enum DataVerdict {
     Reject(u16, String),
     /// Refuse for now (e.g. 451 4.7.1 scanner unavailable).
     TempFail(String),
+}
+
+/// Where BURL (RFC 4468) gets the bytes a URLAUTH-authorized IMAP URL names: the
+/// daemon wires it to imapd's URLAUTH over the spool, so submit itself never reads
+/// a mailbox. `user` is the SMTP-authenticated user the submission acts for.
+#[async_trait::async_trait]
+pub trait BurlFetch: Send + Sync {
+    /// The bytes, or why not (for the log; the client gets a generic 554).
+    async fn fetch(&self, user: &str, url: &str) -> Result<Vec<u8>, String>;
 }
 
 /// A check run on each message after DATA and before the reply (the scan stage's

@@ -42,6 +42,11 @@ pub enum Command {
     },
     /// BDAT (CHUNKING) is not offered.
     Bdat,
+    /// `BURL imap-url [LAST]` (RFC 4468 §3).
+    Burl {
+        url: String,
+        last: bool,
+    },
 }
 
 /// A reverse- or forward-path.
@@ -303,6 +308,22 @@ pub fn parse(line: &str) -> Result<Command, Reply> {
             Ok(Command::Auth { mechanism, initial })
         }
         "BDAT" => Ok(Command::Bdat),
+        "BURL" => {
+            let mut it = rest.split_whitespace();
+            let url = it
+                .next()
+                .ok_or_else(|| syntax("Syntax: BURL imap-url [LAST]"))?
+                .to_string();
+            let last = match it.next() {
+                None => false,
+                Some(l) if l.eq_ignore_ascii_case("LAST") => true,
+                Some(_) => return Err(syntax("Syntax: BURL imap-url [LAST]")),
+            };
+            if it.next().is_some() {
+                return Err(syntax("Syntax: BURL imap-url [LAST]"));
+            }
+            Ok(Command::Burl { url, last })
+        }
         _ => Err(Reply::new(500, "5.5.2", "Error: command not recognized")),
     }
 }

@@ -22,7 +22,7 @@ use tracing::{debug, info, warn};
 
 use super::policy::{self, RcptDecision};
 use super::proto::{self, Command, Path, Reply};
-use super::{DataCheck, DataVerdict};
+use super::{BurlFetch, DataCheck, DataVerdict};
 use crate::auth::FailureDelays;
 use crate::config::Config;
 use crate::message::{Envelope, Source};
@@ -44,6 +44,8 @@ pub struct Shared {
     pub check: Option<Arc<dyn DataCheck>>,
     /// Port 25's checks for Internet clients (`[inbound]`); `None` = none.
     pub inbound: Option<Arc<crate::inbound::Inbound>>,
+    /// BURL's URL resolver (RFC 4468); `None` = BURL not offered.
+    pub burl: Option<Arc<dyn BurlFetch>>,
     /// Cancelled when the daemon stops: a session finishes its current command,
     /// answers 421 and closes.
     pub shutdown: tokio_util::sync::CancellationToken,
@@ -113,6 +115,8 @@ struct Transaction {
     sender: Option<Option<String>>, // Some(None) = <>
     params: proto::MailParams,
     rcpts: Vec<NewRcpt>,
+    /// The message so far, from BURL commands without LAST.
+    burl: Vec<u8>,
 }
 
 enum LineRead {
@@ -339,6 +343,10 @@ impl Session {
                     {
                         lines.push("STARTTLS".into());
                     }
+                    if self.shared.burl.is_some() && self.peer.local_user.is_none() {
+                        // RFC 4468 §3: IMAP URLs, with URLAUTH, after AUTH.
+                        lines.push("BURL imap".into());
+                    }
                     if self.may_auth() && self.peer.local_user.is_none() {
                         lines.push("AUTH PLAIN LOGIN".into());
                     }
@@ -464,6 +472,8 @@ impl Session {
                         self.reply(Reply::new(503, "5.5.1", "Error: need MAIL command"));
                     } else if self.tx.rcpts.is_empty() {
                         self.reply(Reply::new(554, "5.5.1", "Error: no valid recipients"));
+                    } else if !self.tx.burl.is_empty() {
+                        self.reply(Reply::new(503, "5.5.1", "Error: BURL message not ended"));
                     } else {
                         self.reply(Reply::new(354, "", "End data with <CR><LF>.<CR><LF>"));
                         self.flush(rd.get_mut()).await?;
@@ -471,6 +481,7 @@ impl Session {
                     }
                 }
                 Command::Bdat => self.reply(Reply::new(502, "5.5.1", "Error: BDAT not offered")),
+                Command::Burl { url, last } => self.burl(url, last).await,
                 Command::Rset => {
                     self.tx = Transaction::default();
                     self.reply(Reply::new(250, "2.0.0", "Ok"));
@@ -693,6 +704,55 @@ impl Session {
             ));
             return Ok(());
         }
+        self.accept_message(tx, msg).await;
+        Ok(())
+    }
+
+    /// BURL (RFC 4468 §3): appends what the URL names to the message; with LAST the
+    /// message is complete and goes the way a DATA message goes.
+    async fn burl(&mut self, url: String, last: bool) {
+        let (Some(fetcher), Some(user)) = (self.shared.burl.clone(), self.auth_user.clone()) else {
+            self.reply(Reply::new(554, "5.7.0", "BURL needs AUTH"));
+            return;
+        };
+        if self.tx.sender.is_none() {
+            self.reply(Reply::new(503, "5.5.1", "Error: need MAIL command"));
+            return;
+        }
+        if self.tx.rcpts.is_empty() {
+            self.reply(Reply::new(554, "5.5.1", "Error: no valid recipients"));
+            return;
+        }
+        let limit = self.shared.cfg.limits.message_size as usize;
+        match fetcher.fetch(&user, &url).await {
+            Ok(bytes) if self.tx.burl.len() + bytes.len() > limit => {
+                self.tx = Transaction::default();
+                self.reply(Reply::new(552, "5.3.4", "Error: message file too big"));
+            }
+            Ok(bytes) => {
+                self.tx.burl.extend_from_slice(&bytes);
+                if last {
+                    let mut tx = std::mem::take(&mut self.tx);
+                    let msg = std::mem::take(&mut tx.burl);
+                    self.accept_message(tx, msg).await;
+                } else {
+                    self.reply(Reply::new(
+                        250,
+                        "2.5.0",
+                        format!("{} octets received", bytes.len()),
+                    ));
+                }
+            }
+            Err(e) => {
+                info!(peer = %self.peer.addr, user = %user, url = %url, error = %e, "BURL refused");
+                self.reply(Reply::new(554, "5.6.6", "IMAP URL resolution failed"));
+            }
+        }
+    }
+
+    /// A complete message (DATA or BURL LAST): content check, trace header, queue,
+    /// and the reply.
+    async fn accept_message(&mut self, tx: Transaction, mut msg: Vec<u8>) {
         let sender = tx.sender.clone().flatten();
         let id = crate::queue::new_id();
         let cfg = self.shared.cfg.clone();
@@ -709,7 +769,7 @@ impl Session {
                 Err(r) => {
                     info!(peer = %self.peer.addr, code = r.code, "message refused by inbound checks");
                     self.reply(r);
-                    return Ok(());
+                    return;
                 }
             }
         }
@@ -737,11 +797,11 @@ impl Session {
                 DataVerdict::Reject(code, text) => {
                     info!(peer = %self.peer.addr, code, reason = %text, "message refused by content check");
                     self.reply(Reply::new(code.clamp(500, 599), "5.7.1", text));
-                    return Ok(());
+                    return;
                 }
                 DataVerdict::TempFail(text) => {
                     self.reply(Reply::new(451, "4.7.1", text));
-                    return Ok(());
+                    return;
                 }
             }
         }
@@ -804,7 +864,6 @@ impl Session {
                 self.reply(Reply::new(451, "4.3.0", "Error: queue file write error"));
             }
         }
-        Ok(())
     }
 }
 

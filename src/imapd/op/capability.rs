@@ -48,6 +48,8 @@ impl Session {
             "BINARY",
             "MULTIAPPEND",
             "CATENATE",
+            "URLAUTH",
+            "NOTIFY",
         ]);
         if self.deflate.is_none() {
             c.push("COMPRESS=DEFLATE");

@@ -17,7 +17,7 @@
 //! same store calls a FETCH uses, for the session's user only.
 
 use crate::imapd::backend::StoreError;
-use crate::imapd::proto::{AppendMsg, AppendPart, frame, mime, seq, url, utf7};
+use crate::imapd::proto::{AppendMsg, AppendPart, frame, seq, url};
 use crate::imapd::session::{Reply, Session};
 
 impl Session {
@@ -88,36 +88,16 @@ impl Session {
             bad()
         })?;
         let me = self.user();
-        if u.user
-            .as_deref()
-            .is_some_and(|x| !x.eq_ignore_ascii_case(&me))
-        {
-            tracing::info!(user = %me, url = %raw, "URL of another user refused");
-            return Err(bad());
-        }
-        let section = url::section(u.section.as_deref()).map_err(|_| bad())?;
-        let name = utf7::decode(&u.mailbox).unwrap_or(u.mailbox.clone());
-        let name = crate::imapd::proto::parse::normalise_inbox(name);
-        let (uid, validity) = (u.uid, u.uidvalidity);
-        let data = self
-            .blocking(move |b| {
-                let st = b.state(&me, &name)?;
-                if validity.is_some_and(|v| v != st.uidvalidity) {
-                    return Err(StoreError::Refused("UIDVALIDITY changed".into()));
-                }
-                b.read(&me, &name, uid)
-            })
-            .await
-            .map_err(|e| {
-                tracing::debug!(url = %raw, error = %e, "URL does not resolve");
-                bad()
-            })?;
-        let mut out = mime::section(&data, &section).ok_or_else(bad)?.into_owned();
-        if let Some((start, len)) = u.partial {
-            let s = (start as usize).min(out.len());
-            let e = len.map_or(out.len(), |l| s.saturating_add(l as usize).min(out.len()));
-            out = out[s..e].to_vec();
-        }
-        Ok(out)
+        let b = self.backend();
+        let raw_owned = raw.to_string();
+        let r = tokio::task::spawn_blocking(move || {
+            crate::imapd::urlauth::resolve(b.as_ref(), &me, &u)
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("task failed: {e}")));
+        r.map_err(|e| {
+            tracing::info!(user = %self.user(), url = %raw_owned, error = %e, "CATENATE URL refused");
+            bad()
+        })
     }
 }

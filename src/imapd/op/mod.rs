@@ -21,6 +21,7 @@ mod idle;
 mod list;
 mod login;
 mod namespace;
+pub(crate) mod notify;
 mod quota;
 mod rename;
 pub(crate) mod search;
@@ -31,5 +32,6 @@ mod status;
 mod store;
 mod subscribe;
 mod thread;
+mod urlauth;
 
 pub use login::check_password;

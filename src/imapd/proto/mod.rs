@@ -24,6 +24,7 @@ pub mod seq;
 pub mod thread;
 pub mod types;
 pub mod url;
+pub mod urlauth;
 pub mod utf7;
 
 pub use frame::{Frame, Framer};

@@ -71,6 +71,17 @@ pub enum Command {
         mailbox: String,
         messages: Vec<AppendMsg>,
     },
+    /// NOTIFY SET ... / NOTIFY NONE (`None`) (RFC 5465 §3).
+    Notify(Option<NotifySpec>),
+    /// GENURLAUTH (RFC 4467 §6.1): (URL, mechanism) pairs.
+    GenUrlAuth(Vec<(String, String)>),
+    /// URLFETCH (RFC 4467 §6.3).
+    UrlFetch(Vec<String>),
+    /// RESETKEY [mailbox [mechanism ...]] (RFC 4467 §6.2).
+    ResetKey {
+        mailbox: Option<String>,
+        mechanisms: Vec<String>,
+    },
     Check,
     Close,
     Unselect,
@@ -162,6 +173,10 @@ impl Command {
             Command::Namespace => "NAMESPACE",
             Command::Status { .. } => "STATUS",
             Command::Append { .. } | Command::AppendMany { .. } => "APPEND",
+            Command::Notify(_) => "NOTIFY",
+            Command::GenUrlAuth(_) => "GENURLAUTH",
+            Command::UrlFetch(_) => "URLFETCH",
+            Command::ResetKey { .. } => "RESETKEY",
             Command::Check => "CHECK",
             Command::Close => "CLOSE",
             Command::Unselect => "UNSELECT",
@@ -362,6 +377,44 @@ pub enum FetchAttr {
         alias: Option<&'static str>,
     },
     Binary(BinarySection),
+}
+
+/// What `NOTIFY SET` asks for (RFC 5465 §3).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotifySpec {
+    /// `STATUS`: send the current STATUS of the watched mailboxes at once.
+    pub status: bool,
+    pub groups: Vec<NotifyGroup>,
+}
+
+/// One `(filter events)` group; `events` empty = `NONE`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotifyGroup {
+    pub filter: NotifyFilter,
+    pub events: Vec<NotifyEvent>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum NotifyFilter {
+    Selected,
+    SelectedDelayed,
+    Inboxes,
+    Personal,
+    Subscribed,
+    Subtree(Vec<String>),
+    Mailboxes(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum NotifyEvent {
+    /// With the FETCH items to send for each new message (selected mailbox only).
+    MessageNew(Vec<FetchAttr>),
+    MessageExpunge,
+    FlagChange,
+    MailboxName,
+    SubscriptionChange,
+    /// Known to RFC 5465 but not served here (answered `[BADEVENT]`).
+    Unsupported(String),
 }
 
 /// One message of a MULTIAPPEND or CATENATE command.

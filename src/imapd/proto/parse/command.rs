@@ -127,6 +127,8 @@ impl Cursor<'_> {
                 Command::Status { mailbox, items }
             }
             "APPEND" => self.append()?,
+            "GENURLAUTH" | "URLFETCH" | "RESETKEY" => self.urlauth(&name)?,
+            "NOTIFY" => self.notify()?,
             "SEARCH" => self.search(false)?,
             "SORT" => self.sort(false)?,
             "THREAD" => self.thread(false)?,

@@ -17,7 +17,9 @@
 mod append;
 mod command;
 mod fetch;
+mod notify;
 mod search;
+mod urlauth;
 
 use super::frame::literal_marker;
 use super::seq::SeqSet;
