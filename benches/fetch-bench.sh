@@ -16,7 +16,7 @@
 # fsyncing MDA. Needs root, Dovecot, fetchmail, gcc, GNU time and ../shared/interop.
 # Not a test: nothing is asserted; figures go to stdout and $ISP_DIR/results/.
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$(dirname "$0")/lib.sh"
 SHARED=${ZOLDER_INTEROP_DIR:-$ROOT/../shared/interop}
 N=${N:-10000}
 MIX=${MIX:-mixed}
@@ -25,11 +25,8 @@ for p in /usr/sbin/dovecot /usr/bin/time "$SHARED/start-isp.sh"; do
   [ -e "$p" ] || { echo "skipped: $p not found" >&2; exit 0; }
 done
 [ "$(id -u)" = 0 ] || { echo "skipped: needs root" >&2; exit 0; }
-if [ -z "${ZOLDER_BIN:-}" ]; then
-  (cd "$ROOT" && cargo build --release --quiet)
-  ZOLDER_BIN=$ROOT/target/release/zolder
-fi
-ZBIN=$ZOLDER_BIN
+zolder_bin "${ZOLDER_BIN:-}" quiet
+ZBIN=$Z
 zolder() { env -u ZOLDER_BIN -u ZOLDER_INTEROP -u ZOLDER_INTEROP_DIR "$ZBIN" "$@"; }
 
 export ISP_DIR=${ISP_DIR:-$(mktemp -d /tmp/zolder-bench.XXXXXX)}
@@ -39,7 +36,6 @@ export ISP_POP3_PORT=${ISP_POP3_PORT:-22110} ISP_IMAP_PORT=${ISP_IMAP_PORT:-2214
 trap '"$SHARED/stop-isp.sh" > /dev/null 2>&1 || true' EXIT
 RES=$ISP_DIR/results; mkdir -p "$RES"
 export RESULTS=$RES/reference.tsv
-log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
 # repoll_ms CMD… → the median wall time in ms of REPOLLS runs (default 15) of a
 # re-poll that finds nothing new (GNU time's 10 ms steps are too coarse for it).

@@ -18,30 +18,12 @@
 # Env: MSGS=2000 BIG=50000 ROUNDS=... KEEP=1 (keep the work folder) NS="1 10 50"
 #      IMAP_BENCH_BIN=path (use that binary instead of building one)
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-INTEROP=${INTEROP:-$ROOT/../shared/interop}
-[ -d "$INTEROP" ] || INTEROP=/work/shared/interop
+. "$(dirname "$0")/lib.sh"
 MSGS=${MSGS:-2000}
 BIG=${BIG:-50000}
-PW=secret
-WORK=$(mktemp -d /tmp/imap-bench.XXXXXX); chmod 755 "$WORK"
 DPORT=${DPORT:-24143}; ZPORT=${ZPORT:-24144}
-export ISP_DIR=$WORK/isp ISP_IMAP_PORT=$DPORT ISP_POP3_PORT=$((DPORT + 1000)) ISP_USERS="bench big" ISP_PASS=$PW
-ZPID=""
-cleanup() {
-  [ -n "$ZPID" ] && kill "$ZPID" 2>/dev/null || true
-  "$INTEROP/stop-isp.sh" >/dev/null 2>&1 || true
-  [ "${KEEP:-0}" = 1 ] || rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-if [ -n "${IMAP_BENCH_BIN:-}" ]; then
-  Z=$IMAP_BENCH_BIN # a binary built earlier (e.g. to compare two versions)
-else
-  echo "== building zolder (release)" >&2
-  (cd "$ROOT" && cargo build --release -q)
-  Z=$ROOT/target/release/zolder
-fi
+imap_bench_init imap-bench "$DPORT" "bench big"
+zolder_bin "${IMAP_BENCH_BIN:-}"
 
 echo "== starting Dovecot, $MSGS messages for bench, $BIG for big" >&2
 "$INTEROP/start-isp.sh" >/dev/null
@@ -49,28 +31,12 @@ RESET=1 "$INTEROP/populate.sh" bench "$MSGS" small >/dev/null
 RESET=1 "$INTEROP/populate.sh" big "$BIG" small >/dev/null
 
 echo "== starting zolder with the same messages" >&2
-mkdir -p "$WORK/z"
-cat > "$WORK/z/zolder.toml" <<CONF
-hostname = "zolder.bench"
-data_dir = "data"
-[listen]
-imap = "127.0.0.1:$ZPORT"
-[limits]
-max_connections_per_ip = 200
-[[users]]
-name = "bench"
-[[users]]
-name = "big"
-CONF
+zolder_imap_config "$ZPORT" "bench big" $'[limits]\nmax_connections_per_ip = 200'
 for u in bench big; do
-  printf '%s\n%s\n' "$PW" "$PW" | "$Z" --config "$WORK/z/zolder.toml" user add "$u" >/dev/null
-  md=$WORK/z/data/mail/$u/Maildir
-  mkdir -p "$md/cur" "$md/new" "$md/tmp"
-  find "$ISP_DIR/mail/$u/cur" "$ISP_DIR/mail/$u/new" -type f -exec cp -t "$md/cur" {} + 2>/dev/null || true
+  zolder_user_add "$u"
+  copy_isp_maildir "$u"
 done
-"$Z" --config "$WORK/z/zolder.toml" serve >"$WORK/z/serve.log" 2>&1 &
-ZPID=$!
-for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$ZPORT) 2>/dev/null && break; sleep 0.1; done
+zolder_serve "$WORK/z/zolder.toml" "$WORK/z/serve.log" "$ZPORT"
 DPID=$(cat "$ISP_DIR/run/master.pid")
 
 pss() { # total PSS (KiB) of a process and all its descendants

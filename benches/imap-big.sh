@@ -15,29 +15,11 @@
 #      script prints both and the ratios (zolder/dovecot time: below 1 is faster).
 # Env: BIG=50000 KEEP=1 (keep the work folder) IMAP_BENCH_BIN=path (skip the build)
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-INTEROP=${INTEROP:-$ROOT/../shared/interop}
-[ -d "$INTEROP" ] || INTEROP=/work/shared/interop
+. "$(dirname "$0")/lib.sh"
 BIG=${BIG:-50000}
-PW=secret
-WORK=$(mktemp -d /tmp/imap-big.XXXXXX); chmod 755 "$WORK"
 DPORT=${DPORT:-24243}; ZPORT=${ZPORT:-24244}
-export ISP_DIR=$WORK/isp ISP_IMAP_PORT=$DPORT ISP_POP3_PORT=$((DPORT + 1000)) ISP_USERS="big" ISP_PASS=$PW
-ZPID=""
-cleanup() {
-  [ -n "$ZPID" ] && kill "$ZPID" 2>/dev/null || true
-  "$INTEROP/stop-isp.sh" >/dev/null 2>&1 || true
-  [ "${KEEP:-0}" = 1 ] || rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-if [ -n "${IMAP_BENCH_BIN:-}" ]; then
-  Z=$IMAP_BENCH_BIN
-else
-  echo "== building zolder (release)" >&2
-  (cd "$ROOT" && cargo build --release -q)
-  Z=$ROOT/target/release/zolder
-fi
+imap_bench_init imap-big "$DPORT" "big"
+zolder_bin "${IMAP_BENCH_BIN:-}"
 
 echo "== starting Dovecot, $BIG messages for big" >&2
 "$INTEROP/start-isp.sh" >/dev/null
@@ -46,22 +28,12 @@ RESET=1 "$INTEROP/populate.sh" big "$BIG" small >/dev/null
 echo "   populated in $(echo "$(date +%s.%N) - $t0" | bc) s" >&2
 
 echo "== zolder import-mail of the same Maildir" >&2
-mkdir -p "$WORK/z"
-cat > "$WORK/z/zolder.toml" <<CONF
-hostname = "zolder.bench"
-data_dir = "data"
-[listen]
-imap = "127.0.0.1:$ZPORT"
-[[users]]
-name = "big"
-CONF
-printf '%s\n%s\n' "$PW" "$PW" | "$Z" --config "$WORK/z/zolder.toml" user add big >/dev/null
+zolder_imap_config "$ZPORT" "big"
+zolder_user_add big
 t0=$(date +%s.%N)
 "$Z" --config "$WORK/z/zolder.toml" import-mail big "$ISP_DIR/mail/big" >&2
 echo "   imported in $(echo "$(date +%s.%N) - $t0" | bc) s" >&2
-"$Z" --config "$WORK/z/zolder.toml" serve >"$WORK/z/serve.log" 2>&1 &
-ZPID=$!
-for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$ZPORT) 2>/dev/null && break; sleep 0.1; done
+zolder_serve "$WORK/z/zolder.toml" "$WORK/z/serve.log" "$ZPORT"
 # A Maildir changed less than a second ago is listed again at every SELECT (a change
 # in the same clock tick could hide behind an unchanged directory time); measure the
 # steady state, as Dovecot's index was built by populate.sh above.

@@ -11,52 +11,22 @@
 # the compressed byte count is zolder's only (against the plain count of both).
 # Env: MSGS=5000 ROUNDS=5 IMAP_BENCH_BIN=path (use that binary) KEEP=1
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-INTEROP=${INTEROP:-$ROOT/../shared/interop}
-[ -d "$INTEROP" ] || INTEROP=/work/shared/interop
+. "$(dirname "$0")/lib.sh"
 MSGS=${MSGS:-5000}
 ROUNDS=${ROUNDS:-5}
-PW=secret
-WORK=$(mktemp -d /tmp/imap-ext-bench.XXXXXX); chmod 755 "$WORK"
 DPORT=${DPORT:-25143}; ZPORT=${ZPORT:-25144}
-export ISP_DIR=$WORK/isp ISP_IMAP_PORT=$DPORT ISP_POP3_PORT=$((DPORT + 1000)) ISP_USERS="bench" ISP_PASS=$PW
-ZPID=""
-cleanup() {
-  [ -n "$ZPID" ] && kill "$ZPID" 2>/dev/null || true
-  "$INTEROP/stop-isp.sh" >/dev/null 2>&1 || true
-  [ "${KEEP:-0}" = 1 ] || rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-if [ -n "${IMAP_BENCH_BIN:-}" ]; then
-  Z=$IMAP_BENCH_BIN
-else
-  echo "== building zolder (release)" >&2
-  (cd "$ROOT" && cargo build --release -q)
-  Z=$ROOT/target/release/zolder
-fi
+imap_bench_init imap-ext-bench "$DPORT" "bench"
+zolder_bin "${IMAP_BENCH_BIN:-}"
 
 echo "== starting Dovecot with $MSGS messages" >&2
 "$INTEROP/start-isp.sh" >/dev/null
 RESET=1 "$INTEROP/populate.sh" bench "$MSGS" small >/dev/null
 
 echo "== starting zolder with the same messages" >&2
-mkdir -p "$WORK/z"
-cat > "$WORK/z/zolder.toml" <<CONF
-hostname = "zolder.bench"
-data_dir = "data"
-[listen]
-imap = "127.0.0.1:$ZPORT"
-[[users]]
-name = "bench"
-CONF
-printf '%s\n' "$PW" | "$Z" --config "$WORK/z/zolder.toml" user add bench --password-stdin >/dev/null
-md=$WORK/z/data/mail/bench/Maildir
-mkdir -p "$md/cur" "$md/new" "$md/tmp"
-find "$ISP_DIR/mail/bench/cur" "$ISP_DIR/mail/bench/new" -type f -exec cp -t "$md/cur" {} + 2>/dev/null || true
-"$Z" --config "$WORK/z/zolder.toml" serve >"$WORK/z/serve.log" 2>&1 &
-ZPID=$!
-for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$ZPORT) 2>/dev/null && break; sleep 0.1; done
+zolder_imap_config "$ZPORT" "bench"
+zolder_user_add bench
+copy_isp_maildir bench
+zolder_serve "$WORK/z/zolder.toml" "$WORK/z/serve.log" "$ZPORT"
 
 declare -A J
 for s in zolder dovecot; do

@@ -12,8 +12,7 @@
 #   N=1000 benches/outgoing-bench.sh        # quicker
 # Needs: postfix, smtp-sink (postfix), jq, bc, iproute2, python3; run as root.
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-INTEROP=${INTEROP:-$ROOT/../shared/interop}; [ -d "$INTEROP" ] || INTEROP=/work/shared/interop
+. "$(dirname "$0")/lib.sh"
 PFREF=$INTEROP/postfix-reference
 export N=${N:-5000} CLIENTS=${CLIENTS:-4}
 export PF_DIR=${PF_DIR:-/tmp/zolder-bench-pf} PF_PORT=${PF_PORT:-24587} SINK_PORT=${SINK_PORT:-24525}
@@ -22,7 +21,6 @@ PY=/usr/bin/python3
 for p in postfix smtp-sink jq bc ss; do command -v $p >/dev/null || { echo "skipped: $p not installed"; exit 0; }; done
 ZOLDER=${ZOLDER:-$ROOT/target/release/zolder}
 [ -x "$ZOLDER" ] || (cd "$ROOT" && cargo build --release)
-log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 now() { cut -d' ' -f1 /proc/uptime; }
 
 # 1. Postfix (also generates the messages under $PF_DIR/msgs/wire).
@@ -54,9 +52,7 @@ tls = "none"
 schedule = "manual"
 CFG
 "$PFREF/sink.sh" start
-"$ZOLDER" --config "$W/zolder.toml" serve > "$W/daemon.log" 2>&1 &
-DPID=$!
-for _ in $(seq 100); do ss -ltn "sport = :$ZPORT" | grep -q LISTEN && break; sleep 0.1; done
+Z=$ZOLDER; zolder_serve "$W/zolder.toml" "$W/daemon.log" "$ZPORT"; DPID=$ZPID
 sync; sleep 2
 log "zolder: acceptance, $CLIENTS clients -> 127.0.0.1:$ZPORT"
 J=$($PY "$PFREF/smtp_push.py" --port "$ZPORT" --clients "$CLIENTS" --dir "$WIRE")

@@ -265,11 +265,12 @@ pub async fn start_with(
     }
 
     // The status page: `[listen] status`.
-    crate::status::http::start(&ctx, &tasks, &mut addrs).await?;
+    crate::status::http::start(&ctx.config, &ctx.shutdown, &tasks, &mut addrs).await?;
 
     // pop3d: `[listen] pop3` (STLS) and `pop3s`, serving each user's INBOX.
     crate::pop3d::server::start(
-        &ctx,
+        ctx.config.clone(),
+        ctx.shutdown.clone(),
         Arc::new(spool.clone()),
         &tasks,
         &mut addrs,

@@ -8,9 +8,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::{Isp, free_port, interop_dir};
+use common::{ClamdServer, Isp, interop_dir};
 
 fn zolder(cfg: &Path, args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_zolder"))
@@ -23,17 +23,6 @@ fn zolder(cfg: &Path, args: &[&str]) -> (i32, String) {
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
     )
-}
-
-fn clamd_script(scripts: &Path, name: &str, dir: &Path, port: u16) {
-    let st = Command::new("bash")
-        .arg(scripts.join(name))
-        .arg(dir)
-        .env("CLAMD_PORT", port.to_string())
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success() || name == "stop-clamd.sh", "{name} failed");
 }
 
 fn inbox_files(data: &Path, user: &str) -> usize {
@@ -49,14 +38,13 @@ fn inbox_files(data: &Path, user: &str) -> usize {
 
 #[test]
 fn clamd_down_keeps_mail_at_the_isp_then_delivers_and_quarantines() {
-    if !Path::new("/usr/sbin/clamd").exists() {
+    let Some(clamd) = ClamdServer::prepare() else {
         assert!(
             std::env::var_os("ZOLDER_INTEROP").is_none(),
             "ZOLDER_INTEROP is set but clamd is missing"
         );
-        println!("skipped: clamd not installed");
         return;
-    }
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -81,8 +69,7 @@ fn clamd_down_keeps_mail_at_the_isp_then_delivers_and_quarantines() {
     assert_eq!(isp.count("alice", "INBOX"), 2);
 
     let dir = tempfile::tempdir().unwrap();
-    let clam_dir = dir.path().join("clamd");
-    let clam_port = free_port();
+    let clam_port = clamd.port;
     std::fs::write(dir.path().join("isp-pass"), "secret\n").unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(
@@ -121,9 +108,9 @@ fn clamd_down_keeps_mail_at_the_isp_then_delivers_and_quarantines() {
     );
 
     // 2. clamd back: the clean message arrives, the virus is quarantined, the ISP is empty.
-    clamd_script(&scripts, "start-clamd.sh", &clam_dir, clam_port);
+    clamd.up();
     let (code, log) = zolder(&cfg, &["fetch"]);
-    clamd_script(&scripts, "stop-clamd.sh", &clam_dir, clam_port);
+    clamd.down();
     assert_eq!(code, 0, "{log}");
     assert_eq!(isp.count("alice", "INBOX"), 0, "{log}");
     assert_eq!(inbox_files(&data, "bouke"), 1, "{log}");

@@ -8,10 +8,13 @@
 //!
 //! Prints "skipped: fetchmail not installed" and returns when fetchmail is missing.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
+use common::have;
 use zolder::config::account::TlsMode;
 use zolder::config::fetchmailrc::{Import, Options, parse};
 
@@ -23,16 +26,6 @@ const ACCEPTED_ON_PURPOSE: &[&str] = &["e12-oauth2-next.rc", "e13-idle-several.r
 /// for a host called "defaults" — the error its own message promises is the better
 /// answer.
 const REFUSED_ON_PURPOSE: &[&str] = &["n15-two-defaults.rc"];
-
-fn have_fetchmail() -> bool {
-    [
-        "/usr/bin/fetchmail",
-        "/usr/local/bin/fetchmail",
-        "/bin/fetchmail",
-    ]
-    .iter()
-    .any(|p| Path::new(p).exists())
-}
 
 /// One user record from `--configdump`.
 #[derive(Debug, Default, Clone)]
@@ -319,7 +312,7 @@ fn compare(name: &str, d: &[Dumped], ours: &Import) {
 
 #[test]
 fn every_fixture_agrees_with_fetchmail() {
-    if !have_fetchmail() {
+    if !have("fetchmail") {
         println!("skipped: fetchmail not installed");
         return;
     }

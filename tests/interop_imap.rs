@@ -5,44 +5,23 @@
 //! from it over IMAP as from an ISP. Each test prints
 //! "skipped: <prog> not installed" and returns when its program is missing.
 
-use std::net::SocketAddr;
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::{Server, Zolder, have};
 use zolder::config::Config;
-use zolder::daemon::{self, Running};
 
 const PASSWORD: &str = "geheim";
 
-fn have(prog: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {prog}"))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
-struct Server {
-    dir: tempfile::TempDir,
-    running: Running,
-    addr: SocketAddr,
-}
-
+/// The daemon with an IMAP listener and the user bouke.
 async fn start() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let hash = zolder::auth::hash_password(PASSWORD).unwrap();
-    let text = format!(
-        "hostname = \"zolder.test\"\ndata_dir = \"data\"\n\
-         [listen]\nimap = \"127.0.0.1:0\"\n\
-         [[users]]\nname = \"bouke\"\npassword_hash = \"{hash}\"\n"
-    );
-    let path = dir.path().join("zolder.toml");
-    std::fs::write(&path, text).unwrap();
-    let cfg = Config::load(&path).unwrap();
-    let running = daemon::start(cfg, path).await.unwrap();
-    let addr = running.addr("imap");
-    Server { dir, running, addr }
+    Zolder::new("zolder.test")
+        .listen("imap")
+        .user("bouke", PASSWORD, &[])
+        .start()
+        .await
 }
 
 async fn run(mut cmd: Command) -> std::process::Output {
@@ -67,7 +46,7 @@ async fn python_imaplib_every_command() {
     let mut cmd = Command::new("python3");
     cmd.arg(script("imap_imaplib.py"))
         .arg("127.0.0.1")
-        .arg(srv.addr.port().to_string())
+        .arg(srv.addr("imap").port().to_string())
         .arg("bouke")
         .arg(PASSWORD);
     let out = run(cmd).await;
@@ -110,12 +89,12 @@ async fn mbsync_two_way_then_nothing_to_do() {
         return;
     }
     let srv = start().await;
-    let local = srv.dir.path().join("local");
+    let local = srv.root.as_path().join("local");
     std::fs::create_dir_all(&local).unwrap();
     let inbox = local.join("INBOX");
     write_maildir_message(&inbox, "1700000000.l1.host", "lokaal een");
     write_maildir_message(&inbox, "1700000001.l2.host", "lokaal twee");
-    let rc = srv.dir.path().join("mbsyncrc");
+    let rc = srv.root.as_path().join("mbsyncrc");
     std::fs::write(
         &rc,
         format!(
@@ -125,7 +104,7 @@ async fn mbsync_two_way_then_nothing_to_do() {
              MaildirStore local\nPath {}/\nInbox {}\nSubFolders Verbatim\n\n\
              Channel c\nFar :zolder-remote:\nNear :local:\nPatterns INBOX\n\
              Create Both\nSync All\nExpunge Both\nSyncState *\n",
-            srv.addr.port(),
+            srv.addr("imap").port(),
             local.display(),
             inbox.display()
         ),
@@ -149,7 +128,7 @@ async fn mbsync_two_way_then_nothing_to_do() {
         String::from_utf8_lossy(&out.stderr)
     );
     // A message appears on the server side (another client's APPEND).
-    let cfg = Config::load(&srv.dir.path().join("zolder.toml")).unwrap();
+    let cfg = Config::load(&srv.root.as_path().join("zolder.toml")).unwrap();
     let spool = zolder::spool::Spool::open(&cfg).unwrap();
     let s2 = spool.clone();
     tokio::task::spawn_blocking(move || {
@@ -204,10 +183,10 @@ async fn mbsync_over_compress_deflate() {
         return;
     }
     let srv = start().await;
-    let local = srv.dir.path().join("local");
+    let local = srv.root.as_path().join("local");
     let inbox = local.join("INBOX");
     write_maildir_message(&inbox, "1700000000.l1.host", "lokaal");
-    let cfg = Config::load(&srv.dir.path().join("zolder.toml")).unwrap();
+    let cfg = Config::load(&srv.root.as_path().join("zolder.toml")).unwrap();
     let spool = zolder::spool::Spool::open(&cfg).unwrap();
     let s2 = spool.clone();
     tokio::task::spawn_blocking(move || {
@@ -226,7 +205,7 @@ async fn mbsync_over_compress_deflate() {
     })
     .await
     .unwrap();
-    let rc = srv.dir.path().join("mbsyncrc");
+    let rc = srv.root.as_path().join("mbsyncrc");
     std::fs::write(
         &rc,
         format!(
@@ -236,7 +215,7 @@ async fn mbsync_over_compress_deflate() {
              MaildirStore local\nPath {}/\nInbox {}\nSubFolders Verbatim\n\n\
              Channel c\nFar :zolder-remote:\nNear :local:\nPatterns INBOX\n\
              Create Both\nSync All\nSyncState *\n",
-            srv.addr.port(),
+            srv.addr("imap").port(),
             local.display(),
             inbox.display()
         ),
@@ -272,7 +251,7 @@ async fn mutt_reads_and_moves_a_message() {
         return;
     }
     let srv = start().await;
-    let cfg = Config::load(&srv.dir.path().join("zolder.toml")).unwrap();
+    let cfg = Config::load(&srv.root.as_path().join("zolder.toml")).unwrap();
     let spool = zolder::spool::Spool::open(&cfg).unwrap();
     let s2 = spool.clone();
     tokio::task::spawn_blocking(move || {
@@ -287,8 +266,11 @@ async fn mutt_reads_and_moves_a_message() {
     })
     .await
     .unwrap();
-    let url = format!("imap://bouke:{PASSWORD}@127.0.0.1:{}/", srv.addr.port());
-    let rc = srv.dir.path().join("muttrc");
+    let url = format!(
+        "imap://bouke:{PASSWORD}@127.0.0.1:{}/",
+        srv.addr("imap").port()
+    );
+    let rc = srv.root.as_path().join("muttrc");
     std::fs::write(
         &rc,
         format!(
@@ -366,8 +348,8 @@ fn inbox_len(server: &Server) -> usize {
 #[tokio::test(flavor = "multi_thread")]
 async fn fetchmail_and_getmail_fetch_over_imap() {
     let server = start().await;
-    let port = server.addr.port();
-    let dir = server.dir.path().to_path_buf();
+    let port = server.addr("imap").port();
+    let dir = server.root.clone();
     deliver_n(&server, 0, 20).await;
 
     if have("fetchmail") {

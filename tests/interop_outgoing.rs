@@ -3,56 +3,20 @@
 //! STARTTLS and fault injection by recipient name. Skips (printing why) when swaks,
 //! /usr/bin/python3 with aiosmtpd, or the script is missing.
 
-#[path = "support/outgoing.rs"]
-mod support;
+mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
-use support::*;
-
-struct Smarthost {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Drop for Smarthost {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn have(prog: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {prog}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
+use common::outgoing::*;
+use common::{Smarthost, have};
 
 fn skip_reason() -> Option<String> {
     if !have("swaks") {
         return Some("swaks not installed".into());
     }
-    let script = interop_dir().join("smarthost.py");
-    if !script.exists() {
-        return Some(format!("{} not found", script.display()));
-    }
-    let ok = Command::new("/usr/bin/python3")
-        .args(["-c", "import aiosmtpd"])
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !ok {
-        return Some("python3-aiosmtpd not installed".into());
-    }
-    None
+    Smarthost::missing()
 }
 
 /// A certificate for "localhost" (what zolder checks via `ca_file`).
@@ -66,57 +30,10 @@ fn make_cert(dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 fn start_smarthost(dir: &Path, cert: &Path, key: &Path) -> Smarthost {
-    let sink = dir.join("sink");
-    let portfile = dir.join("sh.port");
-    let mut child = Command::new("/usr/bin/python3")
-        .arg(interop_dir().join("smarthost.py"))
-        .args(["--port", "0", "--portfile"])
-        .arg(&portfile)
-        .arg("--dir")
-        .arg(&sink)
-        .args([
-            "--auth",
-            "isp-user:isp-secret",
-            "--require-tls",
-            "--tls-cert",
-        ])
-        .arg(cert)
-        .arg("--tls-key")
-        .arg(key)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    for _ in 0..100 {
-        if let Ok(p) = std::fs::read_to_string(&portfile)
-            && let Ok(port) = p.trim().parse()
-        {
-            std::thread::sleep(Duration::from_millis(200));
-            return Smarthost {
-                child,
-                port,
-                dir: sink,
-            };
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("smarthost.py did not start");
-}
-
-fn sink_files(dir: &Path) -> Vec<String> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "eml"))
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v.into_iter()
-        .map(|p| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned())
-        .collect()
+    Smarthost::builder()
+        .auth("isp-user:isp-secret")
+        .require_tls(cert, key)
+        .start(dir)
 }
 
 fn smarthost_cfg(port: u16, ca: &Path, pwfile: &Path, extra: &str) -> String {
@@ -212,7 +129,7 @@ async fn swaks_to_queue_to_smarthost_with_auth_over_starttls() {
 
     let sum = d.flush().await;
     assert_eq!((sum.sent, sum.deferred, sum.failed), (1, 1, 1), "{sum:?}");
-    let files = sink_files(&sh.dir);
+    let files = sh.messages();
     assert_eq!(files.len(), 1, "{files:?}");
     let f = &files[0];
     assert!(f.contains("X-Sink-Auth: isp-user"), "{f}");
@@ -236,7 +153,7 @@ async fn swaks_to_queue_to_smarthost_with_auth_over_starttls() {
     // The 451 waits, and a later flush tries it again (still 451 here).
     let sum = d.flush().await;
     assert_eq!(sum.deferred, 1, "{sum:?}");
-    assert_eq!(sink_files(&sh.dir).len(), 1);
+    assert_eq!(sh.messages().len(), 1);
     d.running.shutdown().await;
 }
 
@@ -308,7 +225,7 @@ async fn bad_isp_password_and_wrong_pin_defer_instead_of_bouncing() {
             .unwrap()
             .contains("fingerprint")
     );
-    assert!(sink_files(&sh.dir).is_empty());
+    assert!(sh.messages().is_empty());
     d.running.shutdown().await;
 
     // The right pin and password: sent.
@@ -328,6 +245,6 @@ async fn bad_isp_password_and_wrong_pin_defer_instead_of_bouncing() {
     let d = Daemon::start(&cfg).await;
     let sum = d.flush().await;
     assert_eq!(sum.sent, 1, "{sum:?}");
-    assert_eq!(sink_files(&sh.dir).len(), 1);
+    assert_eq!(sh.messages().len(), 1);
     d.running.shutdown().await;
 }

@@ -3,33 +3,29 @@
 //! trusted) and getmail6 (into a Maildir, deleting). Prints "skipped: <prog> not
 //! installed" and returns when a program is missing, so `cargo test` passes anywhere.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use zolder::config::Config;
-use zolder::daemon::{self, Running};
+use common::{Zolder, have};
+use zolder::daemon::Running;
 use zolder::message::{Deliver, Envelope, Incoming, RawMessage, Source};
 
 const PASSWORD: &str = "geheim";
 
-fn have(p: &str) -> bool {
-    ["/usr/bin", "/usr/local/bin", "/bin"]
-        .iter()
-        .any(|d| Path::new(d).join(p).exists())
-}
-
+/// The daemon in `dir` with POP3 and POP3S listeners and the user bouke@zolder.test.
 async fn start(dir: &Path) -> Running {
-    let hash = zolder::auth::hash_password(PASSWORD).unwrap();
-    let text = format!(
-        "hostname = \"localhost\"\ndata_dir = \"data\"\nlocal_domains = [\"zolder.test\"]\npostmaster = \"bouke\"\n\
-         [listen]\npop3 = \"127.0.0.1:0\"\npop3s = \"127.0.0.1:0\"\n\
-         [[users]]\nname = \"bouke\"\naddresses = [\"bouke@zolder.test\"]\npassword_hash = \"{hash}\"\n"
-    );
-    let path = dir.join("zolder.toml");
-    std::fs::write(&path, text).unwrap();
-    daemon::start(Config::load(&path).unwrap(), path)
+    Zolder::new("localhost")
+        .top("local_domains = [\"zolder.test\"]")
+        .top("postmaster = \"bouke\"")
+        .listen("pop3")
+        .listen("pop3s")
+        .user("bouke", PASSWORD, &["bouke@zolder.test"])
+        .in_dir(dir)
+        .start()
         .await
-        .unwrap()
+        .running
 }
 
 async fn deliver_n(running: &Running, n: usize) {

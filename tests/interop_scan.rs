@@ -4,13 +4,14 @@
 //! training queue). Each test prints "skipped: <prog> not installed" and returns when
 //! its program is missing, so `cargo test` passes on a bare machine.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
+use common::{ClamdServer, free_port, have};
 use zolder::config::ScanConfig;
 use zolder::db;
 use zolder::db::quarantine::{self as qdb, TrainKind};
@@ -20,39 +21,6 @@ use zolder::deliver::scan::clamd::Clamd;
 use zolder::deliver::scan::spamd::Spamd;
 use zolder::deliver::scan::{Check, Decision, Scanner, Verdict, banned::Banned};
 use zolder::message::{Envelope, Incoming, RawMessage, Source};
-
-fn have(prog: &str) -> bool {
-    [
-        "/usr/sbin",
-        "/usr/bin",
-        "/sbin",
-        "/bin",
-        "/usr/local/bin",
-        "/usr/local/sbin",
-    ]
-    .iter()
-    .any(|d| Path::new(d).join(prog).exists())
-}
-
-/// `../shared/interop` from the crate root (CI's layout), or from any folder above it
-/// (a git worktree lives deeper); `ZOLDER_INTEROP_DIR` overrides.
-fn interop_dir() -> Option<PathBuf> {
-    if let Ok(d) = std::env::var("ZOLDER_INTEROP_DIR") {
-        return Some(PathBuf::from(d));
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|a| a.join("shared/interop"))
-        .find(|p| p.join("start-clamd.sh").exists())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn eicar() -> Vec<u8> {
     // Assembled at run time (like eicar.sh) so no file in the tree trips a scanner.
@@ -118,61 +86,6 @@ fn rand_id() -> u64 {
         .as_nanos() as u64
 }
 
-/// A clamd started by the shared script in its own folder, stopped on drop.
-struct ClamdGuard {
-    script_dir: PathBuf,
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl ClamdGuard {
-    fn start() -> Option<ClamdGuard> {
-        if !have("clamd") {
-            return None;
-        }
-        let Some(script_dir) = interop_dir() else {
-            println!("skipped: ../shared/interop not found");
-            return None;
-        };
-        let g = ClamdGuard {
-            script_dir,
-            dir: tempfile::tempdir().unwrap(),
-            port: free_port(),
-        };
-        g.run_start();
-        Some(g)
-    }
-    fn run_start(&self) {
-        let st = Command::new("bash")
-            .arg(self.script_dir.join("start-clamd.sh"))
-            .arg(self.dir.path())
-            .env("CLAMD_PORT", self.port.to_string())
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(st.success(), "start-clamd.sh failed");
-    }
-    fn stop(&self) {
-        let _ = Command::new("bash")
-            .arg(self.script_dir.join("stop-clamd.sh"))
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .status();
-    }
-    fn unix(&self) -> String {
-        format!("unix:{}", self.dir.path().join("clamd.sock").display())
-    }
-    fn tcp(&self) -> String {
-        format!("tcp:127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for ClamdGuard {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 fn scanner(checks: Vec<Arc<dyn Check>>) -> Scanner {
     Scanner::with_checks(checks, &ScanConfig::default(), "zolder.test").unwrap()
 }
@@ -187,7 +100,7 @@ fn notice() -> NoticeSettings {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clamd_eicar_plain_base64_zip_quarantined_with_notice() {
-    let Some(clamd) = ClamdGuard::start() else {
+    let Some(clamd) = ClamdServer::start() else {
         return;
     };
     let data = tempfile::tempdir().unwrap();
@@ -296,7 +209,7 @@ async fn banned_exe_and_double_extension_quarantined() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clamd_down_is_temporary_and_works_again_after_restart() {
-    let Some(clamd) = ClamdGuard::start() else {
+    let Some(clamd) = ClamdServer::start() else {
         return;
     };
     let s = scanner(vec![Arc::new(
@@ -305,7 +218,7 @@ async fn clamd_down_is_temporary_and_works_again_after_restart() {
     let mut msg = headers("hello").into_bytes();
     msg.extend_from_slice(b"\r\nJust a note.\r\n");
     assert_eq!(s.verdict(&msg, &env()).await.decision, Decision::Deliver);
-    clamd.stop();
+    clamd.down();
     let r = s.verdict(&msg, &env()).await;
     assert!(
         matches!(
@@ -332,7 +245,7 @@ async fn clamd_down_is_temporary_and_works_again_after_restart() {
     let r = open.verdict(&msg, &env()).await;
     assert_eq!(r.decision, Decision::Deliver);
     assert!(r.headers.iter().any(|(n, _)| n == "X-Zolder-Scan"));
-    clamd.run_start();
+    clamd.up();
     assert_eq!(s.verdict(&msg, &env()).await.decision, Decision::Deliver);
 }
 
@@ -643,7 +556,7 @@ fn plain_mail(from: &str, subject: &str, body: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipeline_quarantines_eicar_and_banned_release_delivers() {
-    let Some(clamd) = ClamdGuard::start() else {
+    let Some(clamd) = ClamdServer::start() else {
         return;
     };
     let s = site(&format!(
@@ -697,7 +610,7 @@ async fn pipeline_quarantines_eicar_and_banned_release_delivers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipeline_clamd_down_defers_then_delivers() {
-    let Some(clamd) = ClamdGuard::start() else {
+    let Some(clamd) = ClamdServer::start() else {
         return;
     };
     let s = site(&format!(
@@ -705,12 +618,12 @@ async fn pipeline_clamd_down_defers_then_delivers() {
         clamd.tcp()
     ));
     let msg = plain_mail("oma@family.example", "hello", "Lunch on sunday?");
-    clamd.stop();
+    clamd.down();
     let r = s.deliver("oma@family.example", &msg).await;
     assert!(r.outcomes[0].1.is_temporary(), "{r:?}");
     assert!(!r.is_final(), "the fetcher keeps it at the ISP");
     assert_eq!(s.count("bouke", "INBOX"), 0);
-    clamd.run_start();
+    clamd.up();
     // The retry (same delivery key, as a re-fetch would have) gets through once.
     let r = s.deliver("oma@family.example", &msg).await;
     assert!(r.all_delivered(), "{r:?}");

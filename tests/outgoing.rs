@@ -3,14 +3,13 @@
 //! per-recipient faults; local recipients through a recording pipeline; the sendmail
 //! command; relay control; restart and expiry (with a movable clock).
 
-#[path = "support/outgoing.rs"]
-mod support;
+mod common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use support::*;
+use common::outgoing::*;
 
 fn s(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

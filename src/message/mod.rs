@@ -8,6 +8,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 pub mod address;
+pub mod headers;
 pub use address::Address;
 
 /// Where a message entered zolder. Used for trace headers, logs and trust decisions.

@@ -7,23 +7,27 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
 
 use super::session::{self, MaildropStore, Shared};
-use crate::daemon::Context;
+use crate::config::Config;
 use crate::net::{Listener, ListenerLimits, Stream};
 
 /// Binds and starts the configured POP3 listeners; records their addresses under
-/// "pop3" and "pop3s".
+/// "pop3" and "pop3s". Takes what it serves explicitly (the daemon builds it), so pop3d
+/// does not depend on the composition root; `shutdown` stops the accept loops and drops
+/// open sessions.
 pub async fn start(
-    ctx: &Context,
+    config: Arc<Config>,
+    shutdown: CancellationToken,
     store: Arc<dyn MaildropStore>,
     tasks: &TaskTracker,
     addrs: &mut BTreeMap<&'static str, Vec<SocketAddr>>,
     lan_tls: Result<async_native_tls::TlsAcceptor, String>,
 ) -> std::io::Result<()> {
-    let cfg = &ctx.config;
+    let cfg = &config;
     let plain = cfg.listen.pop3.list();
     let implicit = cfg.listen.pop3s.list();
     if plain.is_empty() && implicit.is_empty() {
@@ -52,10 +56,10 @@ pub async fn start(
             let l = Listener::bind(name, &a).await?;
             addrs.entry(name).or_default().push(l.local_addr());
             let shared = shared.clone();
-            let shutdown = ctx.shutdown.clone();
-            tasks.spawn(l.run(limits, ctx.shutdown.clone(), move |sock, peer| {
+            let stop = shutdown.clone();
+            tasks.spawn(l.run(limits, shutdown.clone(), move |sock, peer| {
                 let shared = shared.clone();
-                let shutdown = shutdown.clone();
+                let stop = stop.clone();
                 async move {
                     let mut stream = Stream::Plain(sock);
                     if implicit_tls {
@@ -70,7 +74,7 @@ pub async fn start(
                     }
                     tokio::select! {
                         _ = session::run(shared, stream, peer) => {}
-                        _ = shutdown.cancelled() => {}
+                        _ = stop.cancelled() => {}
                     }
                 }
             }));

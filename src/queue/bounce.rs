@@ -13,7 +13,7 @@ use mail_builder::headers::content_type::ContentType;
 use mail_builder::headers::raw::Raw;
 use mail_builder::mime::MimePart;
 
-use super::headers;
+use crate::message::headers;
 
 /// What happened to a recipient (`Action:` field).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

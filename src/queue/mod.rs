@@ -26,10 +26,10 @@ use crate::config::Config;
 use crate::db;
 use crate::db::queue::{MessageRow, RcptRow};
 use crate::message::Address;
+use crate::message::headers;
 
 pub mod bounce;
 pub mod control;
-pub mod headers;
 pub mod maildrop;
 pub mod runner;
 pub mod schedule;

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::queue::headers;
+use crate::message::headers;
 
 /// The outgoing address for `addr`, if the map names one.
 pub fn lookup(map: &BTreeMap<String, String>, addr: &str) -> Option<String> {

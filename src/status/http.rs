@@ -15,34 +15,37 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use crate::config::Config;
-use crate::daemon::Context;
 use crate::net::{Listener, ListenerLimits};
 
 const MAX_HEAD: usize = 8 * 1024;
 
 /// Binds `[listen] status` and serves the page; records the addresses under "status".
+/// Takes the config and the shutdown token explicitly (the daemon passes them), so the
+/// status page does not depend on the composition root.
 pub async fn start(
-    ctx: &Context,
+    config: &Arc<Config>,
+    shutdown: &CancellationToken,
     tasks: &TaskTracker,
     addrs: &mut BTreeMap<&'static str, Vec<SocketAddr>>,
 ) -> std::io::Result<()> {
-    for a in ctx.config.listen.status.list() {
+    for a in config.listen.status.list() {
         let l = Listener::bind("status", &a).await?;
         let local = l.local_addr();
         if !local.ip().is_loopback() {
             warn!(%local, "the status page is reachable from the network; it is served to lan_networks only");
         }
         addrs.entry("status").or_default().push(local);
-        let cfg = ctx.config.clone();
+        let cfg = config.clone();
         let limits = ListenerLimits {
             max_connections: 32,
             max_per_ip: 8,
         };
-        tasks.spawn(l.run(limits, ctx.shutdown.clone(), move |sock, peer| {
+        tasks.spawn(l.run(limits, shutdown.clone(), move |sock, peer| {
             let cfg = cfg.clone();
             async move {
                 if let Err(e) = serve(cfg, sock, peer).await {

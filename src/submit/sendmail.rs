@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use crate::config::Config;
-use crate::queue::headers;
+use crate::message::headers;
 
 /// What the command was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 if [ "$(id -u)" = 0 ] && [ -z "${SKIP_INSTALL:-}" ]; then
   export DEBIAN_FRONTEND=noninteractive
   pkgs="dovecot-imapd dovecot-pop3d fetchmail getmail6 mutt isync swaks python3-aiosmtpd
-        clamav-daemon spamd spamc spamassassin bogofilter postfix time jq bc iproute2 gcc
+        clamav-daemon spamd spamc spamassassin bogofilter postfix time jq bc iproute2 gcc libnet-ssleay-perl
         sieve-connect chromium chromium-driver python3-selenium"
   # shellcheck disable=SC2086
   if ! dpkg -s $pkgs >/dev/null 2>&1; then

@@ -1,6 +1,7 @@
 //! Small, byte-exact helpers for the header section of a raw message: find it, read
 //! a header, add missing ones. Used for decisions and for prepending headers only; the
-//! body is never rewritten (design.md rule 4).
+//! body is never rewritten (design.md rule 4). Pure byte work with no I/O, here in
+//! `message` because the queue, submission (sendmail) and the relay all use it.
 
 /// Index just past the blank line that ends the header section (or the whole length
 /// when there is no body).

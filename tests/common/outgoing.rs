@@ -1,7 +1,6 @@
 //! Shared harness for the outgoing-mail tests: a config in a temp dir, the daemon on
 //! loopback with a recording local pipeline and a movable clock, a small fake
 //! smarthost with per-recipient fault injection, and a raw SMTP client.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
@@ -442,14 +441,4 @@ impl Raw {
         self.w.write_all(b"\r\n.\r\n").await.unwrap();
         self.reply().await
     }
-}
-
-/// Path of the shared interop scripts (`../shared/interop` beside the repository).
-pub fn interop_dir() -> PathBuf {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let a = here.join("../shared/interop");
-    if a.exists() {
-        return a;
-    }
-    PathBuf::from("/work/shared/interop")
 }
