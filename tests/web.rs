@@ -14,6 +14,9 @@ use zolder::config::Config;
 use zolder::daemon::{self, Running};
 use zolder::spool::flags::Flags;
 
+mod common;
+use common::Zolder;
+
 /// An HTTP answer.
 #[derive(Debug)]
 struct Resp {
@@ -171,32 +174,28 @@ struct Web {
     addr: SocketAddr,
 }
 
-fn write_config(dir: &Path, extra: &str) -> PathBuf {
-    let hash = zolder::auth::hash_password("geheim").unwrap();
-    let path = dir.join("zolder.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "hostname = \"zolder.test\"\ndata_dir = \"data\"\nlocal_domains = [\"zolder.test\"]\n\
-             postmaster = \"bouke\"\nadmins = [\"bouke\"]\n{extra}\n\
-             [listen]\nweb = \"127.0.0.1:0\"\n\
-             [limits]\nmessage_size = 200000\n\
-             [scan]\nbogofilter = true\nbogofilter_path = \"/bin/false\"\n\
-             [[users]]\nname = \"bouke\"\naddresses = [\"bouke@zolder.test\"]\npassword_hash = \"{hash}\"\n\
-             [[users]]\nname = \"anna\"\naddresses = [\"anna@zolder.test\"]\npassword_hash = \"{hash}\"\n"
-        ),
-    )
-    .unwrap();
-    path
+/// The test daemon: two users (bouke is an admin), a small message size limit, and
+/// bogofilter on (so Junk moves queue training) with a program that never runs here.
+fn builder(dir: &Path) -> Zolder {
+    Zolder::new("zolder.test")
+        .top("local_domains = [\"zolder.test\"]")
+        .top("postmaster = \"bouke\"")
+        .top("admins = [\"bouke\"]")
+        .top("limits.message_size = 200000")
+        .top("scan.bogofilter = true")
+        .top("scan.bogofilter_path = \"/bin/false\"")
+        .listen("web")
+        .user("bouke", "geheim", &["bouke@zolder.test"])
+        .user("anna", "geheim", &["anna@zolder.test"])
+        .in_dir(dir)
 }
 
 async fn start() -> Web {
     let dir = tempfile::tempdir().unwrap();
-    let path = write_config(dir.path(), "");
-    let running = daemon::start(Config::load(&path).unwrap(), path.clone())
-        .await
-        .unwrap();
-    let addr = running.addr("web");
+    let srv = builder(dir.path()).start().await;
+    let addr = srv.addr("web");
+    let path = srv.config.clone();
+    let common::Server { running, .. } = srv;
     Web {
         _dir: dir,
         path,
@@ -988,15 +987,9 @@ async fn tls_get(addr: SocketAddr, req: &[u8]) -> String {
 #[tokio::test]
 async fn https_listener_sets_secure_cookies() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write_config(dir.path(), "");
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("web = \"127.0.0.1:0\"", "webs = \"127.0.0.1:0\"");
-    std::fs::write(&path, text).unwrap();
-    let running = daemon::start(Config::load(&path).unwrap(), path.clone())
-        .await
-        .unwrap();
-    let addr = running.addr("webs");
+    let srv = builder(dir.path()).listen("webs").start().await;
+    let addr = srv.addr("webs");
+    let running = srv.running;
     let page = tls_get(
         addr,
         b"GET / HTTP/1.1\r\nHost: zolder.test\r\nConnection: close\r\n\r\n",
