@@ -837,6 +837,42 @@ async fn settings_write_the_users_sieve_script() {
         "{text}"
     );
     assert!(text.contains("fileinto \"Nieuws\""));
+    // Delivery runs it: the newsletter is filed, other mail gets the vacation reply.
+    use zolder::message::Deliver;
+    let mail = |from: &str| zolder::message::Incoming {
+        envelope: zolder::message::Envelope::new(
+            Some(from.into()),
+            vec!["bouke@zolder.test".into()],
+            zolder::message::Source::Local { user: "t".into() },
+        ),
+        message: zolder::message::RawMessage::new(
+            format!("From: {from}\r\nTo: bouke@zolder.test\r\nSubject: Nieuws\r\n\r\nHallo\r\n")
+                .into_bytes(),
+        ),
+    };
+    let r = w
+        .running
+        .ctx
+        .local_delivery
+        .deliver(mail("nieuwsbrief@club.example"))
+        .await;
+    assert!(r.all_delivered(), "{r:?}");
+    assert_eq!(w.count("bouke", "Nieuws"), 1);
+    let r = w
+        .running
+        .ctx
+        .local_delivery
+        .deliver(mail("oma@elders.example"))
+        .await;
+    assert!(r.all_delivered());
+    assert_eq!(w.count("bouke", "INBOX"), 1);
+    assert!(
+        r.generated
+            .iter()
+            .any(|g| g.recipients == ["oma@elders.example"] && g.reason.contains("vacation")),
+        "a vacation reply: {:?}",
+        r.generated.iter().map(|g| &g.reason).collect::<Vec<_>>()
+    );
     // The page shows what was saved, also after logging in again.
     let again = w.get("/settings", &c).await.text();
     assert!(
