@@ -1075,3 +1075,78 @@ async fn https_listener_sets_secure_cookies() {
     );
     running.shutdown().await;
 }
+
+#[tokio::test]
+async fn admin_shows_releases_and_deletes_quarantined_mail() {
+    let w = start().await;
+    let (c, csrf) = w.login("bouke").await;
+    let q = zolder::deliver::quarantine::Quarantine::new(&w.running.ctx.config.data_dir);
+    let hold = |subject: &str| {
+        let inc = zolder::message::Incoming {
+            envelope: zolder::message::Envelope::new(
+                Some("x@evil.example".into()),
+                vec!["anna@zolder.test".into()],
+                zolder::message::Source::Local { user: "t".into() },
+            ),
+            message: zolder::message::RawMessage::new(
+                format!(
+                    "From: <x@evil.example>\r\nSubject: {subject}\r\n\r\n<script>bad()</script>\r\n"
+                )
+                .into_bytes(),
+            ),
+        };
+        let notice = zolder::deliver::quarantine::NoticeSettings {
+            hostname: "zolder.test".into(),
+            postmaster: "bouke".into(),
+            notify_recipients: false,
+        };
+        let v = zolder::deliver::scan::Verdict::Infected("Test.EICAR".into());
+        q.hold(&w.db(), &inc, "clamd", &v, &notice).unwrap().id
+    };
+    let (a, b) = (hold("first"), hold("second"));
+    let page = w.get("/admin", &c).await.text();
+    assert!(
+        page.contains(&format!("href=\"/admin/quarantine/{a}\"")) && page.contains("Test.EICAR"),
+        "{page}"
+    );
+    // Shown as escaped text, never rendered.
+    let show = w.get(&format!("/admin/quarantine/{a}"), &c).await.text();
+    assert!(
+        show.contains("&lt;script&gt;bad()") && !show.contains("<script>"),
+        "{show}"
+    );
+    // Release: delivered to anna (with the scanner that held it skipped).
+    let r = w
+        .post(
+            "/admin/quarantine",
+            &c,
+            &[("csrf", &csrf), ("op", "release"), ("id", &a.to_string())],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(w.count("anna", "INBOX"), 1);
+    // Delete: gone.
+    let r = w
+        .post(
+            "/admin/quarantine",
+            &c,
+            &[("csrf", &csrf), ("op", "delete"), ("id", &b.to_string())],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        w.get(&format!("/admin/quarantine/{b}"), &c).await.status,
+        404
+    );
+    assert_eq!(
+        w.post(
+            "/admin/quarantine",
+            &c,
+            &[("csrf", "x"), ("op", "delete"), ("id", &a.to_string())]
+        )
+        .await
+        .status,
+        403
+    );
+    w.running.shutdown().await;
+}
