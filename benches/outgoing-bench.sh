@@ -39,6 +39,7 @@ trap '[ -n "$DPID" ] && kill $DPID 2>/dev/null; "$PFREF/sink.sh" stop >/dev/null
 cat > "$W/zolder.toml" <<CFG
 hostname = "zolder.bench"
 data_dir = "data"
+allow_root = true
 local_domains = ["zolder.bench"]
 lan_networks = ["127.0.0.0/8"]
 [listen]

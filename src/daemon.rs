@@ -14,7 +14,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
@@ -337,7 +336,7 @@ pub async fn start_with(
                 cfg: ctx.config.clone(),
                 queue: queue.clone(),
                 tls,
-                delays: Arc::new(crate::auth::FailureDelays::new()),
+                delays: crate::auth::FailureDelays::shared(&ctx.config),
                 check: hooks.data_check.clone().or(scan_data_check(&ctx.config)?),
                 shutdown: ctx.shutdown.clone(),
             };
@@ -509,33 +508,8 @@ impl crate::message::Deliver for OpeningDeliver {
     }
 }
 
-/// `zolder serve`: start, then wait for signals.
+/// `zolder serve`: start, then act on signals; see [`crate::service::run`] (SIGHUP
+/// restarts every service from the re-read config on the kept sockets).
 pub async fn run(cfg: Config, config_path: PathBuf) -> anyhow::Result<()> {
-    let running = start(cfg, config_path).await?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut usr1 = signal(SignalKind::user_defined1())?;
-    loop {
-        tokio::select! {
-            _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
-            _ = int.recv() => { info!("SIGINT: shutting down"); break; }
-            _ = usr1.recv() => {
-                info!("SIGUSR1: the line is up — polling every account and flushing the queue now");
-                running.wake_up();
-            }
-            _ = hup.recv() => {
-                match Config::load(&running.ctx.config_path) {
-                    Ok(_) => {
-                        info!("SIGHUP: config re-read; services pick up changes on their next cycle");
-                        running.fetch_reload.notify_one();
-                    }
-                    Err(e) => error!("SIGHUP: config not reloaded: {e}"),
-                }
-            }
-        }
-    }
-    running.shutdown().await;
-    info!("stopped");
-    Ok(())
+    crate::service::run(cfg, config_path).await
 }

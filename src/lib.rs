@@ -34,6 +34,7 @@ pub mod net;
 pub mod pop3d;
 pub mod queue;
 pub mod relay;
+pub mod service;
 pub mod spool;
 pub mod status;
 pub mod submit;

@@ -277,7 +277,7 @@ async fn literal_split_pipelining_and_bad_syntax() {
     let r3 = c.until("p3").await;
     assert_eq!(
         r3[0],
-        "* 1 FETCH (UID 1 BODY[HEADER.FIELDS (SUBJECT)] {17}\r\nSubject: pijp\r\n\r\n FLAGS (\\Seen))"
+        "* 1 FETCH (UID 1 BODY[HEADER.FIELDS (SUBJECT)] {17}\r\nSubject: pijp\r\n\r\n FLAGS (\\Seen \\Recent))"
     );
     let r4 = c.until("p4").await;
     assert_eq!(r4, vec!["p4 OK NOOP completed".to_string()]);
@@ -324,18 +324,30 @@ async fn fetch_sections_flags_and_seen() {
 Content-Transfer-Encoding: base64\r\n\r\n BODY[]<0> {6}\r\nFrom: )"
     );
     let r = c.cmd("f3", "FETCH 1 FLAGS").await;
-    assert_eq!(r[0], "* 1 FETCH (FLAGS ())", "PEEK must not set \\Seen");
+    // The session that selected first holds \Recent (RFC 3501 §2.3.2).
+    assert_eq!(r[0], "* 1 FETCH (FLAGS (\\Recent))", "PEEK must not set \\Seen");
     let r = c.cmd("f4", "FETCH 1 BODY[TEXT]<0.4>").await;
-    assert_eq!(r[0], "* 1 FETCH (BODY[TEXT]<0> {4}\r\n--XX FLAGS (\\Seen))");
+    assert_eq!(
+        r[0],
+        "* 1 FETCH (BODY[TEXT]<0> {4}\r\n--XX FLAGS (\\Seen \\Recent))"
+    );
     let r = c.cmd("f5", "UID STORE 1 -FLAGS.SILENT (\\Seen)").await;
     assert_eq!(r, vec!["f5 OK Store completed".to_string()]);
     let r = c.cmd("f6", "STORE 1 +FLAGS ($Label1 \\Answered)").await;
-    assert_eq!(r[0], "* 1 FETCH (FLAGS ($Label1 \\Answered) UID 1)");
+    // The new keyword is announced first (RFC 3501 §7.2.6).
+    assert_eq!(
+        r[..3],
+        [
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1)",
+            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1 \\*)] Flags permitted.",
+            "* 1 FETCH (FLAGS ($Label1 \\Answered \\Recent) UID 1)"
+        ]
+    );
     let r = c.cmd("f7", "FETCH 2 FLAGS").await;
     assert!(last(&r).starts_with("f7 BAD"), "{r:?}");
     let r = c.cmd("f8", "UID FETCH 5:* (FLAGS)").await;
     assert_eq!(
-        r[0], "* 1 FETCH (UID 1 FLAGS ($Label1 \\Answered))",
+        r[0], "* 1 FETCH (UID 1 FLAGS ($Label1 \\Answered \\Recent))",
         "5:* includes the highest UID"
     );
     srv.running.shutdown().await;
@@ -442,7 +454,7 @@ async fn apple_mail_startup_sequence() {
         .cmd("7.1", "UID FETCH 1:* (FLAGS MODSEQ) (CHANGEDSINCE 1)")
         .await;
     assert!(
-        r[0].starts_with("* 1 FETCH (UID 1 FLAGS () MODSEQ ("),
+        r[0].starts_with("* 1 FETCH (UID 1 FLAGS (\\Recent) MODSEQ ("),
         "{r:?}"
     );
     let r = c

@@ -523,3 +523,67 @@ async fn multidrop_splits_one_mailbox_between_three_users() {
     assert_eq!(subjects("bouke"), vec!["3", "4", "5"]);
     assert_eq!(subjects("sjoerd"), vec!["2", "6", "7"]);
 }
+
+/// A `keep` IMAP account whose message was over `limit` fetches it once the limit is
+/// raised (last UID stays below what was left behind), as POP3 does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imap_message_over_limit_is_fetched_after_raising_it() {
+    let Some(isp) = Isp::start(None) else { return };
+    isp.populate("alice", 40, "mixed");
+    let r = rig(
+        &["bouke"],
+        &account(
+            "isp",
+            "imap",
+            isp.imap,
+            "alice",
+            "keep = true\nlimit = 30000",
+        ),
+    );
+    let o = poll(&r, 0).await;
+    ok(&o);
+    assert!(o.skipped > 0 && o.fetched > 0, "{o:?}");
+    let first = o.fetched;
+    // Nothing changes at the ISP: the same ones stay behind, nothing comes twice.
+    let o = poll(&r, 0).await;
+    ok(&o);
+    assert_eq!(o.fetched, 0, "{o:?}");
+    // Limit raised: the rest comes, exactly once.
+    let mut cfg = (*r.f.config).clone();
+    cfg.accounts[0].limit = None;
+    let db = FetchDb::open(&cfg.db_path()).unwrap();
+    let mut f = Fetcher::new(Arc::new(cfg), db, r.d.clone());
+    f.progress = zolder::fetch::progress::Progress::quiet();
+    let acc = f.config.accounts[0].clone();
+    let o = f.poll(&acc).await;
+    ok(&o);
+    assert_eq!(o.fetched + first, 40, "{o:?}");
+    assert_eq!(f.poll(&acc).await.fetched, 0);
+    isp.verify(&r.d.maildir("bouke"), 40, "alice").unwrap();
+}
+
+/// A configured folder the ISP does not have is skipped with a warning in status; the
+/// folders after it are still fetched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imap_missing_folder_is_skipped_and_the_rest_fetched() {
+    let Some(isp) = Isp::start(None) else { return };
+    isp.populate("alice", 5, "small");
+    let r = rig(
+        &["bouke"],
+        &account(
+            "isp",
+            "imap",
+            isp.imap,
+            "alice",
+            "keep = true\nfolders = [\"Gone\", \"INBOX\"]",
+        ),
+    );
+    let o = poll(&r, 0).await;
+    assert!(o.error.is_none(), "{:?}", o.error);
+    assert_eq!(o.fetched, 5, "{o:?}");
+    let db = zolder::db::open(&r.f.config.db_path()).unwrap();
+    let st = zolder::db::fetch::statuses(&db).unwrap();
+    let e = st[0].last_error.clone().unwrap_or_default();
+    assert!(e.contains("Gone") && e.contains("skipped"), "{st:?}");
+    assert_eq!(st[0].result.as_deref(), Some("ok"));
+}

@@ -122,11 +122,78 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Growing delays after failed logins, per client address (1 s, 2 s, 4 s … 30 s),
-/// forgotten after 15 minutes without failures.
+/// Password verifications (argon2id, ~19 MiB each) that run at the same time, in
+/// the whole process; more wait in a queue instead of adding threads and memory.
+pub const VERIFY_POOL: usize = 2;
+/// Guesses an address may have outstanding (failed, or still running) within
+/// [`FORGET_AFTER`] before it is refused without any password check and disconnected.
+pub const MAX_GUESSES: u32 = 10;
+/// A failure is forgotten after this long without another from the same address.
+pub const FORGET_AFTER: Duration = Duration::from_secs(900);
+
+/// Runs `f` (a password check: argon2 and SQLite) on a blocking thread, at most
+/// [`VERIFY_POOL`] at a time process-wide; the rest queue here. `None` if the task
+/// failed.
+pub async fn run_verification<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    static POOL: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(VERIFY_POOL);
+    let _permit = POOL.acquire().await.ok()?;
+    tokio::task::spawn_blocking(f).await.ok()
+}
+
+/// The login-failure counter per client address, shared by every protocol of one
+/// daemon (IMAP, POP3, SMTP AUTH, the web login): get it with [`FailureDelays::shared`].
+///
+/// A guess counts when it *starts* ([`FailureDelays::begin`]), so parallel guesses
+/// see each other: the delays grow with every guess outstanding (1 s, 2 s, 4 s … 30 s)
+/// and past [`MAX_GUESSES`] an address is refused before any password is checked.
+/// A success takes back only the failures for the user who logged in: a family
+/// member logging in does not clear a stranger's guesses from the same address.
 #[derive(Default)]
 pub struct FailureDelays {
-    inner: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    inner: Mutex<HashMap<IpAddr, Failures>>,
+}
+
+#[derive(Default)]
+struct Failures {
+    total: u32,
+    per_user: HashMap<String, u32>,
+    last: Option<Instant>,
+}
+
+/// The address has too many failed guesses: answer "no" and disconnect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Blocked;
+
+/// One password guess in progress; see [`FailureDelays::begin`]. Dropped without a
+/// verdict (the client hung up), it stays counted as a failure.
+#[must_use]
+pub struct Guess<'a> {
+    delays: &'a FailureDelays,
+    ip: IpAddr,
+    user: String,
+}
+
+impl Guess<'_> {
+    /// The guess was right: takes back this user's failures from the address.
+    pub fn succeeded(self) {
+        let mut m = self.delays.lock();
+        if let Some(f) = m.get_mut(&self.ip) {
+            let mine = f.per_user.remove(&self.user).unwrap_or(0);
+            f.total = f.total.saturating_sub(mine);
+            if f.total == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+
+    /// The guess was wrong: how long to wait before answering.
+    pub fn failed(self) -> Duration {
+        let m = self.delays.lock();
+        let n = m.get(&self.ip).map_or(1, |f| f.total.max(1));
+        Duration::from_secs((1u64 << (n - 1).min(5)).min(30))
+    }
 }
 
 impl FailureDelays {
@@ -134,23 +201,47 @@ impl FailureDelays {
         Self::default()
     }
 
-    /// Records a failure and returns how long to wait before answering.
-    pub fn failed(&self, ip: IpAddr) -> Duration {
-        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        m.retain(|_, (_, t)| now.duration_since(*t) < Duration::from_secs(900));
-        let e = m.entry(ip).or_insert((0, now));
-        e.0 = e.0.saturating_add(1);
-        e.1 = now;
-        let secs = 1u64 << (e.0 - 1).min(5);
-        Duration::from_secs(secs.min(30))
+    /// The counter of the daemon whose data lives in `cfg.data_dir`: one per process
+    /// and data_dir, so IMAP, POP3, SMTP and the web login count together.
+    pub fn shared(cfg: &crate::config::Config) -> std::sync::Arc<FailureDelays> {
+        use std::sync::{Arc, OnceLock};
+        type Registry = Mutex<HashMap<std::path::PathBuf, Arc<FailureDelays>>>;
+        static ALL: OnceLock<Registry> = OnceLock::new();
+        let mut all = ALL
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        all.entry(cfg.data_dir.clone()).or_default().clone()
     }
 
-    pub fn succeeded(&self, ip: IpAddr) {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&ip);
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Failures>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts a guess for `user` from `ip`, now, before the password is checked.
+    /// `Err(Blocked)` when the address already has [`MAX_GUESSES`] outstanding.
+    pub fn begin(&self, ip: IpAddr, user: &str) -> Result<Guess<'_>, Blocked> {
+        let mut m = self.lock();
+        let now = Instant::now();
+        m.retain(|_, f| f.last.is_some_and(|t| now.duration_since(t) < FORGET_AFTER));
+        let f = m.entry(ip).or_default();
+        f.last = Some(now);
+        if f.total >= MAX_GUESSES {
+            return Err(Blocked);
+        }
+        f.total += 1;
+        let user = user.to_ascii_lowercase();
+        *f.per_user.entry(user.clone()).or_default() += 1;
+        Ok(Guess {
+            delays: self,
+            ip,
+            user,
+        })
+    }
+
+    /// Guesses outstanding for `ip`.
+    pub fn outstanding(&self, ip: IpAddr) -> u32 {
+        self.lock().get(&ip).map_or(0, |f| f.total)
     }
 }
 
@@ -192,14 +283,52 @@ mod tests {
     }
 
     #[test]
-    fn delays_grow() {
+    fn guesses_count_when_they_start_and_successes_are_per_user() {
         let d = FailureDelays::new();
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        assert_eq!(d.failed(ip), Duration::from_secs(1));
-        assert_eq!(d.failed(ip), Duration::from_secs(2));
-        assert_eq!(d.failed(ip), Duration::from_secs(4));
-        d.succeeded(ip);
-        assert_eq!(d.failed(ip), Duration::from_secs(1));
+        // Parallel guesses see each other.
+        let g1 = d.begin(ip, "bouke").unwrap();
+        let g2 = d.begin(ip, "bouke").unwrap();
+        assert_eq!(d.outstanding(ip), 2);
+        assert_eq!(g2.failed(), Duration::from_secs(2));
+        assert_eq!(g1.failed(), Duration::from_secs(2));
+        // A success for another user leaves bouke's failures counted.
+        d.begin(ip, "sjoerd").unwrap().succeeded();
+        assert_eq!(d.outstanding(ip), 2);
+        for _ in 2..MAX_GUESSES {
+            let _ = d.begin(ip, "bouke").unwrap().failed();
+        }
+        assert!(d.begin(ip, "bouke").is_err(), "blocked past MAX_GUESSES");
+        assert!(d.begin(ip, "sjoerd").is_err(), "the address, not the user");
+        let other: IpAddr = "192.0.2.2".parse().unwrap();
+        assert!(d.begin(other, "bouke").is_ok());
+        // bouke's own success takes back bouke's failures.
+        let d = FailureDelays::new();
+        let _ = d.begin(ip, "bouke").unwrap().failed();
+        d.begin(ip, "Bouke").unwrap().succeeded();
+        assert_eq!(d.outstanding(ip), 0);
+    }
+
+    #[tokio::test]
+    async fn verification_pool_queues() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let now = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (now, peak) = (now.clone(), peak.clone());
+            tasks.push(tokio::spawn(run_verification(move || {
+                let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(n, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(30));
+                now.fetch_sub(1, Ordering::SeqCst);
+            })));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert!(peak.load(Ordering::SeqCst) <= VERIFY_POOL);
     }
 }
 
@@ -211,12 +340,14 @@ pub enum LoginError {
     BadPassword,
     /// The database could not be read: try again later.
     Unavailable(String),
+    /// Too many failed guesses from this address: refuse and disconnect.
+    Blocked,
 }
 
 /// Checks a LAN user's password: the database hash (`zolder user add`) first, then
 /// `password_hash` in the config. Returns the canonical user name from the config.
-/// Runs argon2 on a blocking thread. Login names are matched case-insensitively and
-/// may be the user's name or one of their addresses.
+/// Runs argon2 on the bounded verification pool ([`run_verification`]). Login names
+/// are matched case-insensitively and may be the user's name or one of their addresses.
 pub async fn check_login(
     cfg: std::sync::Arc<crate::config::Config>,
     login: &str,
@@ -224,9 +355,9 @@ pub async fn check_login(
 ) -> Result<String, LoginError> {
     let login = login.to_string();
     let password = password.to_string();
-    tokio::task::spawn_blocking(move || check_login_blocking(&cfg, &login, &password))
+    run_verification(move || check_login_blocking(&cfg, &login, &password))
         .await
-        .map_err(|e| LoginError::Unavailable(e.to_string()))?
+        .unwrap_or_else(|| Err(LoginError::Unavailable("verification task failed".into())))
 }
 
 /// The blocking body of [`check_login`].

@@ -44,6 +44,11 @@ pub fn run(config: &Path, args: Args) -> anyhow::Result<i32> {
         Ok(c) => c,
         Err(_) => return Ok(EX_TEMPFAIL),
     };
+    // Run by root (fetchmail as root with `mda`): deliver as the owner of data_dir.
+    if let Err(e) = crate::service::privilege::act_as_owner(&cfg) {
+        eprintln!("zolder deliver: {e}");
+        return Ok(EX_TEMPFAIL);
+    }
     let limit = cfg.limits.message_size;
     let mut bytes = Vec::new();
     if let Err(e) = std::io::stdin()

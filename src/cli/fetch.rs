@@ -24,6 +24,11 @@ pub fn run(path: &Path, args: Args) -> anyhow::Result<i32> {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
+    // Run by root: act as the owner of data_dir, so nothing root-owned lands in it.
+    if let Err(e) = crate::service::privilege::act_as_owner(&cfg) {
+        eprintln!("zolder fetch: {e}");
+        return Ok(super::EX_NOPERM);
+    }
     let errors: Vec<_> = cfg.validate().into_iter().filter(|p| !p.warning).collect();
     if !errors.is_empty() {
         for p in &errors {

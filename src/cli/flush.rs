@@ -30,6 +30,11 @@ pub fn run(path: &Path, args: Args) -> anyhow::Result<i32> {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
+    // Run by root: act as the owner of data_dir, so nothing root-owned lands in it.
+    if let Err(e) = crate::service::privilege::act_as_owner(&cfg) {
+        eprintln!("zolder flush: {e}");
+        return Ok(super::EX_NOPERM);
+    }
     let cmd = match (&args.id, &args.site) {
         (Some(i), _) => format!("flush id {i}"),
         (_, Some(d)) => format!("flush site {d}"),
@@ -45,8 +50,9 @@ pub fn run(path: &Path, args: Args) -> anyhow::Result<i32> {
 
 /// Shared with `sendmail -q`/`-qR`/`-qI`. Returns the exit code.
 pub fn flush(cfg: &Config, no_wait: bool, target: &FlushTarget) -> i32 {
+    // `--no-wait` starts the same run (also under `schedule = "manual"`) and returns.
     let cmd = if no_wait {
-        "wake".to_string()
+        target.command().replacen("flush", "start", 1)
     } else {
         target.command()
     };

@@ -10,12 +10,14 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 
+pub mod backup;
 pub mod check;
 pub mod deliver;
 pub mod fetch;
 pub mod flush;
 pub mod import_fetchmailrc;
 pub mod import_mail;
+pub mod postdrop;
 pub mod quarantine;
 pub mod queue;
 pub mod sendmail;
@@ -87,7 +89,7 @@ pub enum Command {
     ImportFetchmailrc(import_fetchmailrc::Args),
     /// Poll ISP accounts once now, then exit (the dial-up / cron way).
     #[command(
-        after_help = "Example:\n  zolder fetch              # every account\n  zolder fetch hccnet-bouke # one account\n\nExit 0 when every account was polled, 75 when any failed temporarily."
+        after_help = "Example:\n  zolder fetch              # every account\n  zolder fetch hccnet-bouke # one account\n\nExit 0 when every account was polled, 75 when any failed temporarily (ISP down,\ndelivery deferred: try again later), 69 when an account needs the admin (TLS\ncertificate refused, login refused), 64 for an unknown account."
     )]
     Fetch(fetch::Args),
     /// Send the outgoing queue to the smarthost now (like `sendmail -q`).
@@ -107,6 +109,16 @@ pub enum Command {
     /// What every part is doing: accounts, queue, scanners.
     #[command(after_help = "Example:\n  zolder status")]
     Status(status::Args),
+    /// Snapshot data_dir while the daemon runs (or check a snapshot with --verify).
+    #[command(
+        after_help = "Example:\n  zolder backup /srv/backup/zolder --incremental\n  zolder backup --verify /srv/backup/zolder\n\nExit 0 done, 65 a snapshot that does not verify, 73 cannot write DEST."
+    )]
+    Backup(backup::Args),
+    /// Restore a snapshot into an empty data_dir.
+    #[command(
+        after_help = "Example:\n  zolder restore /srv/backup/zolder/latest\n\nExit 0 restored, 65 the snapshot does not verify, 73 data_dir not empty or not writable."
+    )]
+    Restore(backup::RestoreArgs),
 }
 
 /// Entry point for the binary; returns the process exit code.
@@ -120,6 +132,11 @@ pub fn main() -> i32 {
                 .unwrap_or_default()
         })
         .unwrap_or_default();
+    // A setgid execution is the maildrop helper and nothing else, whatever argv[0].
+    if nix::unistd::getegid() != nix::unistd::getgid() || argv0 == postdrop::NAME {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        return postdrop::main(&args);
+    }
     if matches!(argv0.as_str(), "sendmail" | "mailq" | "newaliases") {
         return sendmail::main_compat(&argv0);
     }
@@ -145,6 +162,8 @@ pub fn main() -> i32 {
         Command::Queue(a) => queue::run(&cfg_path, a),
         Command::Quarantine(a) => quarantine::run(&cfg_path, a),
         Command::Status(a) => status::run(&cfg_path, a),
+        Command::Backup(a) => backup::run(&cfg_path, a),
+        Command::Restore(a) => backup::restore(&cfg_path, a),
     };
     match res {
         Ok(code) => code,

@@ -3,13 +3,14 @@
 //! 0 queued durably, 64 usage, 65 unreadable input, 69 unavailable, 71 no login
 //! name, 75 queue unavailable (try again), 77 not permitted.
 //!
-//! Where the message goes: when the caller can write the database and the queue
-//! folder (the daemon's own user, root, the quickstart owner) it is queued directly
-//! (file fsync, rename, folder fsync, committed row) and a running daemon is poked.
-//! Anyone else — cron jobs, a family member's mutt — writes it into the maildrop
-//! (Postfix's model: a sticky, group-writable folder the daemon picks up and treats as
-//! untrusted). Either way the message waits while the daemon is stopped and exit 0
-//! means it is on disk.
+//! Where the message goes: the owner of `data_dir` (the daemon's user, the quickstart
+//! owner) queues it directly (file fsync, rename, folder fsync, committed row) and a
+//! running daemon is poked; root first becomes that owner (so the daemon can read what
+//! root queued). Anyone else — a family member's mutt, their cron jobs — hands it to
+//! the maildrop through the setgid helper `zolder-postdrop` (Postfix's model: the
+//! daemon picks it up and treats it as untrusted; [`crate::cli::postdrop`]). Either way
+//! the message waits while the daemon is stopped, exit 0 means it is on disk, and a
+//! non-zero exit means it will not be sent.
 
 use std::io::Read;
 use std::path::Path;
@@ -43,14 +44,29 @@ pub fn main_compat(argv0: &str) -> i32 {
     main_with(None, &args, forced)
 }
 
+const USAGE: &str = "usage: sendmail [-t] [-i] [-f sender] [-F name] [-N dsn] [-R full|hdrs] [-V envid] [--] recipient...
+       sendmail -bp (= mailq)   sendmail -q [-qRsite | -qIid]   sendmail -bs
+
+Reads a message on stdin and queues it (cron's mail, mutt's sendmail). Exit codes:
+0 queued durably, 64 usage, 65 unreadable input, 71 no login name, 75 try again later
+(nothing was queued), 77 not permitted.";
+
 fn main_with(config: Option<&Path>, args: &[String], forced: Option<Mode>) -> i32 {
+    // Errors name the program the caller ran.
+    let prog = match forced {
+        Some(Mode::ListQueue) => "mailq",
+        Some(Mode::NewAliases) => "newaliases",
+        _ => "sendmail",
+    };
+    if args.first().is_some_and(|a| a == "--help") {
+        println!("{USAGE}");
+        return EX_OK;
+    }
     let mut o = match sm::parse_args(args) {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("sendmail: {e}");
-            eprintln!(
-                "usage: sendmail [-t] [-i] [-f sender] [-F name] [-N dsn] [-R full|hdrs] [-V envid] [--] recipient..."
-            );
+            eprintln!("{prog}: {e}");
+            eprintln!("{}", USAGE.lines().next().unwrap_or_default());
             return EX_USAGE;
         }
     };
@@ -65,7 +81,7 @@ fn main_with(config: Option<&Path>, args: &[String], forced: Option<Mode>) -> i3
     let cfg = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("sendmail: {e}");
+            eprintln!("{prog}: {e}");
             return EX_TEMPFAIL;
         }
     };
@@ -107,12 +123,19 @@ fn login_name() -> Option<String> {
         .map(|u| u.name)
 }
 
-/// Can this process queue directly (write the database and the queue folder)?
+/// Can this process queue directly: does it own `data_dir` and can it write the
+/// database and the queue folder? (Root has become the owner by now, see
+/// [`crate::service::privilege::act_as_owner`].)
 fn can_queue_directly(cfg: &Config) -> bool {
     use nix::unistd::{AccessFlags, access};
+    use std::os::unix::fs::MetadataExt;
     // A data_dir that does not exist yet is ours if we can create it (first use).
     if !cfg.data_dir.exists() && std::fs::create_dir_all(&cfg.data_dir).is_err() {
         return false;
+    }
+    match std::fs::metadata(&cfg.data_dir) {
+        Ok(m) if m.uid() == nix::unistd::geteuid().as_raw() => {}
+        _ => return false,
     }
     let q = cfg.data_dir.join("queue");
     let db = cfg.db_path();
@@ -137,6 +160,11 @@ fn deliver(cfg: &Config, o: &Opts) -> i32 {
         );
         return EX_OSERR;
     };
+    // Root's mail (cron) is queued as the owner of data_dir; the login stays "root".
+    if let Err(e) = crate::service::privilege::act_as_owner(cfg) {
+        eprintln!("sendmail: {e}");
+        return EX_TEMPFAIL;
+    }
     let stdin = std::io::stdin();
     let mut input = std::io::BufReader::new(stdin.lock().take(cfg.limits.message_size + 65536));
     let msg = match sm::read_message(&mut input, o.ignore_dots, cfg.limits.message_size as usize) {
@@ -202,7 +230,7 @@ fn deliver(cfg: &Config, o: &Opts) -> i32 {
             envid: o.envid.clone(),
             ret: o.ret.clone(),
         };
-        match crate::queue::maildrop::write(&cfg.data_dir, &env, &p.bytes) {
+        match drop_off(cfg, &env, &p.bytes) {
             Ok(id) => {
                 if o.verbose {
                     eprintln!("sendmail: dropped as {id}");
@@ -220,6 +248,60 @@ fn deliver(cfg: &Config, o: &Opts) -> i32 {
                 EX_TEMPFAIL
             }
         }
+    }
+}
+
+/// Puts a message into the maildrop: directly when this process may (the folder is
+/// writable and readable for the folder fsync), else through `zolder-postdrop`.
+fn drop_off(
+    cfg: &Config,
+    env: &crate::queue::maildrop::DropEnvelope,
+    msg: &[u8],
+) -> Result<String, String> {
+    use nix::unistd::{AccessFlags, access};
+    let data = crate::queue::maildrop::encode(env, msg)?;
+    let d = crate::queue::maildrop::dir(&cfg.data_dir);
+    if access(
+        &d,
+        AccessFlags::R_OK | AccessFlags::W_OK | AccessFlags::X_OK,
+    )
+    .is_ok()
+    {
+        return crate::queue::maildrop::write_encoded(&cfg.data_dir, &data);
+    }
+    let Some(helper) = super::postdrop::locate() else {
+        return Err(format!(
+            "{}: Permission denied, and no {} is installed (install -o root -g zolder -m 2755 \
+             /usr/local/bin/zolder /usr/local/libexec/{})",
+            d.display(),
+            super::postdrop::NAME,
+            super::postdrop::NAME
+        ));
+    };
+    let mut child = std::process::Command::new(&helper)
+        .arg(&cfg.data_dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", helper.display()))?;
+    let wrote = {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("piped");
+        stdin.write_all(&data)
+    };
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("{}: {e}", helper.display()))?;
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    match (out.status.code(), wrote) {
+        (Some(0), Ok(())) if crate::queue::valid_id(&id) => Ok(id),
+        (Some(c), _) if c == EX_NOPERM => Err(format!("{}: Permission denied", helper.display())),
+        (code, _) => Err(format!(
+            "{} failed (exit {})",
+            helper.display(),
+            code.map_or("by signal".into(), |c| c.to_string())
+        )),
     }
 }
 

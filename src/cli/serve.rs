@@ -21,10 +21,36 @@ pub fn run(path: &Path, _args: Args) -> anyhow::Result<i32> {
         }
         return Ok(super::EX_CONFIG);
     }
+    // Who we run as: decided, ports bound and data_dir readied while still root, then
+    // the drop — before the database, the mail or the network is touched.
+    use crate::service::privilege::{self, ServePlan};
+    match privilege::serve_plan(&cfg, nix::unistd::geteuid()) {
+        Err(e) => {
+            eprintln!("zolder serve: {e}");
+            return Ok(super::EX_NOPERM);
+        }
+        Ok(ServePlan::DropTo(id)) => {
+            if let Err(e) = crate::net::listener::prebind(&crate::service::listen_addrs(&cfg)) {
+                eprintln!("zolder serve: {e}");
+                return Ok(super::EX_UNAVAILABLE);
+            }
+            if let Err(e) =
+                privilege::prepare_data_dir(&cfg, &id).and_then(|()| privilege::become_user(&id))
+            {
+                eprintln!("zolder serve: {e}");
+                return Ok(super::EX_NOPERM);
+            }
+            tracing::info!(user = %id.name, uid = id.uid.as_raw(), gid = id.gid.as_raw(), "ports bound; running as `{}` from here on", id.name);
+        }
+        Ok(ServePlan::StayRoot) => {
+            tracing::warn!("running as root (allow_root = true); `user = \"zolder\"` is safer")
+        }
+        Ok(ServePlan::AsIs) => {}
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(crate::daemon::run(cfg, path.to_path_buf()))?;
+    rt.block_on(crate::service::run(cfg, path.to_path_buf()))?;
     Ok(super::EX_OK)
 }
 

@@ -77,6 +77,13 @@ pub struct Config {
     /// Allow LOGIN/AUTH in plain text from `lan_networks` (not only over TLS/loopback).
     #[serde(default)]
     pub allow_plaintext_auth: bool,
+    /// The account `zolder serve` becomes once its ports are bound, when started as root
+    /// (uid/gid of that user, supplementary groups cleared).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Let `zolder serve` run as root when no `user` is set (refused otherwise).
+    #[serde(default)]
+    pub allow_root: bool,
     /// Users who may open the web server's `/admin` pages.
     #[serde(default)]
     pub admins: Vec<String>,
@@ -112,6 +119,8 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "queue",
     "submit",
     "allow_plaintext_auth",
+    "user",
+    "allow_root",
     "admins",
     "web",
     "managesieve",
@@ -188,6 +197,14 @@ pub struct Limits {
     /// Simultaneous connections per client address.
     #[serde(default = "default_max_per_ip")]
     pub max_connections_per_ip: usize,
+    /// Simultaneous connections per listener that have not logged in (LAN clients
+    /// not counted); when full, the oldest of them is closed for a newcomer.
+    #[serde(default = "default_max_preauth")]
+    pub max_preauth_connections: usize,
+    /// Seconds an IMAP/POP3 client off the LAN has to log in (10 s for an address
+    /// whose connections timed out before).
+    #[serde(default = "default_login_timeout")]
+    pub login_timeout: u64,
 }
 
 impl Default for Limits {
@@ -196,6 +213,8 @@ impl Default for Limits {
             message_size: default_message_size(),
             max_connections: default_max_connections(),
             max_connections_per_ip: default_max_per_ip(),
+            max_preauth_connections: default_max_preauth(),
+            login_timeout: default_login_timeout(),
         }
     }
 }
@@ -252,6 +271,12 @@ fn default_max_connections() -> usize {
 }
 fn default_max_per_ip() -> usize {
     64
+}
+fn default_max_preauth() -> usize {
+    32
+}
+fn default_login_timeout() -> u64 {
+    60
 }
 
 /// An error loading the config: names the file, the key and, where we can find it, the line.
@@ -517,11 +542,54 @@ impl Config {
         }
         out.extend(self.scan.validate("scan"));
         out.extend(self.queue.validate("queue"));
+        out.extend(self.service_problems());
         if let (Some(_), None) | (None, Some(_)) = (&self.tls.cert, &self.tls.key) {
             out.push(Problem::error(
                 "tls",
                 "give both `cert` and `key`, or neither",
             ));
+        }
+        out
+    }
+}
+
+impl Config {
+    /// `user`, `allow_root`, and outgoing mail that can be accepted with nowhere to go.
+    fn service_problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        if let Some(u) = &self.user {
+            match nix::unistd::User::from_name(u) {
+                Ok(Some(pw)) if pw.uid.is_root() => out.push(
+                    Problem::error("user", "names root; that is no privilege drop")
+                        .hint("create one with `useradd --system zolder` and name it"),
+                ),
+                Ok(Some(_)) => {}
+                _ => out.push(
+                    Problem::error("user", format!("no such system user `{u}`")).hint(format!(
+                        "useradd --system --home-dir {} --shell /usr/sbin/nologin {u}",
+                        self.data_dir.display()
+                    )),
+                ),
+            }
+        }
+        if self.smarthost.is_none() {
+            let key = [
+                ("listen.submission", &self.listen.submission),
+                ("listen.smtp", &self.listen.smtp),
+            ]
+            .into_iter()
+            .find(|(_, l)| !l.list().is_empty())
+            .map(|(k, _)| k);
+            if let Some(key) = key {
+                out.push(
+                    Problem::warning(
+                        key,
+                        "mail for remote addresses is accepted here, but there is no [smarthost]: \
+                         it would wait in the queue (\"no smarthost configured\")",
+                    )
+                    .hint("add a [smarthost] table with your ISP's SMTP server"),
+                );
+            }
         }
         out
     }

@@ -144,16 +144,26 @@ fn unsynced<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> R
     r
 }
 
-/// Marks an account's poll as running.
+/// Marks an account's poll as running (since now). The last result and its reason
+/// stay: a poll that cannot record its end (disk full) leaves them visible.
 pub fn set_running(conn: &Connection, account: &str) -> Result<()> {
     unsynced(conn, |conn| {
         conn.execute(
-            "INSERT INTO fetch_status (account, result) VALUES (?1, 'running')
-             ON CONFLICT(account) DO UPDATE SET result = 'running'",
-            [account],
+            "INSERT INTO fetch_status (account, running_since) VALUES (?1, ?2)
+             ON CONFLICT(account) DO UPDATE SET running_since = excluded.running_since",
+            params![account, super::now()],
         )?;
         Ok(())
     })
+}
+
+/// Accounts whose poll is marked running: (account, since).
+pub fn running(conn: &Connection) -> Result<Vec<(String, i64)>> {
+    let mut st = conn.prepare(
+        "SELECT account, running_since FROM fetch_status WHERE running_since IS NOT NULL",
+    )?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
 }
 
 /// Records the outcome of a poll (`last_error` is kept from earlier polls when `None`
@@ -168,7 +178,7 @@ fn set_status_synced(conn: &Connection, s: &Status) -> Result<()> {
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT(account) DO UPDATE SET last_poll = excluded.last_poll,
              result = excluded.result, fetched = excluded.fetched,
-             next_poll = excluded.next_poll,
+             next_poll = excluded.next_poll, running_since = NULL,
              last_error = COALESCE(excluded.last_error, fetch_status.last_error)",
         params![
             s.account,

@@ -7,7 +7,7 @@
 //! caller's transaction.
 
 use super::spool::MessageRow;
-use super::{Connection, Result, params};
+use super::{Connection, OptionalExtension, Result, params};
 
 /// UIDs per `IN (…)` statement; a shorter list is padded with its last UID, so there
 /// is one prepared statement per query shape.
@@ -215,4 +215,63 @@ mod tests {
         .unwrap();
         assert_eq!(n, 599);
     }
+}
+
+/// `\Recent` (RFC 3501 §2.3.2, `mailboxes.recent_uid`): returns the UID up to which
+/// recent was taken before, and with `take` moves it up to `upto`, so the messages
+/// above the old value are recent for this caller alone. `None`: no such mailbox.
+pub fn take_recent(
+    conn: &Connection,
+    user: &str,
+    name: &str,
+    upto: u32,
+    take: bool,
+) -> Result<Option<u32>> {
+    let read = |conn: &Connection| -> Result<Option<(i64, u32)>> {
+        Ok(conn
+            .prepare_cached("SELECT id, recent_uid FROM mailboxes WHERE user = ?1 AND name = ?2")?
+            .query_row(params![user, name], |r| {
+                Ok((r.get(0)?, r.get::<_, i64>(1)? as u32))
+            })
+            .optional()?)
+    };
+    let Some((_, prev)) = read(conn)? else {
+        return Ok(None);
+    };
+    if !take || upto <= prev {
+        return Ok(Some(prev));
+    }
+    // Read and move in one write transaction: two sessions never both get a message.
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let r = (|| -> Result<Option<u32>> {
+        let Some((id, prev)) = read(conn)? else {
+            return Ok(None);
+        };
+        if upto > prev {
+            conn.prepare_cached("UPDATE mailboxes SET recent_uid = ?2 WHERE id = ?1")?
+                .execute(params![id, upto as i64])?;
+        }
+        Ok(Some(prev))
+    })();
+    match r {
+        Ok(v) => {
+            conn.execute_batch("COMMIT")?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// Messages of a mailbox not yet taken as recent by any session (STATUS RECENT).
+pub fn recent_count(conn: &Connection, user: &str, name: &str) -> Result<u32> {
+    let n: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id
+             WHERE b.user = ?1 AND b.name = ?2 AND m.uid > b.recent_uid",
+        )?
+        .query_row(params![user, name], |r| r.get(0))?;
+    Ok(n as u32)
 }

@@ -81,6 +81,16 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0010_web",
         include_str!("../../migrations/0010_web.sql"),
     ),
+    (
+        13,
+        "0013_imapd",
+        include_str!("../../migrations/0013_imapd.sql"),
+    ),
+    (
+        14,
+        "0014_ops",
+        include_str!("../../migrations/0014_ops.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -271,7 +281,66 @@ pub fn log_event(conn: &Connection, kind: &str, subject: &str, text: &str) -> Re
         "INSERT INTO events (time, kind, subject, text) VALUES (?1, ?2, ?3, ?4)",
         params![now(), kind, subject, text],
     )?;
+    // Only the newest EVENTS_KEPT stay: the log informs `zolder status`, it is no archive.
+    conn.execute(
+        "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?1",
+        [EVENTS_KEPT],
+    )?;
     Ok(())
+}
+
+/// How many events [`log_event`] keeps.
+pub const EVENTS_KEPT: i64 = 1000;
+
+/// Copies the database at `src` into a new file `dest` with SQLite's online backup
+/// API: a consistent snapshot while the daemon goes on writing (pages copied in steps,
+/// restarted by SQLite when a writer changes what was copied). `progress(remaining,
+/// total)` is called after each step.
+pub fn backup_to(src: &Path, dest: &Path, progress: &mut dyn FnMut(i32, i32)) -> Result<()> {
+    let from = Connection::open_with_flags(src, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| DbError::Open {
+            path: src.display().to_string(),
+            source: e,
+        })?;
+    from.busy_timeout(std::time::Duration::from_secs(30))?;
+    let mut to = Connection::open(dest).map_err(|e| DbError::Open {
+        path: dest.display().to_string(),
+        source: e,
+    })?;
+    {
+        let b = rusqlite::backup::Backup::new(&from, &mut to)?;
+        loop {
+            match b.step(256)? {
+                rusqlite::backup::StepResult::Done => break,
+                rusqlite::backup::StepResult::More => {}
+                rusqlite::backup::StepResult::Busy | rusqlite::backup::StepResult::Locked => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                _ => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+            let p = b.progress();
+            progress(p.remaining, p.pagecount);
+        }
+    }
+    // One self-contained file: no WAL beside it.
+    to.pragma_update(None, "journal_mode", "DELETE")?;
+    Ok(())
+}
+
+/// `PRAGMA integrity_check` of the database file at `path` (read-only): the problems
+/// found, empty when it is sound.
+pub fn integrity_problems(path: &Path) -> Result<Vec<String>> {
+    let c = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(
+        |e| DbError::Open {
+            path: path.display().to_string(),
+            source: e,
+        },
+    )?;
+    let mut st = c.prepare("PRAGMA integrity_check")?;
+    let rows: Vec<String> = st
+        .query_map([], |r| r.get(0))?
+        .collect::<std::result::Result<_, _>>()?;
+    Ok(rows.into_iter().filter(|r| r != "ok").collect())
 }
 
 pub fn now() -> i64 {

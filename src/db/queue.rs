@@ -285,6 +285,22 @@ pub fn set_outcomes(
     Ok(())
 }
 
+/// Notes `reason` as the last error of every queued remote recipient that does not
+/// already carry it, without counting an attempt (no [smarthost]: nothing was tried).
+/// Returns how many remote recipients are waiting.
+pub fn note_remote_waiting(conn: &Connection, reason: &str) -> Result<usize> {
+    conn.execute(
+        "UPDATE queue_recipients SET last_error = ?1
+         WHERE state = 'queued' AND local = 0 AND (last_error IS NULL OR last_error != ?1)",
+        [reason],
+    )?;
+    Ok(conn.query_row(
+        "SELECT COUNT(*) FROM queue_recipients WHERE state = 'queued' AND local = 0",
+        [],
+        |r| r.get::<_, i64>(0),
+    )? as usize)
+}
+
 /// Puts a recipient back without counting an attempt (a run stopped before trying it).
 pub fn requeue(conn: &Connection, id: &str, rcpt: &str) -> Result<()> {
     conn.execute(

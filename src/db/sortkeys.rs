@@ -13,6 +13,8 @@ pub struct SortKeyRow {
     pub from: String,
     pub to: String,
     pub cc: String,
+    pub display_from: String,
+    pub display_to: String,
     pub message_id: Option<String>,
     /// Space-separated message IDs.
     pub refs: String,
@@ -34,7 +36,8 @@ pub fn load(conn: &Connection, user: &str, name: &str) -> Result<Vec<SortKeyRow>
         return Ok(Vec::new());
     };
     let mut st = conn.prepare_cached(
-        "SELECT uid, sent, subject, is_reply, from_addr, to_addr, cc_addr, message_id, refs
+        "SELECT uid, sent, subject, is_reply, from_addr, to_addr, cc_addr, message_id, refs,
+                display_from, display_to
          FROM sort_keys WHERE mailbox_id = ?1",
     )?;
     let rows = st.query_map([id], |r| {
@@ -48,6 +51,8 @@ pub fn load(conn: &Connection, user: &str, name: &str) -> Result<Vec<SortKeyRow>
             cc: r.get(6)?,
             message_id: r.get(7)?,
             refs: r.get(8)?,
+            display_from: r.get(9)?,
+            display_to: r.get(10)?,
         })
     })?;
     Ok(rows.collect::<std::result::Result<_, _>>()?)
@@ -66,8 +71,9 @@ pub fn store(conn: &Connection, user: &str, name: &str, rows: &[SortKeyRow]) -> 
     {
         let mut st = tx.prepare_cached(
             "INSERT OR REPLACE INTO sort_keys
-                 (mailbox_id, uid, sent, subject, is_reply, from_addr, to_addr, cc_addr, message_id, refs)
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10
+                 (mailbox_id, uid, sent, subject, is_reply, from_addr, to_addr, cc_addr, message_id, refs,
+                  display_from, display_to)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12
              WHERE EXISTS (SELECT 1 FROM messages WHERE mailbox_id = ?1 AND uid = ?2)",
         )?;
         for r in rows {
@@ -81,7 +87,9 @@ pub fn store(conn: &Connection, user: &str, name: &str, rows: &[SortKeyRow]) -> 
                 r.to,
                 r.cc,
                 r.message_id,
-                r.refs
+                r.refs,
+                r.display_from,
+                r.display_to
             ])?;
         }
     }

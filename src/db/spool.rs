@@ -182,6 +182,32 @@ pub fn set_subscribed(conn: &Connection, id: i64, subscribed: bool) -> Result<()
     Ok(())
 }
 
+/// Keeps a subscription to `name`, which has no mailbox (`imap_subscriptions`).
+pub fn keep_subscription(conn: &Connection, user: &str, name: &str) -> Result<()> {
+    conn.execute(
+        "INSERT OR IGNORE INTO imap_subscriptions (user, name) VALUES (?1, ?2)",
+        params![user, name],
+    )?;
+    Ok(())
+}
+
+/// Drops a kept subscription; whether there was one.
+pub fn forget_subscription(conn: &Connection, user: &str, name: &str) -> Result<bool> {
+    let n = conn.execute(
+        "DELETE FROM imap_subscriptions WHERE user = ?1 AND name = ?2",
+        params![user, name],
+    )?;
+    Ok(n > 0)
+}
+
+/// The user's subscriptions to names without a mailbox, by name.
+pub fn kept_subscriptions(conn: &Connection, user: &str) -> Result<Vec<String>> {
+    let mut st =
+        conn.prepare_cached("SELECT name FROM imap_subscriptions WHERE user = ?1 ORDER BY name")?;
+    let rows = st.query_map([user], |r| r.get(0))?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
 /// Takes the next MODSEQ of a mailbox (bumping `highestmodseq`).
 pub fn next_modseq(conn: &Connection, mailbox_id: i64) -> Result<u64> {
     let m: i64 = conn
@@ -478,7 +504,8 @@ pub fn reset_mailbox(conn: &Connection, mailbox_id: i64) -> Result<u32> {
     )?;
     let v = next_uidvalidity(conn, &user)?;
     conn.execute(
-        "UPDATE mailboxes SET uidvalidity = ?2, uidnext = 1, highestmodseq = highestmodseq + 1
+        "UPDATE mailboxes SET uidvalidity = ?2, uidnext = 1, highestmodseq = highestmodseq + 1,
+             recent_uid = 0
          WHERE id = ?1",
         params![mailbox_id, v],
     )?;

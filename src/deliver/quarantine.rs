@@ -60,6 +60,10 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> QuarantineError + '_ {
 pub struct NoticeSettings {
     /// This machine's name (`From: Content-filter at <hostname>`).
     pub hostname: String,
+    /// The household's mail domain (the first of `local_domains`, else the host name):
+    /// a bare postmaster name becomes `name@domain`, the notice comes from
+    /// `postmaster@domain`.
+    pub domain: String,
     /// The postmaster (a local user or an address).
     pub postmaster: String,
     /// Also tell the local recipients.
@@ -281,11 +285,11 @@ fn header_section(bytes: &[u8]) -> &[u8] {
     &bytes[..end.min(64 * 1024)]
 }
 
-fn full_address(a: &str, hostname: &str) -> String {
+fn full_address(a: &str, domain: &str) -> String {
     if a.contains('@') {
         a.to_string()
     } else {
-        format!("{a}@{hostname}")
+        format!("{a}@{domain}")
     }
 }
 
@@ -363,12 +367,12 @@ pub fn build_notice(
     if !to_recipients {
         text.push_str("\nThe message's header section is attached.\n");
     }
-    let from = format!("postmaster@{}", s.hostname);
+    let from = format!("postmaster@{}", s.domain);
     let (hdr_to, env_to): (Vec<String>, Vec<String>) = if to_recipients {
         (row.recipients.clone(), row.recipients.clone())
     } else {
         (
-            vec![full_address(&s.postmaster, &s.hostname)],
+            vec![full_address(&s.postmaster, &s.domain)],
             vec![s.postmaster.clone()],
         )
     };
@@ -445,6 +449,7 @@ mod tests {
     fn settings() -> NoticeSettings {
         NoticeSettings {
             hostname: "zolder.test".into(),
+            domain: "thuis.example".into(),
             postmaster: "sjoerd".into(),
             notify_recipients: true,
         }
@@ -471,6 +476,10 @@ mod tests {
         assert!(n.contains("Subject: VIRUS (Test.EICAR) IN MAIL FROM <evil@example.org>"));
         assert!(n.contains("Auto-Submitted: auto-generated"));
         assert!(n.contains("text/rfc822-headers"));
+        // Addressed in the household's domain, not at the machine's host name.
+        assert!(n.contains("To: <sjoerd@thuis.example>"), "{n}");
+        assert!(n.contains("<postmaster@thuis.example>"), "{n}");
+        assert!(!n.contains("sjoerd@zolder.test"), "{n}");
         assert_eq!(held.notices[0].recipients, ["sjoerd"]);
         assert_eq!(held.notices[0].sender, None);
         assert_eq!(held.notices[1].recipients, ["bouke@zolder.thuis"]);

@@ -364,9 +364,12 @@ impl SieveEngine {
             .first()
             .map(String::as_str)
             .unwrap_or(req.envelope_to);
+        // sieve-rs parses the message itself: give it the copy whose MIME nesting is
+        // bounded (message::mime_limits), so a hostile message cannot blow the stack.
+        let parse_input = crate::message::mime_limits::bounded(req.message);
         let mut ctx = self
             .runtime
-            .filter(req.message)
+            .filter(&parse_input)
             .with_envelope(SieveEnvelope::From, req.envelope_from.unwrap_or(""))
             .with_envelope(SieveEnvelope::To, req.envelope_to)
             .with_user_address(user_address)
@@ -474,13 +477,22 @@ impl SieveEngine {
                             Recipient::Group(g) => g,
                         };
                         if let Some(bytes) = created.get(&message_id) {
-                            // A message the script made (vacation): from <>, RFC 5230 §5.
-                            out.generated.push(Generated {
-                                sender: None,
-                                recipients: to,
-                                bytes: bytes.clone(),
-                                reason: "vacation".into(),
-                            });
+                            // RFC 3834 §2: never answer a message that was itself
+                            // automatic (Auto-Submitted: anything but "no").
+                            if auto_submitted(req.message) {
+                                tracing::debug!(
+                                    user = req.user,
+                                    "vacation: no reply to an Auto-Submitted message"
+                                );
+                            } else {
+                                // A message the script made (vacation): from <>, RFC 5230 §5.
+                                out.generated.push(Generated {
+                                    sender: None,
+                                    recipients: to,
+                                    bytes: bytes.clone(),
+                                    reason: "vacation".into(),
+                                });
+                            }
                         } else {
                             for a in &to {
                                 out.actions.push(SieveAction::Redirect(a.clone()));
@@ -503,6 +515,45 @@ impl SieveEngine {
         }
         out
     }
+}
+
+/// Fuzzing entry (fuzz/ `sieve_input`): `data` as the message a Sieve script runs
+/// on, through the same bounded copy delivery uses, with a script that walks every
+/// part (`foreverypart`, `body`, `header :mime`). Must never panic nor overflow.
+#[doc(hidden)]
+pub fn fuzz_input(data: &[u8]) {
+    use std::sync::OnceLock;
+    static ENGINE: OnceLock<(Runtime, Arc<Sieve>)> = OnceLock::new();
+    let (runtime, script) = ENGINE.get_or_init(|| {
+        let script = Compiler::new()
+            .compile(
+                br#"require ["body", "mime", "foreverypart", "fileinto"];
+foreverypart { if header :mime :contains "Content-Type" "text" { keep; } }
+if body :text :contains "zolder" { fileinto "Junk"; }
+if header :contains "subject" "x" { keep; }"#,
+            )
+            .expect("fuzz script compiles");
+        (Runtime::new().with_cpu_limit(20_000), Arc::new(script))
+    });
+    let input = crate::message::mime_limits::bounded(data);
+    let mut ctx = runtime.filter(&input);
+    let mut next = Input::script(Script::Personal("fuzz".into()), script.clone());
+    while let Some(r) = ctx.run(next) {
+        next = match r {
+            Err(_) => break,
+            Ok(_) => Input::True,
+        };
+    }
+}
+
+/// Does the message carry `Auto-Submitted:` with a value other than `no` (RFC 3834 §5)?
+fn auto_submitted(message: &[u8]) -> bool {
+    crate::message::headers::get_all(message, "Auto-Submitted")
+        .iter()
+        .any(|v| {
+            let token = v.split(';').next().unwrap_or("").trim();
+            !token.is_empty() && !token.eq_ignore_ascii_case("no")
+        })
 }
 
 #[cfg(test)]
@@ -619,6 +670,27 @@ See you on sunday for the invoice party.\r\n";
             "require \"fileinto\";\nfileinto \"Fixed\";\n",
         );
         assert_eq!(f.run().actions, [fileinto("Fixed")]);
+    }
+
+    #[test]
+    fn vacation_never_answers_auto_submitted_mail() {
+        let f = fx();
+        f.write(
+            "bouke.sieve",
+            "require \"vacation\";\nvacation :days 7 \"Away.\";\n",
+        );
+        for v in [
+            "auto-generated",
+            "auto-replied",
+            "Auto-Notified; owner-email=x@y",
+        ] {
+            let msg = [format!("Auto-Submitted: {v}\r\n").as_bytes(), MAIL].concat();
+            let o = f.run_from("oma@family.example", &msg);
+            assert!(o.generated.is_empty(), "{v}: {:?}", o.generated);
+            assert_eq!(o.actions, [SieveAction::Keep { flags: vec![] }]);
+        }
+        let msg = [b"Auto-Submitted: no\r\n".as_slice(), MAIL].concat();
+        assert_eq!(f.run_from("oma@family.example", &msg).generated.len(), 1);
     }
 
     #[test]

@@ -484,9 +484,27 @@ pub async fn poll_folder(
     let (n, fo) = (name.clone(), folder.to_string());
     let state_fut = f.db.run(move |c| db::fetch::state(c, &n, &fo));
     let what = format!("SELECT {folder}");
-    let select_fut = timed(se.timeout, &name, &what, se.s.select(folder));
+    let to = se.timeout;
+    let select_fut = tokio::time::timeout(to, se.s.select(folder));
     let (mbox, state) = tokio::join!(select_fut, state_fut);
-    let (mbox, state) = (mbox?, state?);
+    let state = state?;
+    let mbox = match mbox {
+        Err(_) => {
+            return Err(FetchError::Io(format!(
+                "{name}: {what}: no answer for {to:?}"
+            )));
+        }
+        // The server says NO (the folder is gone, renamed, not subscribed): skip it,
+        // say so in status, and go on with the account's other folders.
+        Ok(Err(async_imap::error::Error::No(why))) => {
+            let w = format!("folder `{folder}` skipped: the server says NO to SELECT ({why})");
+            warn!(account = %name, folder, "{w}");
+            out.warnings.push(w);
+            return Ok(());
+        }
+        Ok(Err(e)) => return Err(imap_err(&name, &what, e)),
+        Ok(Ok(m)) => m,
+    };
     let validity = mbox
         .uid_validity
         .ok_or_else(|| FetchError::Protocol(format!("{name}: {folder}: no UIDVALIDITY")))?;
@@ -554,6 +572,9 @@ pub async fn poll_folder(
     let mut delete_now: Vec<u32> = Vec::new();
     let mut todo: Vec<(u32, u64)> = Vec::new();
     let max = f.max_message();
+    // The lowest UID left on the server this time (over `limit`, past `fetchlimit`):
+    // last_uid stays below it, so raising the limit fetches it on a later poll.
+    let mut cap = u32::MAX;
     for &(uid, size) in &listing {
         let was_seen = seen.contains(&format!("{prefix}{uid}"));
         if was_seen && !acc.keep {
@@ -566,10 +587,12 @@ pub async fn poll_folder(
         if acc.limit.is_some_and(|l| size > l) || size > max {
             debug!(account = %name, folder, uid, size, "over the size limit: left on the server");
             out.skipped += 1;
+            cap = cap.min(uid);
             continue;
         }
         if acc.fetchlimit.is_some_and(|l| todo.len() >= l as usize) {
             out.skipped += 1;
+            cap = cap.min(uid);
             continue;
         }
         todo.push((uid, size));
@@ -660,6 +683,7 @@ pub async fn poll_folder(
                 b,
                 refetch,
                 &mut frozen,
+                cap,
                 &mut high,
                 out,
             )
@@ -718,6 +742,7 @@ async fn finish_batch(
     b: Batch,
     refetch: bool,
     frozen: &mut bool,
+    cap: u32,
     high: &mut u32,
     out: &mut PollOutcome,
 ) -> Result<Vec<u32>, FetchError> {
@@ -758,7 +783,7 @@ async fn finish_batch(
             rows.push(did);
             done.push(uid);
             bytes += size;
-            if !*frozen {
+            if !*frozen && uid < cap {
                 *high = (*high).max(uid);
             }
         } else {

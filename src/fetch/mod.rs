@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use tracing::warn;
+use tracing::{error, warn};
 
 use crate::config::Config;
 use crate::config::account::{AccountConfig, Protocol};
@@ -58,7 +58,8 @@ pub enum FetchError {
     Protocol(String),
     #[error("I/O: {0}")]
     Io(String),
-    #[error("database: {0}")]
+    /// The text names the database already (`database: …`).
+    #[error("{0}")]
     Db(String),
     #[error("delivery: {0}")]
     Delivery(String),
@@ -155,7 +156,7 @@ impl FetchDb {
             Err(e) => Err(FetchError::Db(e.clone())),
         })
         .await
-        .map_err(|e| FetchError::Db(e.to_string()))?
+        .map_err(|e| FetchError::Db(format!("database: {e}")))?
     }
 }
 
@@ -173,6 +174,8 @@ pub struct PollOutcome {
     pub deferred: u64,
     /// The error that ended the poll early, if any.
     pub error: Option<FetchError>,
+    /// What did not stop the poll but needs the admin (a configured folder missing).
+    pub warnings: Vec<String>,
 }
 
 impl PollOutcome {
@@ -262,15 +265,45 @@ impl Fetcher {
             result: Some(out.result().to_string()),
             fetched: out.fetched as i64,
             next_poll: None,
-            last_error: out.error.as_ref().map(|e| e.to_string()).or_else(|| {
-                (out.deferred > 0)
-                    .then(|| format!("{} message(s) deferred by delivery", out.deferred))
-            }),
+            last_error: out
+                .error
+                .as_ref()
+                .map(|e| e.to_string())
+                .or_else(|| {
+                    (out.deferred > 0)
+                        .then(|| format!("{} message(s) deferred by delivery", out.deferred))
+                })
+                .or_else(|| (!out.warnings.is_empty()).then(|| out.warnings.join("; "))),
         };
-        let _ = self
+        let recorded = status.clone();
+        // The event log (`zolder status`): polls that failed or brought mail.
+        let event = match (&out.error, out.fetched) {
+            (Some(e), _) => Some(format!("poll failed ({}): {e}", out.result())),
+            (None, 0) if out.deferred == 0 && out.warnings.is_empty() => None,
+            (None, n) => Some(format!(
+                "fetched {n} message(s), {} deferred by delivery{}",
+                out.deferred,
+                out.warnings
+                    .iter()
+                    .map(|w| format!("; {w}"))
+                    .collect::<String>()
+            )),
+        };
+        if let Err(e) = self
             .db
-            .run(move |c| db::fetch::set_status(c, &status))
-            .await;
+            .run(move |c| {
+                db::fetch::set_status(c, &recorded)?;
+                match event {
+                    Some(t) => db::log_event(c, "fetch", &recorded.account, &t),
+                    None => Ok(()),
+                }
+            })
+            .await
+        {
+            // Disk full, most likely: the log keeps what the status page cannot.
+            error!(account = %acc.name, result = ?status.result, reason = ?status.last_error,
+                "cannot record the poll's outcome in the database: {e}");
+        }
         // The admin page's "fetched" counter.
         db::web::bump(&self.config.db_path(), "fetched", out.fetched as i64);
         match &out.error {
@@ -284,7 +317,7 @@ impl Fetcher {
     /// The envelope for one fetched message: `deliver_to`, or the multidrop split.
     pub(crate) fn incoming(&self, acc: &AccountConfig, raw: Vec<u8>, key: String) -> Incoming {
         let hs = multidrop::headers(&raw);
-        let sender = multidrop::return_path(&hs);
+        let sender = multidrop::envelope_sender(&hs);
         let recipients = match &acc.multidrop {
             Some(md) => {
                 let cfg = &self.config;
@@ -521,5 +554,21 @@ mod tests {
         let h = dedup_id(b"Subject: x\r\n\r\nbody");
         assert!(h.starts_with("hdr:") && h.len() == 68);
         assert_eq!(h, dedup_id(b"Subject: x\r\n\r\nother body"));
+    }
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+
+    #[test]
+    fn a_database_error_says_database_once() {
+        let e = FetchError::from(db::DbError::Sql(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(13),
+            Some("database or disk is full".into()),
+        )));
+        let t = e.to_string();
+        assert!(t.starts_with("database: "), "{t}");
+        assert!(!t.contains("database: database:"), "{t}");
     }
 }

@@ -69,6 +69,16 @@ pub fn return_path(hs: &[(String, String)]) -> Option<String> {
     addresses(v).into_iter().next()
 }
 
+/// The envelope sender of a fetched message, as fetchmail takes it: `Return-Path:`
+/// when the ISP wrote one (`<>` stays the null sender of a bounce), else the first
+/// address of `From:` — never an invented `<>`, which would make it look like a bounce.
+pub fn envelope_sender(hs: &[(String, String)]) -> Option<String> {
+    if first_header(hs, "Return-Path").is_some() {
+        return return_path(hs);
+    }
+    first_header(hs, "From").and_then(|v| addresses(v).into_iter().next())
+}
+
 /// Every address in a header value: `<a@b>`, bare `a@b`, `Name <a@b>`, comma lists.
 pub fn addresses(value: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -273,6 +283,18 @@ mod tests {
         let r = route(raw, &md(), "pop.isp.example", "postmaster", &known);
         assert_eq!(r.recipients, vec!["anna"]);
         assert_eq!(r.header.as_deref(), Some("X-Original-To"));
+    }
+
+    #[test]
+    fn envelope_sender_from_return_path_else_from() {
+        let hs = headers(b"From: Oma <oma@family.example>\r\nSubject: x\r\n\r\n");
+        assert_eq!(envelope_sender(&hs).as_deref(), Some("oma@family.example"));
+        let hs = headers(b"Return-Path: <isp@bounce.example>\r\nFrom: oma@family.example\r\n\r\n");
+        assert_eq!(envelope_sender(&hs).as_deref(), Some("isp@bounce.example"));
+        // A real bounce keeps its null sender.
+        let hs = headers(b"Return-Path: <>\r\nFrom: MAILER-DAEMON@isp.example\r\n\r\n");
+        assert_eq!(envelope_sender(&hs), None);
+        assert_eq!(envelope_sender(&headers(b"Subject: x\r\n\r\n")), None);
     }
 
     #[test]

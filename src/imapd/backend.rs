@@ -29,6 +29,8 @@ pub struct MailboxInfo {
     pub name: String,
     pub special_use: Option<String>,
     pub subscribed: bool,
+    /// `false` for a subscribed name that has no mailbox (RFC 5258 `\NonExistent`).
+    pub exists: bool,
 }
 
 /// A mailbox's counters.
@@ -94,6 +96,8 @@ pub struct SortKeys {
     pub from: String,
     pub to: String,
     pub cc: String,
+    pub display_from: String,
+    pub display_to: String,
     pub message_id: Option<String>,
     pub references: Vec<String>,
 }
@@ -165,6 +169,30 @@ pub trait Backend: Send + Sync + 'static {
         flags: &str,
         date: Option<i64>,
     ) -> StoreResult<(u32, u32)>;
+    /// Stores several messages (bytes, flags, INTERNALDATE) in one mailbox, all or
+    /// nothing, each durable before it returns: (UIDVALIDITY, UIDs in order).
+    fn append_many(
+        &self,
+        user: &str,
+        name: &str,
+        msgs: Vec<(Vec<u8>, String, Option<i64>)>,
+    ) -> StoreResult<(u32, Vec<u32>)> {
+        let mut validity = 0;
+        let mut uids = Vec::new();
+        for (bytes, flags, date) in msgs {
+            match self.append(user, name, bytes, &flags, date) {
+                Ok((v, u)) => {
+                    validity = v;
+                    uids.push(u);
+                }
+                Err(e) => {
+                    let _ = self.expunge(user, name, &uids);
+                    return Err(e);
+                }
+            }
+        }
+        Ok((validity, uids))
+    }
     /// STORE: sets, adds or removes `flags` on `uids`.
     fn store_flags(
         &self,
@@ -194,6 +222,11 @@ pub trait Backend: Send + Sync + 'static {
     fn put_sort_keys(&self, user: &str, name: &str, keys: &[SortKeys]) -> StoreResult<()>;
     /// Size, `\Deleted` count and their size, of one mailbox.
     fn mailbox_usage(&self, user: &str, name: &str) -> StoreResult<MailboxUsage>;
+    /// `\Recent` (RFC 3501 §2.3.2): the UID up to which other sessions took the
+    /// mailbox's messages as recent; with `take`, the caller takes those up to `upto`.
+    fn take_recent(&self, user: &str, name: &str, upto: u32, take: bool) -> StoreResult<u32>;
+    /// Messages no session has taken as recent yet (STATUS RECENT).
+    fn recent_count(&self, user: &str, name: &str) -> StoreResult<u32>;
     /// The user's change signal (for IDLE).
     fn watch(&self, user: &str) -> StoreResult<Box<dyn ChangeSignal>>;
 }

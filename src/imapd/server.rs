@@ -25,7 +25,8 @@ pub struct Shared {
     pub config: Arc<Config>,
     pub backend: Arc<dyn Backend>,
     pub tls: Option<async_native_tls::TlsAcceptor>,
-    pub delays: FailureDelays,
+    /// Shared with POP3 and SMTP AUTH ([`FailureDelays::shared`]).
+    pub delays: Arc<FailureDelays>,
     pub shutdown: CancellationToken,
 }
 
@@ -58,15 +59,12 @@ pub async fn start(
         }
         Err(e) => anyhow::bail!("imaps: {e}"),
     };
-    let limits = ListenerLimits {
-        max_connections: config.limits.max_connections,
-        max_per_ip: config.limits.max_connections_per_ip,
-    };
+    let limits = ListenerLimits::from_config(&config, true);
     let shared = Arc::new(Shared {
         config: config.clone(),
         backend,
         tls,
-        delays: FailureDelays::new(),
+        delays: FailureDelays::shared(&config),
         shutdown: shutdown.clone(),
     });
     let mut out = Vec::new();
@@ -77,7 +75,7 @@ pub async fn start(
             bound.push(l.local_addr());
             let shared = shared.clone();
             let sd = shutdown.clone();
-            tasks.spawn(l.run(limits, sd, move |sock, peer| {
+            tasks.spawn(l.run(limits.clone(), sd, move |sock, peer| {
                 let shared = shared.clone();
                 async move {
                     let stream = if implicit_tls {

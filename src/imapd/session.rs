@@ -81,6 +81,7 @@ pub fn allowed(state: &State, cmd: &Command) -> bool {
                     | Namespace
                     | Status { .. }
                     | Append { .. }
+                    | AppendMany { .. }
                     | Idle
                     | Enable(_)
                     | GetQuota(_)
@@ -160,6 +161,8 @@ pub struct Session {
     pub(crate) qresync: bool,
     /// UTF8=ACCEPT enabled (RFC 6855): mailbox names and strings in UTF-8.
     pub(crate) utf8: bool,
+    /// IMAP4rev2 enabled (RFC 9051): its responses instead of IMAP4rev1's.
+    pub(crate) rev2: bool,
     /// COMPRESS=DEFLATE active (RFC 4978).
     pub(crate) deflate: Option<Box<Deflate>>,
 }
@@ -169,7 +172,7 @@ impl Session {
         let max_literal = shared.max_literal();
         Session {
             stream: Some(stream),
-            framer: Framer::new(MAX_LINE, max_literal),
+            framer: Framer::new(MAX_LINE, max_literal).pre_auth(),
             out: Vec::new(),
             shared,
             peer,
@@ -178,6 +181,7 @@ impl Session {
             condstore: false,
             qresync: false,
             utf8: false,
+            rev2: false,
             deflate: None,
         }
     }
@@ -236,6 +240,18 @@ impl Session {
                 warn!(user = ?self.user, error = %t, "store error");
                 Reply::no("Internal error occurred; refer to the server log").code("SERVERBUG")
             }
+        }
+    }
+
+    /// Turns CONDSTORE on at its first use (RFC 7162 §3.1: a CONDSTORE-enabling
+    /// command in the selected state brings `* OK [HIGHESTMODSEQ n]`).
+    pub(crate) fn enable_condstore(&mut self) {
+        if std::mem::replace(&mut self.condstore, true) {
+            return;
+        }
+        if let Some(v) = self.view() {
+            let l = format!("OK [HIGHESTMODSEQ {}] Highest", v.state.highestmodseq);
+            self.untagged(&l);
         }
     }
 
@@ -389,6 +405,11 @@ impl Session {
                     self.out.extend_from_slice(b"+ OK\r\n");
                     self.flush().await?;
                 }
+                Frame::LiteralRefused { tag } => {
+                    let t = tag.unwrap_or_else(|| "*".into());
+                    let line = format!("{t} BAD Command not allowed in this state\r\n");
+                    self.out.extend_from_slice(line.as_bytes());
+                }
                 Frame::TooBig { tag, fatal } => {
                     let t = tag.unwrap_or_else(|| "*".into());
                     let line = format!("{t} BAD [TOOBIG] Command or literal too long\r\n");
@@ -483,6 +504,9 @@ impl Session {
                 message,
                 utf8,
             } => self.op_append(mailbox, flags, date, message, utf8).await,
+            Command::AppendMany { mailbox, messages } => {
+                self.op_append_many(mailbox, messages).await
+            }
             Command::Close => self.op_close(true).await,
             Command::Unselect => self.op_close(false).await,
             Command::Expunge { uids } => self.op_expunge(uids).await,
@@ -497,7 +521,12 @@ impl Session {
                 self.op_fetch(uid, set, attrs, changed_since, vanished)
                     .await?
             }
-            Command::Sort { uid, criteria, key } => self.op_sort(uid, criteria, key).await?,
+            Command::Sort {
+                uid,
+                criteria,
+                key,
+                ret,
+            } => self.op_sort(&tag, uid, criteria, key, ret).await?,
             Command::Thread {
                 uid,
                 algorithm,
@@ -547,6 +576,7 @@ impl Session {
     pub(crate) async fn sync(&mut self, allow_expunge: bool) {
         let Some(v) = self.view() else { return };
         let (name, known) = (v.name.clone(), v.state.highestmodseq);
+        let (known_uid, take) = (v.recent_upto.max(v.max_uid()), !v.read_only);
         let user = self.user();
         let r = self
             .blocking(move |b| {
@@ -555,15 +585,31 @@ impl Session {
                     return Ok((st, None));
                 }
                 let (st, changed, expunged) = b.changes(&user, &name, known)?;
-                Ok((st, Some((changed, expunged))))
+                // New messages: settle which are recent here (RFC 3501 §2.3.2).
+                let upto = changed.iter().map(|m| m.uid).max().unwrap_or(0);
+                let recent = if upto > known_uid {
+                    Some((b.take_recent(&user, &name, upto, take)?, upto))
+                } else {
+                    None
+                };
+                Ok((st, Some((changed, expunged, recent))))
             })
             .await;
         let condstore = self.condstore;
         let mut out = std::mem::take(&mut self.out);
         if let Some(v) = self.view_mut() {
             match r {
-                Ok((st, Some((changed, expunged)))) => {
-                    v.apply(st, changed, expunged, allow_expunge, condstore, &mut out)
+                Ok((st, Some((changed, expunged, recent)))) => {
+                    if let Some((taken, upto)) = recent {
+                        v.add_recent(taken, upto);
+                    }
+                    let new = v.apply(st, changed, expunged, allow_expunge, condstore, &mut out);
+                    if new > 0 && !v.rev2 {
+                        let _ = std::io::Write::write_fmt(
+                            &mut out,
+                            format_args!("* {} RECENT\r\n", v.recent_count()),
+                        );
+                    }
                 }
                 Ok((_, None)) => {
                     if allow_expunge {

@@ -207,7 +207,7 @@ impl ChangeSignal for Watcher {
 
 impl Backend for SpoolBackend {
     fn list(&self, user: &str) -> StoreResult<Vec<MailboxInfo>> {
-        Ok(self
+        let mut out: Vec<MailboxInfo> = self
             .spool
             .mailboxes(user)
             .map_err(err)?
@@ -216,8 +216,17 @@ impl Backend for SpoolBackend {
                 name: m.name,
                 special_use: m.special_use,
                 subscribed: m.subscribed,
+                exists: true,
             })
-            .collect())
+            .collect();
+        let kept = self.spool.subscriptions_without_mailbox(user).map_err(err)?;
+        out.extend(kept.into_iter().map(|name| MailboxInfo {
+            name,
+            special_use: None,
+            subscribed: true,
+            exists: false,
+        }));
+        Ok(out)
     }
 
     fn create(&self, user: &str, name: &str, special_use: Option<&str>) -> StoreResult<()> {
@@ -367,6 +376,21 @@ impl Backend for SpoolBackend {
         Ok((a.uidvalidity, a.uid))
     }
 
+    fn append_many(
+        &self,
+        user: &str,
+        name: &str,
+        msgs: Vec<(Vec<u8>, String, Option<i64>)>,
+    ) -> StoreResult<(u32, Vec<u32>)> {
+        let msgs = msgs
+            .into_iter()
+            .map(|(b, f, d)| (b, Flags::parse(&f), d))
+            .collect();
+        let done = self.spool.append_many(user, name, msgs).map_err(err)?;
+        let validity = done.first().map_or(0, |a| a.uidvalidity);
+        Ok((validity, done.into_iter().map(|a| a.uid).collect()))
+    }
+
     fn store_flags(
         &self,
         user: &str,
@@ -432,6 +456,8 @@ impl Backend for SpoolBackend {
                 from: r.from,
                 to: r.to,
                 cc: r.cc,
+                display_from: r.display_from,
+                display_to: r.display_to,
                 message_id: r.message_id,
                 references: r
                     .refs
@@ -454,6 +480,8 @@ impl Backend for SpoolBackend {
                 from: k.from.clone(),
                 to: k.to.clone(),
                 cc: k.cc.clone(),
+                display_from: k.display_from.clone(),
+                display_to: k.display_to.clone(),
                 message_id: k.message_id.clone(),
                 refs: k.references.join(" "),
             })
@@ -470,6 +498,17 @@ impl Backend for SpoolBackend {
             deleted: u.deleted,
             deleted_bytes: u.deleted_bytes,
         })
+    }
+
+    fn take_recent(&self, user: &str, name: &str, upto: u32, take: bool) -> StoreResult<u32> {
+        let name = crate::spool::normalize_name(name).map_err(err)?;
+        self.with_usage_db(|c| crate::db::imapd::take_recent(c, user, &name, upto, take))?
+            .ok_or(StoreError::NoMailbox)
+    }
+
+    fn recent_count(&self, user: &str, name: &str) -> StoreResult<u32> {
+        let name = crate::spool::normalize_name(name).map_err(err)?;
+        self.with_usage_db(|c| crate::db::imapd::recent_count(c, user, &name))
     }
 
     fn watch(&self, user: &str) -> StoreResult<Box<dyn ChangeSignal>> {

@@ -73,6 +73,22 @@ pub fn write_flags(out: &mut Vec<u8>, flags: &str) {
     out.push(b')');
 }
 
+/// Flags as a parenthesised list, with `\Recent` when the message is recent in this
+/// session (RFC 3501 §2.3.2).
+pub fn write_msg_flags(out: &mut Vec<u8>, flags: &str, recent: bool) {
+    write_flags(out, flags);
+    if recent {
+        out.pop();
+        if out.last() != Some(&b'(') {
+            out.push(b' ');
+        }
+        out.extend_from_slice(b"\\Recent)");
+    }
+}
+
+/// The system flags offered, in the order Dovecot lists them.
+pub const SYSTEM_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
+
 /// The selected mailbox.
 #[derive(Debug)]
 pub struct View {
@@ -86,6 +102,17 @@ pub struct View {
     pub pending_expunge: Vec<u32>,
     /// QRESYNC is enabled: report expunges as `* VANISHED uids` (RFC 7162 §3.2.10).
     pub qresync: bool,
+    /// Keywords announced to the client in FLAGS / PERMANENTFLAGS (RFC 3501 §7.2.6:
+    /// a client need not accept a flag FLAGS did not name).
+    pub keywords: Vec<Box<str>>,
+    /// UID ranges (inclusive) recent in this session (RFC 3501 §2.3.2).
+    pub recent: Vec<(u32, u32)>,
+    /// The highest UID whose recent state this session has settled.
+    pub recent_upto: u32,
+    /// An IMAP4rev2 session: no `\Recent`, no `* n RECENT` (RFC 9051 §E).
+    pub rev2: bool,
+    /// SEARCHRES `$` (RFC 5182): UIDs of the last `SEARCH RETURN (SAVE)`, ascending.
+    pub saved: Vec<u32>,
 }
 
 impl View {
@@ -98,6 +125,11 @@ impl View {
             flag_table: FlagTable::default(),
             pending_expunge: Vec::new(),
             qresync: false,
+            keywords: Vec::new(),
+            recent: Vec::new(),
+            recent_upto: 0,
+            rev2: false,
+            saved: Vec::new(),
         };
         for m in metas {
             let msg = v.msg_from(&m);
@@ -136,6 +168,90 @@ impl View {
             date: m.internal_date.clamp(0, u32::MAX as i64) as u32,
             flags: self.flag_table.intern(&m.flags),
             modseq: m.modseq,
+        }
+    }
+
+    /// `set` with `$` replaced by the saved UIDs (`None`: `$` is empty).
+    pub fn resolve_saved(&self, set: &super::proto::SeqSet) -> Option<super::proto::SeqSet> {
+        if !set.is_saved() {
+            return Some(set.clone());
+        }
+        super::proto::SeqSet::parse(&super::proto::seq::compact(&self.saved))
+    }
+
+    /// Whether `uid` is recent in this session.
+    pub fn is_recent(&self, uid: u32) -> bool {
+        !self.rev2 && self.recent.iter().any(|&(a, b)| a <= uid && uid <= b)
+    }
+
+    /// Messages recent in this session.
+    pub fn recent_count(&self) -> usize {
+        if self.recent.is_empty() {
+            return 0;
+        }
+        self.msgs.iter().filter(|m| self.is_recent(m.uid)).count()
+    }
+
+    /// Records that the messages above `taken` (taken by other sessions before) up to
+    /// `upto` are recent here; returns whether that settled anything new.
+    pub fn add_recent(&mut self, taken: u32, upto: u32) -> bool {
+        let from = taken.max(self.recent_upto) + 1;
+        if upto < from {
+            self.recent_upto = self.recent_upto.max(upto);
+            return false;
+        }
+        self.recent.push((from, upto));
+        self.recent_upto = upto;
+        true
+    }
+
+    /// `* FLAGS (...)` and `* OK [PERMANENTFLAGS (...)]` naming the system flags and
+    /// every announced keyword.
+    pub fn write_flag_lines(&self, out: &mut Vec<u8>) {
+        let mut kw = String::new();
+        for k in &self.keywords {
+            kw.push(' ');
+            kw.push_str(k);
+        }
+        let _ = write!(Bytes(out), "* FLAGS ({SYSTEM_FLAGS}{kw})\r\n");
+        if self.read_only {
+            out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] Read-only mailbox.\r\n");
+        } else {
+            let _ = write!(
+                Bytes(out),
+                "* OK [PERMANENTFLAGS ({SYSTEM_FLAGS}{kw} \\*)] Flags permitted.\r\n"
+            );
+        }
+    }
+
+    /// Adds the keywords of `flags` not announced yet; whether there were any.
+    fn learn_keywords(&mut self, flags: &str) -> bool {
+        let mut new = false;
+        for f in flags.split(' ') {
+            if f.is_empty() || f.starts_with('\\') {
+                continue;
+            }
+            if !self.keywords.iter().any(|k| k.eq_ignore_ascii_case(f)) {
+                self.keywords.push(f.into());
+                new = true;
+            }
+        }
+        new
+    }
+
+    /// Learns every keyword the mailbox uses (at SELECT, before FLAGS is sent).
+    pub fn learn_all_keywords(&mut self) {
+        let sets: Vec<Box<str>> = self.flag_table.sets.clone();
+        for s in &sets {
+            self.learn_keywords(s);
+        }
+    }
+
+    /// Announces the keywords of `flags` the client has not seen yet, writing FLAGS
+    /// and PERMANENTFLAGS before the response that uses them.
+    pub fn announce(&mut self, flags: &str, out: &mut Vec<u8>) {
+        if self.learn_keywords(flags) {
+            self.write_flag_lines(out);
         }
     }
 
@@ -188,7 +304,7 @@ impl View {
     }
 
     /// Applies what the store reports since `self.state.highestmodseq` and writes the
-    /// untagged responses into `out`. Expunges are written only when
+    /// untagged responses into `out`; returns how many messages are new. Expunges are written only when
     /// `allow_expunge` (RFC 3501 §7.4.1); otherwise they wait in `pending_expunge`.
     pub fn apply(
         &mut self,
@@ -198,7 +314,7 @@ impl View {
         allow_expunge: bool,
         with_modseq: bool,
         out: &mut Vec<u8>,
-    ) {
+    ) -> usize {
         let mut new = 0usize;
         for m in changed {
             match self.index_of(m.uid) {
@@ -207,8 +323,9 @@ impl View {
                     self.set_flags(i, &m.flags, m.modseq);
                     if flags_changed {
                         let cur = self.msgs[i];
+                        self.announce(&m.flags, out);
                         let _ = write!(Bytes(out), "* {} FETCH (UID {} FLAGS ", i + 1, cur.uid);
-                        write_flags(out, self.flags(&cur));
+                        write_msg_flags(out, self.flags(&cur), self.is_recent(cur.uid));
                         if with_modseq {
                             let _ = write!(Bytes(out), " MODSEQ ({})", cur.modseq);
                         }
@@ -216,6 +333,7 @@ impl View {
                     }
                 }
                 None if m.uid > self.max_uid() && !self.pending_expunge.contains(&m.uid) => {
+                    self.announce(&m.flags, out);
                     let msg = self.msg_from(&m);
                     self.msgs.push(msg);
                     new += 1;
@@ -234,6 +352,7 @@ impl View {
             highestmodseq: state.highestmodseq.max(self.state.highestmodseq),
             ..state
         };
+        new
     }
 
     /// Removes pending expunged messages from the view, writing `* n EXPUNGE` from
@@ -286,10 +405,21 @@ impl View {
     /// The indices a sequence set names: by UID, or by sequence number. `Err` when a
     /// sequence number is beyond the mailbox (RFC 3501 §9: invalid message set).
     pub fn select(&self, set: &super::proto::SeqSet, uid: bool) -> Result<Vec<usize>, InvalidSet> {
+        if set.is_saved() {
+            // `$` names messages whatever the command's numbering (RFC 5182 §2.1);
+            // expunged ones simply drop out.
+            return Ok(self
+                .saved
+                .iter()
+                .filter_map(|&u| self.index_of(u))
+                .collect());
+        }
         if uid {
             let max = self.max_uid();
             let mut out = Vec::new();
-            for (a, b) in set.ranges(max) {
+            // Normalised first: each message is named at most once, however often
+            // the client repeats it (memory follows the mailbox, issue 13).
+            for (a, b) in set.normalized(max) {
                 // Binary search the first UID >= a, then walk.
                 let start = self.msgs.partition_point(|m| m.uid < a);
                 for (i, m) in self.msgs[start..].iter().enumerate() {
@@ -299,8 +429,6 @@ impl View {
                     out.push(start + i);
                 }
             }
-            out.sort_unstable();
-            out.dedup();
             return Ok(out);
         }
         let n = self.msgs.len() as u32;
@@ -308,15 +436,14 @@ impl View {
             // `1:*` in an empty mailbox names nothing (as Dovecot answers it).
             return Ok(Vec::new());
         }
+        let ranges = set.normalized(n);
+        if ranges.iter().any(|&(a, b)| b > n || a == 0) {
+            return Err(InvalidSet);
+        }
         let mut out = Vec::new();
-        for (a, b) in set.ranges(n) {
-            if b > n || a == 0 {
-                return Err(InvalidSet);
-            }
+        for (a, b) in ranges {
             out.extend((a - 1..b).map(|i| i as usize));
         }
-        out.sort_unstable();
-        out.dedup();
         Ok(out)
     }
 }

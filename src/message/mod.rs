@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 
 pub mod address;
 pub mod headers;
+pub mod mime_limits;
 pub use address::Address;
 
 /// Where a message entered zolder. Used for trace headers, logs and trust decisions.

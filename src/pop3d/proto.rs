@@ -181,6 +181,18 @@ pub fn crlf_size(msg: &[u8]) -> u64 {
     (msg.len() + (lf - crlf)) as u64
 }
 
+/// Fuzzing entry (fuzz/ `pop3_command`): each line of `data` as a command, and
+/// `data` as a message for RETR/TOP encoding.
+#[doc(hidden)]
+pub fn fuzz_command(data: &[u8]) {
+    for line in data.split(|&b| b == b'\n') {
+        let _ = parse(&String::from_utf8_lossy(line));
+    }
+    let mut out = Vec::new();
+    encode_multiline(data, Some(3), &mut out);
+    let _ = crlf_size(data);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

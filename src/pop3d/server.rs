@@ -45,19 +45,16 @@ pub async fn start(
         config: cfg.clone(),
         store,
         tls,
-        delays: Default::default(),
+        delays: crate::auth::FailureDelays::shared(cfg),
     });
-    let limits = ListenerLimits {
-        max_connections: cfg.limits.max_connections,
-        max_per_ip: cfg.limits.max_connections_per_ip,
-    };
+    let limits = ListenerLimits::from_config(cfg, true);
     for (name, list, implicit_tls) in [("pop3", plain, false), ("pop3s", implicit, true)] {
         for a in list {
             let l = Listener::bind(name, &a).await?;
             addrs.entry(name).or_default().push(l.local_addr());
             let shared = shared.clone();
             let stop = shutdown.clone();
-            tasks.spawn(l.run(limits, shutdown.clone(), move |sock, peer| {
+            tasks.spawn(l.run(limits.clone(), shutdown.clone(), move |sock, peer| {
                 let shared = shared.clone();
                 let stop = stop.clone();
                 async move {

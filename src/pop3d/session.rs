@@ -47,7 +47,8 @@ pub struct Shared {
     pub config: Arc<Config>,
     pub store: Arc<dyn MaildropStore>,
     pub tls: Option<async_native_tls::TlsAcceptor>,
-    pub delays: FailureDelays,
+    /// Shared with IMAP and SMTP AUTH ([`FailureDelays::shared`]).
+    pub delays: std::sync::Arc<FailureDelays>,
 }
 
 const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -393,9 +394,18 @@ async fn login(
     name: &str,
     pass: &str,
 ) -> std::io::Result<Option<State>> {
+    let Ok(guess) = shared.delays.begin(peer.ip(), name) else {
+        warn!(login = %name, "login refused: too many failures from this address");
+        line(io, "-ERR [AUTH] too many authentication failures").await?;
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "too many authentication failures",
+        ));
+    };
     match auth::check_login(shared.config.clone(), name, pass).await {
         Ok(user) => {
-            shared.delays.succeeded(peer.ip());
+            guess.succeeded();
+            crate::net::listener::authenticated();
             match shared.store.snapshot(&user).await {
                 Ok(drop) => {
                     let size: u64 = drop.iter().map(|e| e.size).sum();
@@ -420,15 +430,22 @@ async fn login(
             }
         }
         Err(LoginError::Unavailable(e)) => {
+            drop(guess); // not the client's fault, but it stays counted
             warn!(login = %name, error = %e, "login check failed");
             line(io, "-ERR [SYS/TEMP] try again later").await?;
             Ok(None)
         }
         Err(why) => {
-            let wait = shared.delays.failed(peer.ip());
+            let wait = guess.failed();
             warn!(login = %name, reason = ?why, "login failed");
             tokio::time::sleep(wait).await;
             line(io, "-ERR [AUTH] authentication failed").await?;
+            if shared.delays.outstanding(peer.ip()) >= auth::MAX_GUESSES {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    "too many authentication failures",
+                ));
+            }
             Ok(None)
         }
     }

@@ -7,6 +7,8 @@
 //! flush   → "ok messages=N sent=N deferred=N failed=N" once the run is over
 //! flush id QUEUEID     → the same, for that message only (`sendmail -qI`)
 //! flush site DOMAIN    → the same, for messages with a recipient there (`sendmail -qR`)
+//! start [id QUEUEID | site DOMAIN] → "ok started": the same run as `flush`, begun
+//!           without waiting for its end (`zolder flush --no-wait`)
 //! wake    → "ok"   (new mail was queued directly; look now)
 //! pickup  → "ok"   (a file was written into maildrop/)
 //! ```
@@ -74,6 +76,20 @@ pub async fn serve(
                     },
                     None => "error bad flush target\n".into(),
                 },
+                l if l.starts_with("start") => {
+                    match super::FlushTarget::parse(&format!("flush{}", &l["start".len()..])) {
+                        Some(t) => {
+                            // The runner takes the request now; nobody waits for the summary.
+                            tokio::spawn(async move {
+                                if let Some(sum) = queue.flush_target(t).await {
+                                    tracing::info!(summary = %sum.line(), "flush started over the control socket done");
+                                }
+                            });
+                            "ok started\n".into()
+                        }
+                        None => "error bad flush target\n".into(),
+                    }
+                }
                 "wake" => {
                     queue.wake();
                     "ok\n".into()

@@ -17,8 +17,13 @@
 //! ```
 //!
 //! # Security
-//! The folder is mode 3733 (sticky, setgid, writable and searchable by all, not
-//! listable by others), as Postfix's maildrop is writable through its setgid postdrop.
+//! The folder is mode 3770 (sticky, setgid, owned by the daemon's user and group), as
+//! Postfix's maildrop is writable only through the setgid `postdrop`: users who are
+//! not the daemon's user reach it through `zolder-postdrop`, a copy of the binary
+//! installed setgid to that group (see [`crate::cli::postdrop`]); with `data_dir`
+//! mode 0750 the group is also what lets them reach the folder at all. Files are 0640
+//! and inherit the folder's group, so the daemon can read them whoever wrote them; the
+//! sticky bit keeps users from removing each other's files.
 //! The daemon trusts nothing in a file: it skips symlinks and non-regular files, bounds
 //! the size, parses the envelope strictly, and records the file owner's user name as
 //! the source. A file that does not parse is moved aside to `maildrop/bad/`.
@@ -39,12 +44,15 @@ pub fn dir(data_dir: &Path) -> PathBuf {
     data_dir.join("maildrop")
 }
 
+/// The folder's mode: sticky, setgid, read-write for the owner and its group only.
+pub const MODE: u32 = 0o3770;
+
 /// Creates the folder with its special mode (daemon side, at start).
 pub fn create(data_dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let d = dir(data_dir);
     std::fs::create_dir_all(d.join("bad"))?;
-    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o3733))?;
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(MODE))?;
     std::fs::set_permissions(d.join("bad"), std::fs::Permissions::from_mode(0o700))?;
     Ok(())
 }
@@ -152,30 +160,58 @@ pub fn decode(b: &[u8]) -> Result<(DropEnvelope, &[u8]), String> {
     Ok((env, &b[pos..]))
 }
 
-/// Writes a drop file (the `sendmail` side): temp name, fsync, rename, folder fsync.
-/// Returns the file's name, which becomes the queue id.
+/// Writes a drop file (the `sendmail` side). See [`write_encoded`].
 pub fn write(data_dir: &Path, env: &DropEnvelope, msg: &[u8]) -> Result<String, String> {
+    write_encoded(data_dir, &encode(env, msg)?)
+}
+
+/// Writes an encoded drop file: temp name (ignored by the pickup), fsync, rename,
+/// folder fsync. Returns the file's name, which becomes the queue id.
+///
+/// `Ok` only when the file is durable in the folder. `Err` only when it will never
+/// be picked up: when the folder fsync fails after the rename, the file is removed
+/// again — and if it is already gone, the daemon has queued it (it removes a file only
+/// after queueing it durably), which is success.
+pub fn write_encoded(data_dir: &Path, data: &[u8]) -> Result<String, String> {
+    use std::os::unix::fs::PermissionsExt;
     let d = dir(data_dir);
     let id = super::new_id();
-    let data = encode(env, msg)?;
     let tmp = d.join(format!(".tmp-{id}"));
     let fin = d.join(&id);
-    let res = (|| -> std::io::Result<()> {
+    let named = |e: std::io::Error| format!("{}: {e}", d.display());
+    let staged = (|| -> std::io::Result<()> {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o640)
             .open(&tmp)?;
-        f.write_all(&data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &fin)?;
-        std::fs::File::open(&d)?.sync_all()
+        // Whatever the caller's umask: the daemon reads it through the group.
+        f.set_permissions(std::fs::Permissions::from_mode(0o640))?;
+        f.write_all(data)?;
+        f.sync_all()
     })();
-    res.map_err(|e| {
+    if let Err(e) = staged {
         let _ = std::fs::remove_file(&tmp);
-        format!("{}: {e}", d.display())
-    })?;
-    Ok(id)
+        return Err(named(e));
+    }
+    if let Err(e) = std::fs::rename(&tmp, &fin) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(named(e));
+    }
+    match std::fs::File::open(&d).and_then(|f| f.sync_all()) {
+        Ok(()) => Ok(id),
+        Err(e) => match std::fs::remove_file(&fin) {
+            Ok(()) => Err(named(e)),
+            Err(r) if r.kind() == std::io::ErrorKind::NotFound => Ok(id),
+            // Neither durable nor withdrawn: the honest answer is "maybe", and a
+            // caller that retries may send it twice; say so.
+            Err(r) => Err(format!(
+                "{}: {e}; and {} could not be withdrawn ({r}): it may still be sent",
+                d.display(),
+                fin.display()
+            )),
+        },
+    }
 }
 
 /// Picks up every complete drop file once. Returns how many were queued.

@@ -32,6 +32,9 @@ use crate::message::{
     RcptOutcome, Source,
 };
 
+/// Why a remote recipient waits when there is nowhere to send it.
+pub const NO_SMARTHOST: &str = "no smarthost configured";
+
 /// What a flush did, per recipient.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FlushSummary {
@@ -276,11 +279,15 @@ impl Runner {
             if self.local.is_some() {
                 self.local_pass(false).await;
             }
+            if self.relay.is_none() {
+                self.note_no_smarthost();
+            }
             if self.relay.is_some() && next_relay.is_some_and(|t| now >= t) {
                 let s = self.relay_pass(false).await;
                 if s.messages > 0 {
                     info!(summary = %s.line(), "scheduled relay run");
                 }
+                self.log_run("scheduled run", &s);
                 next_relay = self.schedule.next_after(self.queue.now());
             }
             let mut waiting: Vec<FlushRequest> = Vec::new();
@@ -346,7 +353,15 @@ impl Runner {
         }
         s.add(&self.relay_pass_for(true, target).await);
         self.housekeeping().await;
+        self.log_run(&target.command(), &s);
         s
+    }
+
+    /// A run that moved or deferred mail goes into the event log (`zolder status`).
+    fn log_run(&self, what: &str, s: &FlushSummary) {
+        if s.messages > 0 || s.deferred > 0 {
+            let _ = crate::db::log_event(&self.conn, "relay", what, &s.line());
+        }
     }
 
     /// Keeps the ids `target` selects (for `Site`: a pending recipient of the given
@@ -419,6 +434,18 @@ impl Runner {
         }
     }
 
+    /// Without a relay: records [`NO_SMARTHOST`] on each waiting remote recipient;
+    /// returns how many there are.
+    fn note_no_smarthost(&self) -> usize {
+        match q::note_remote_waiting(&self.conn, NO_SMARTHOST) {
+            Ok(n) => n,
+            Err(e) => {
+                error!(error = %e, "queue: cannot mark recipients waiting for a smarthost");
+                0
+            }
+        }
+    }
+
     /// Streams due remote recipients through the relay.
     pub async fn relay_pass(&mut self, ignore_backoff: bool) -> FlushSummary {
         self.relay_pass_for(ignore_backoff, &FlushTarget::All).await
@@ -426,11 +453,12 @@ impl Runner {
 
     async fn relay_pass_for(&mut self, ignore_backoff: bool, target: &FlushTarget) -> FlushSummary {
         let Some(relay) = self.relay.clone() else {
-            let pending = q::due_messages(&self.conn, false, self.queue.now(), true, 1)
-                .map(|v| !v.is_empty())
-                .unwrap_or(false);
+            // Nothing can be sent: every waiting remote recipient says why (`zolder
+            // queue`), and counts as deferred (`zolder flush` exits 75).
+            let waiting = self.note_no_smarthost();
             return FlushSummary {
-                note: pending.then(|| "no [smarthost] configured".to_string()),
+                deferred: waiting,
+                note: (waiting > 0).then(|| NO_SMARTHOST.to_string()),
                 ..Default::default()
             };
         };
@@ -736,7 +764,13 @@ impl Runner {
         m.recipients = vec![NewRcpt::plain(sender.clone())];
         match self.queue.enqueue(m).await {
             Ok(id) => {
-                info!(queue_id = %msg.id, notice = %id, to = %sender, "delivery status notice queued")
+                info!(queue_id = %msg.id, notice = %id, to = %sender, "delivery status notice queued");
+                let _ = crate::db::log_event(
+                    &self.conn,
+                    "relay",
+                    &msg.id,
+                    &format!("delivery status notice {id} to {sender}"),
+                );
             }
             Err(e) => error!(queue_id = %msg.id, error = %e, "cannot queue delivery status notice"),
         }

@@ -51,8 +51,14 @@ pub(crate) fn encode(body: &[u8]) -> Wire {
     }
 }
 
+/// The longest line sent, without its CRLF (RFC 5321 §4.5.3.1.6, RFC 5322 §2.1.1).
+pub(crate) const MAX_LINE: usize = 998;
+
 /// Copies `body` into `out` line by line (memchr on LF, one slice copy per line):
-/// a bare LF becomes CRLF, and with `stuff` a leading "." is doubled.
+/// a bare LF and a bare CR each become CRLF, a line longer than [`MAX_LINE`] is
+/// broken by inserting CRLF SPACE (as Postfix's `smtp_line_length_limit` does), and
+/// with `stuff` a leading "." is doubled. So nothing the smarthost receives can end
+/// DATA early or be read differently by a server that treats bare CR/LF as line ends.
 fn normalise(body: &[u8], stuff: bool, out: &mut Vec<u8>) {
     let mut rest = body;
     while !rest.is_empty() {
@@ -60,16 +66,47 @@ fn normalise(body: &[u8], stuff: bool, out: &mut Vec<u8>) {
             Some(i) => (&rest[..i], &rest[i + 1..]),
             None => (rest, &rest[rest.len()..]),
         };
-        if stuff && line.first() == Some(&b'.') {
-            out.push(b'.');
-        }
         let had_lf = next.len() < rest.len() - line.len();
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        out.extend_from_slice(line);
-        if had_lf {
-            out.extend_from_slice(b"\r\n");
+        let mut pieces = line.split(|&b| b == b'\r').peekable();
+        while let Some(piece) = pieces.next() {
+            emit_line(piece, stuff, out);
+            if had_lf || pieces.peek().is_some() {
+                out.extend_from_slice(b"\r\n");
+            }
         }
         rest = next;
+    }
+}
+
+/// One line without its line end, stuffed and broken at [`MAX_LINE`].
+fn emit_line(mut line: &[u8], stuff: bool, out: &mut Vec<u8>) {
+    let mut first = true;
+    loop {
+        let lead = if first { 0 } else { 1 }; // the SPACE of a continuation
+        let dot = usize::from(first && line.first() == Some(&b'.'));
+        let room = MAX_LINE - lead - dot;
+        if !first {
+            out.extend_from_slice(b"\r\n ");
+        }
+        if line.len() <= room {
+            if stuff && dot == 1 {
+                out.push(b'.');
+            }
+            out.extend_from_slice(line);
+            return;
+        }
+        // Do not cut a UTF-8 sequence in two.
+        let mut cut = room;
+        while cut > room - 3 && (line[cut] & 0xC0) == 0x80 {
+            cut -= 1;
+        }
+        if stuff && dot == 1 {
+            out.push(b'.');
+        }
+        out.extend_from_slice(&line[..cut]);
+        line = &line[cut..];
+        first = false;
     }
 }
 
@@ -177,7 +214,10 @@ mod tests {
             "Subject: x\r\n\r\nbody\r\n.\r\n"
         );
         // A dot in the middle of a line is left alone; a lone CR too.
-        assert_eq!(text(b"a.b\rc\r\n"), "a.b\rc\r\n.\r\n");
+        // A bare CR is a line end too: "<CR>.<CR>" cannot end DATA at the smarthost.
+        assert_eq!(text(b"a.b\rc\r\n"), "a.b\r\nc\r\n.\r\n");
+        assert_eq!(text(b"a\r.\rMAIL\r\n"), "a\r\n..\r\nMAIL\r\n.\r\n");
+        assert_eq!(text(b"a\n.\nb\r\n.\r\n"), "a\r\n..\r\nb\r\n..\r\n.\r\n");
     }
 
     #[test]
@@ -215,5 +255,25 @@ mod tests {
              RCPT TO:<a@x.example> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;Bouke+3DX@zolder.thuis\r\n\
              RCPT TO:<b@x.example>\r\nDATA"
         );
+    }
+
+    #[test]
+    fn long_lines_are_broken_at_998() {
+        let long = format!(
+            "Subject: {}\r\n\r\n.{}\r\n",
+            "s".repeat(3000),
+            "b".repeat(2500)
+        );
+        let t = text(long.as_bytes());
+        for l in t.split("\r\n") {
+            assert!(l.len() <= MAX_LINE, "{} octets", l.len());
+        }
+        // Nothing is lost: joining the continuations gives the original text back.
+        let joined = t.replace("\r\n ", "");
+        assert!(joined.contains(&"s".repeat(3000)));
+        assert!(joined.contains(&format!("..{}", "b".repeat(2500))));
+        // A multi-byte character is not cut.
+        let utf = format!("{}\r\n", "é".repeat(1000));
+        assert!(matches!(encode(utf.as_bytes()), Wire::Text(_)));
     }
 }

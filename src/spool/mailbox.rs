@@ -99,6 +99,9 @@ impl Spool {
             Some(m) => m,
             None => dbs::create_mailbox(&tx, &u.name, name, None)?,
         };
+        // A subscription kept for the name while it had no mailbox is now the
+        // mailbox's own (new mailboxes start subscribed).
+        dbs::forget_subscription(&tx, &u.name, name)?;
         dbs::bump_changes(&tx, &u.name)?;
         tx.commit()?;
         Ok(m)
@@ -130,6 +133,10 @@ impl Spool {
         };
         let tx = write_tx(&mut conn)?;
         dbs::delete_mailbox(&tx, m.id)?;
+        if m.subscribed {
+            // Subscriptions outlive the mailbox (RFC 3501 §6.3.9).
+            dbs::keep_subscription(&tx, &u.name, &name)?;
+        }
         dbs::bump_changes(&tx, &u.name)?;
         tx.commit()?;
         if moved && let Err(e) = std::fs::remove_dir_all(&trash) {
@@ -214,10 +221,29 @@ impl Spool {
         self.prepare_user(&u.name)?;
         let name = normalize_name(mailbox)?;
         let mut conn = self.conn()?;
-        let m = self.mailbox_row(&conn, &u, &name)?;
+        let m = dbs::mailbox(&conn, &u.name, &name)?;
         let tx = write_tx(&mut conn)?;
-        dbs::set_subscribed(&tx, m.id, subscribed)?;
+        match m {
+            Some(m) => dbs::set_subscribed(&tx, m.id, subscribed)?,
+            // A name without a mailbox may be subscribed too (RFC 3501 §6.3.6).
+            None if subscribed => dbs::keep_subscription(&tx, &u.name, &name)?,
+            None => {
+                if !dbs::forget_subscription(&tx, &u.name, &name)? {
+                    return Err(SpoolError::NoMailbox {
+                        user: u.name.clone(),
+                        mailbox: name,
+                    });
+                }
+            }
+        }
         tx.commit()
+    }
+
+    /// Subscribed names that have no mailbox (LSUB, LIST (SUBSCRIBED)).
+    pub fn subscriptions_without_mailbox(&self, user: &str) -> Result<Vec<String>> {
+        let u = self.user(user)?;
+        let conn = self.conn()?;
+        Ok(dbs::kept_subscriptions(&conn, &u.name)?)
     }
 
     /// What `user`'s mailboxes hold together (bytes and messages), from the index:

@@ -237,6 +237,59 @@ impl Spool {
         }
     }
 
+    /// Stores several messages in one mailbox, all or nothing (IMAP MULTIAPPEND and
+    /// CATENATE): one batch (one fsync per file, one per directory, one
+    /// transaction); when any message fails, those already stored are removed again
+    /// and the first error is returned. Every returned UID is durable.
+    pub fn append_many(
+        &self,
+        user: &str,
+        mailbox: &str,
+        msgs: Vec<(Vec<u8>, Flags, Option<i64>)>,
+    ) -> Result<Vec<Appended>> {
+        let u = self.user(user)?;
+        let name = normalize_name(mailbox)?;
+        {
+            self.prepare_user(&u.name)?;
+            let conn = self.conn()?;
+            self.mailbox_row(&conn, &u, &name)?;
+        }
+        let reqs = msgs
+            .into_iter()
+            .map(|(bytes, flags, date)| {
+                let mut req = StoreRequest::new(&u.name, &name, bytes);
+                req.flags = flags;
+                req.internal_date = date;
+                req
+            })
+            .collect();
+        let mut done = Vec::new();
+        let mut first_err = None;
+        for r in self.store_batch(reqs) {
+            match r {
+                Ok(StoreOutcome::Stored { uidvalidity, uid }) => {
+                    done.push(Appended { uidvalidity, uid })
+                }
+                Ok(StoreOutcome::Duplicate) => {
+                    first_err.get_or_insert(SpoolError::Failed(
+                        "append without a key reported a duplicate".into(),
+                    ));
+                }
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_err {
+            let uids: Vec<u32> = done.iter().map(|a| a.uid).collect();
+            if let Err(undo) = self.expunge(&u.name, &name, &uids) {
+                warn!(user = %u.name, mailbox = %name, error = %undo, "could not remove the stored part of a failed multi-message APPEND");
+            }
+            return Err(e);
+        }
+        Ok(done)
+    }
+
     /// Changes flags (IMAP STORE). UIDs not in the mailbox are skipped. With
     /// `unchanged_since` (CONDSTORE), messages whose MODSEQ is higher are left alone
     /// and reported in `failed`. Maildir files are renamed to carry the new flags.

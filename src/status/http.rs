@@ -44,8 +44,9 @@ pub async fn start(
         let limits = ListenerLimits {
             max_connections: 32,
             max_per_ip: 8,
+            ..Default::default()
         };
-        tasks.spawn(l.run(limits, shutdown.clone(), move |sock, peer| {
+        tasks.spawn(l.run(limits.clone(), shutdown.clone(), move |sock, peer| {
             let cfg = cfg.clone();
             async move {
                 if let Err(e) = serve(cfg, sock, peer).await {

@@ -35,6 +35,8 @@ pub struct AccountStatus {
     pub fetched: i64,
     pub next_poll: Option<i64>,
     pub last_error: Option<String>,
+    /// A poll in progress since then (or one that could not record its end).
+    pub running_since: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -84,6 +86,7 @@ pub struct MailboxStatus {
 /// Gathers the report.
 pub fn gather(cfg: &Config, conn: &Connection) -> db::Result<Report> {
     let rows = db::fetch::statuses(conn)?;
+    let running = db::fetch::running(conn)?;
     // zolder.toml's accounts and the fetchmailrc's (when it reads; a broken fetchmailrc
     // leaves the running accounts, whose rows still show below).
     let configured = crate::config::fetchmailrc::load_accounts(cfg)
@@ -100,7 +103,9 @@ pub fn gather(cfg: &Config, conn: &Connection) -> db::Result<Report> {
         .map(|n| {
             let r = rows.iter().find(|r| r.account == n);
             let acc = configured.iter().find(|a| a.name == n);
+            let running_since = running.iter().find(|(a, _)| *a == n).map(|(_, t)| *t);
             AccountStatus {
+                running_since,
                 kind: acc.map(|a| {
                     format!(
                         "{} {}@{}{}{}{}",
@@ -234,6 +239,9 @@ impl Report {
                 a.name,
                 a.kind.as_deref().unwrap_or("(no longer configured)")
             );
+            if let Some(t) = a.running_since {
+                let _ = writeln!(o, "    polling now (started {})", when(Some(t), now));
+            }
             if a.last_poll.is_none() && a.result.is_none() {
                 let _ = writeln!(o, "    never polled");
                 continue;
@@ -347,5 +355,14 @@ mod tests {
         assert!(s.contains("Connection refused"), "{s}");
         assert!(s.contains("c: pop3 v@pop.x"), "{s}");
         assert!(s.contains("never polled"), "{s}");
+
+        // A poll that starts and cannot record its end (disk full) leaves the last
+        // result and its reason in view.
+        db::fetch::set_running(&c, "a").unwrap();
+        let s = gather(&cfg, &c).unwrap().to_text();
+        assert!(s.contains("polling now (started"), "{s}");
+        assert!(s.contains("result: tempfail"), "{s}");
+        assert!(s.contains("Connection refused"), "{s}");
+        assert!(!s.contains("result: running"), "{s}");
     }
 }

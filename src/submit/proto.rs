@@ -6,6 +6,7 @@
 //! get here; this parser never allocates more than the line and rejects anything it
 //! does not understand with a syntax error reply instead of guessing.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 /// A parsed command.
@@ -335,20 +336,121 @@ pub fn decode_b64_line(s: &str) -> Option<String> {
     String::from_utf8(raw).ok()
 }
 
-/// Dot-unstuffing of one DATA line (RFC 5321 §4.5.2). `None` = the end marker.
-pub fn unstuff(line: &[u8]) -> Option<&[u8]> {
-    let body = line
-        .strip_suffix(b"\r\n")
-        .or_else(|| line.strip_suffix(b"\n"))
-        .unwrap_or(line);
-    if body == b"." {
-        return None;
+/// How DATA treats a bare LF or a bare CR (one not part of CRLF).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BareNewlines {
+    /// Read to the end marker, then refuse the message with 5.5.2 (Postfix 3.9's
+    /// `smtpd_forbid_bare_newline = yes`): port 25 and unauthenticated clients.
+    Reject,
+    /// Store each bare LF or CR as CRLF (`= normalize`): LAN and authenticated
+    /// submission, whose clients are the household's own programs.
+    Normalise,
+}
+
+/// The DATA framer (RFC 5321 §4.1.1.4, §4.5.2), fed one line at a time: each line as
+/// read, through its LF (or without one at end of input).
+///
+/// Only `<CR><LF>.<CR><LF>` ends the data: a "." line counts as the end marker only
+/// when it ends in CRLF and the line before it did too (or it is the first line).
+/// `<LF>.<LF>`, `<CR><LF>.<LF>`, `<LF>.<CR><LF>` and `<CR>.<CR>` are content, so a
+/// second transaction hidden in a message can never become a message of its own
+/// (SMTP smuggling).
+#[derive(Debug, Clone)]
+pub struct DataFramer {
+    policy: BareNewlines,
+    /// The previous line ended in CRLF (true at the start of DATA).
+    after_crlf: bool,
+    /// A bare CR or LF was seen.
+    pub bare: bool,
+}
+
+/// What one DATA line was.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DataLine<'a> {
+    /// The end marker: the message is complete.
+    End,
+    /// Content to append (unstuffed, and normalised under [`BareNewlines::Normalise`]).
+    Content(Cow<'a, [u8]>),
+}
+
+impl DataFramer {
+    pub fn new(policy: BareNewlines) -> Self {
+        DataFramer {
+            policy,
+            after_crlf: true,
+            bare: false,
+        }
     }
-    Some(if line.first() == Some(&b'.') {
-        &line[1..]
-    } else {
-        line
-    })
+
+    /// Classifies one line (see the type's documentation).
+    pub fn line<'a>(&mut self, line: &'a [u8]) -> DataLine<'a> {
+        let crlf = line.ends_with(b"\r\n");
+        let after_crlf = std::mem::replace(&mut self.after_crlf, crlf);
+        if after_crlf && line == b".\r\n" {
+            return DataLine::End;
+        }
+        let body = if crlf {
+            &line[..line.len() - 2]
+        } else {
+            line.strip_suffix(b"\n").unwrap_or(line)
+        };
+        let bare_lf = !crlf && line.ends_with(b"\n");
+        let bare_cr = memchr::memchr(b'\r', body).is_some();
+        if bare_lf || bare_cr {
+            self.bare = true;
+        }
+        // Dot-unstuffing at the start of every line.
+        let line = if line.first() == Some(&b'.') {
+            &line[1..]
+        } else {
+            line
+        };
+        if !(bare_lf || bare_cr) || self.policy == BareNewlines::Reject {
+            // Rejected messages are never stored: no need to copy them.
+            return DataLine::Content(Cow::Borrowed(line));
+        }
+        let body = body.strip_prefix(b".").unwrap_or(body);
+        let mut out = Vec::with_capacity(body.len() + 4);
+        for (i, piece) in body.split(|&b| b == b'\r').enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(piece);
+        }
+        if crlf || bare_lf {
+            out.extend_from_slice(b"\r\n");
+        }
+        DataLine::Content(Cow::Owned(out))
+    }
+}
+
+/// Fuzzing entry (fuzz/ `smtp_session`): `data` as a client's lines, each parsed as
+/// a command until one is `DATA`; what follows goes through the DATA framer (both
+/// policies) until the end marker, then commands again.
+#[doc(hidden)]
+pub fn fuzz_session(data: &[u8]) {
+    let mut framers: Option<[DataFramer; 2]> = None;
+    for line in data.split_inclusive(|&b| b == b'\n') {
+        match &mut framers {
+            Some([a, b]) => {
+                let end = a.line(line) == DataLine::End;
+                let _ = b.line(line);
+                if end {
+                    framers = None;
+                }
+            }
+            None => {
+                if let Ok(Command::Data) = parse(&String::from_utf8_lossy(line)) {
+                    framers = Some([
+                        DataFramer::new(BareNewlines::Reject),
+                        DataFramer::new(BareNewlines::Normalise),
+                    ]);
+                }
+                let _ = decode_plain(&String::from_utf8_lossy(line));
+                let _ = xtext_decode(&String::from_utf8_lossy(line));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -416,9 +518,56 @@ mod tests {
             decode_plain("AGJvdWtlAGdlaGVpbQ==").unwrap(),
             ("bouke".into(), "geheim".into())
         );
-        assert_eq!(unstuff(b"..x\r\n"), Some(&b".x\r\n"[..]));
-        assert_eq!(unstuff(b".\r\n"), None);
+        let mut f = DataFramer::new(BareNewlines::Reject);
+        assert_eq!(
+            f.line(b"..x\r\n"),
+            DataLine::Content(Cow::Borrowed(b".x\r\n"))
+        );
+        assert_eq!(f.line(b".\r\n"), DataLine::End);
         assert_eq!(xtext_decode("a+2Bb"), Some("a+b".into()));
         assert_eq!(xtext_decode("a+zz"), None);
+    }
+
+    fn frame(policy: BareNewlines, data: &[u8]) -> (Vec<u8>, bool, bool) {
+        let mut f = DataFramer::new(policy);
+        let mut out = Vec::new();
+        for l in data.split_inclusive(|&b| b == b'\n') {
+            match f.line(l) {
+                DataLine::End => return (out, true, f.bare),
+                DataLine::Content(c) => out.extend_from_slice(&c),
+            }
+        }
+        (out, false, f.bare)
+    }
+
+    #[test]
+    fn only_crlf_dot_crlf_ends_data() {
+        let (m, end, bare) = frame(BareNewlines::Reject, b"a\r\n..b\r\n.\r\nMAIL FROM:<x>\r\n");
+        assert!(end && !bare);
+        assert_eq!(m, b"a\r\n.b\r\n");
+        // The smuggling variants: none of them ends the data.
+        for v in [
+            &b"a\n.\nMAIL FROM:<x>\r\n"[..],
+            b"a\r\n.\nMAIL FROM:<x>\r\n",
+            b"a\n.\r\nMAIL FROM:<x>\r\n",
+            b"a\r.\rMAIL FROM:<x>\r\n",
+        ] {
+            for p in [BareNewlines::Reject, BareNewlines::Normalise] {
+                let (_, end, bare) = frame(p, v);
+                assert!(!end, "{v:?} ended DATA");
+                assert!(bare, "{v:?} not seen as bare");
+            }
+        }
+    }
+
+    #[test]
+    fn normalise_turns_bare_newlines_into_crlf() {
+        let (m, end, bare) = frame(
+            BareNewlines::Normalise,
+            b"a\nb\rc\r\n.\n..d\n.\r\n..e\r\n.\r\n",
+        );
+        assert!(bare && end);
+        // ".\n" and the ".\r\n" after a bare LF are content, not the end.
+        assert_eq!(m, b"a\r\nb\r\nc\r\n\r\n.d\r\n\r\n.e\r\n");
     }
 }

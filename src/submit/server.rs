@@ -30,11 +30,8 @@ pub async fn serve(
     shared: Shared,
     shutdown: CancellationToken,
 ) {
-    let limits = ListenerLimits {
-        max_connections: shared.cfg.limits.max_connections,
-        max_per_ip: shared.cfg.limits.max_connections_per_ip,
-    };
-    l.run(limits, shutdown, move |sock, peer: SocketAddr| {
+    let limits = ListenerLimits::from_config(&shared.cfg, false);
+    l.run(limits.clone(), shutdown, move |sock, peer: SocketAddr| {
         let shared = shared.clone();
         async move {
             session::run(

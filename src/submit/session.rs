@@ -215,6 +215,20 @@ impl Session {
                 && policy::in_lan(&self.shared.cfg, self.peer.addr.ip()))
     }
 
+    /// Bare LF / CR in DATA: refused on port 25 and from unauthenticated clients
+    /// off the LAN; normalised to CRLF for LAN, authenticated and `sendmail -bs`
+    /// submission (README "Security").
+    fn bare_newlines(&self) -> proto::BareNewlines {
+        let trusted = self.peer.local_user.is_some()
+            || self.auth_user.is_some()
+            || policy::in_lan(&self.shared.cfg, self.peer.addr.ip());
+        if self.peer.service != "smtp" && trusted {
+            proto::BareNewlines::Normalise
+        } else {
+            proto::BareNewlines::Reject
+        }
+    }
+
     fn may_relay(&self) -> bool {
         self.peer.local_user.is_some()
             || self.auth_user.is_some()
@@ -389,6 +403,9 @@ impl Session {
                                 notify: params.notify,
                                 orcpt: params.orcpt,
                             });
+                            // A sender with a real recipient is a client being served:
+                            // out of the listener's pre-login budget (net::listener).
+                            crate::net::listener::authenticated();
                             self.reply(Reply::new(250, "2.1.5", "Ok"));
                         }
                     }
@@ -529,20 +546,36 @@ impl Session {
                 return Ok(());
             }
         };
+        let ip = self.peer.addr.ip();
+        let delays = self.shared.delays.clone();
+        let login = creds.as_ref().map(|c| c.0.as_str()).unwrap_or_default();
+        let Ok(guess) = delays.begin(ip, login) else {
+            warn!(peer = %self.peer.addr, "AUTH refused: too many failures from this address");
+            self.reply(Reply::new(
+                421,
+                "4.7.0",
+                "Error: too many authentication failures",
+            ));
+            self.flush(rd.get_mut()).await?;
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "too many authentication failures",
+            ));
+        };
         let ok = match &creds {
             Some((u, p)) => verify(&self.shared.cfg, u, p).await,
             None => false,
         };
-        let ip = self.peer.addr.ip();
         if ok {
             let user = creds.map(|c| c.0).unwrap_or_default();
-            self.shared.delays.succeeded(ip);
+            guess.succeeded();
+            crate::net::listener::authenticated();
             info!(peer = %self.peer.addr, user = %user, "authenticated");
             self.auth_user = Some(user);
             self.reply(Reply::new(235, "2.7.0", "Authentication successful"));
         } else {
             self.auth_failures += 1;
-            let d = self.shared.delays.failed(ip);
+            let d = guess.failed();
             warn!(peer = %self.peer.addr, user = %creds.map(|c| c.0).unwrap_or_default(), "authentication failed");
             tokio::time::sleep(d).await;
             self.reply(Reply::new(535, "5.7.8", "Error: authentication failed"));
@@ -557,6 +590,7 @@ impl Session {
         let mut line = Vec::with_capacity(1024);
         let mut too_big = false;
         let mut bad_line = false;
+        let mut framer = proto::DataFramer::new(self.bare_newlines());
         loop {
             let r = match tokio::time::timeout(idle, read_line(rd, &mut line, MAX_DATA_LINE)).await
             {
@@ -581,13 +615,13 @@ impl Session {
                 }
                 LineRead::Line => {}
             }
-            match proto::unstuff(&line) {
-                None => break,
-                Some(l) => {
+            match framer.line(&line) {
+                proto::DataLine::End => break,
+                proto::DataLine::Content(l) => {
                     if msg.len() + l.len() > limit {
                         too_big = true;
                     } else if !too_big {
-                        msg.extend_from_slice(l);
+                        msg.extend_from_slice(&l);
                     }
                 }
             }
@@ -599,6 +633,15 @@ impl Session {
         }
         if bad_line {
             self.reply(Reply::new(500, "5.5.2", "Error: line too long in message"));
+            return Ok(());
+        }
+        if framer.bare && self.bare_newlines() == proto::BareNewlines::Reject {
+            info!(peer = %self.peer.addr, service = self.peer.service, "message refused: bare CR or LF in DATA");
+            self.reply(Reply::new(
+                550,
+                "5.5.2",
+                "Error: bare <CR> or <LF> received; lines must end in <CR><LF>",
+            ));
             return Ok(());
         }
         let sender = tx.sender.clone().flatten();
@@ -697,7 +740,7 @@ pub async fn verify(cfg: &Arc<Config>, user: &str, pass: &str) -> bool {
     let cfg = cfg.clone();
     let user = user.to_string();
     let pass = pass.to_string();
-    tokio::task::spawn_blocking(move || {
+    crate::auth::run_verification(move || {
         let from_db = crate::db::open(&cfg.db_path())
             .ok()
             .and_then(|c| crate::db::users::password_hash(&c, &user).ok().flatten());

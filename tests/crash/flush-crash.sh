@@ -52,6 +52,7 @@ SMTP_PORT=$(( 20000 + RANDOM % 20000 ))
 cat > "$W/zolder.toml" <<CFG
 hostname = "zolder.test"
 data_dir = "data"
+allow_root = true
 local_domains = ["zolder.test"]
 lan_networks = ["127.0.0.1/32"]
 [listen]

@@ -140,6 +140,28 @@ check(vanished == [b"(EARLIER) 2"], f"VANISHED {vanished!r}")
 fetched = M.untagged_responses.pop("FETCH", None) or []
 check(len(fetched) == 1 and b"UID 1 " in fetched[0] and b"\\Answered" in fetched[0],
       f"changed FETCH {fetched!r}")
+# Issue 14: keywords announced, \Recent, SORT=DISPLAY, ESORT, SEARCHRES.
+for c in ("SORT=DISPLAY", "ESORT", "SEARCHRES"):
+    check(c in caps, f"{c} in {caps}")
+M.untagged_responses.pop("FLAGS", None)
+ok(M.store("1", "+FLAGS", "($Label1)"), "STORE keyword")
+flags = M.untagged_responses.pop("FLAGS", None) or []
+check(any(b"$Label1" in f for f in flags), f"FLAGS announces the keyword: {flags!r}")
+found = ok(M.sort("(DISPLAYFROM)", "UTF-8", "ALL"), "SORT DISPLAYFROM")[0].split()
+check(sorted(found) == [b"1", b"2"], f"SORT DISPLAYFROM {found!r}")
+data = ok(M._simple_command("SORT", "RETURN (COUNT) (DATE) UTF-8 ALL"), "ESORT")
+esearch = M.untagged_responses.pop("ESEARCH", None)
+check(esearch and esearch[0].endswith(b"COUNT 2"), f"ESORT {esearch!r}")
+ok(M._simple_command("UID", "SEARCH RETURN (SAVE) UID 1"), "SEARCH RETURN (SAVE)")
+data = ok(M.fetch("$", "(UID)"), "FETCH $")
+check(b"UID 1" in data[0], f"FETCH $ {data!r}")
+ok(M.close(), "CLOSE")
+ok(M.append("INBOX", None, None, b"From: a@b.c\r\nSubject: fresh\r\n\r\nnew\r\n"), "APPEND")
+typ, data = M.select("INBOX")
+recent = M.response("RECENT")[1]
+check(recent == [b"1"], f"the new message is recent: {recent!r}")
+data = ok(M.search(None, "NEW"), "SEARCH NEW")
+check(len(data[0].split()) == 1, f"SEARCH NEW {data!r}")
 ok(M.enable("UTF8=ACCEPT"), "ENABLE UTF8=ACCEPT")
 ok(M.create('"Café"'), "CREATE UTF-8")
 boxes = ok(M.list('""', '"Caf*"'), "LIST UTF-8")

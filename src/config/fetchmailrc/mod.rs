@@ -33,6 +33,20 @@ pub mod lexer;
 pub mod load;
 pub mod netrc;
 pub mod parser;
+
+/// Fuzzing entry (fuzz/ `fetchmailrc`): `data` as a fetchmailrc, lexed, parsed and
+/// converted. Errors are fine; panics are not.
+#[doc(hidden)]
+pub fn fuzz_parse(data: &[u8]) {
+    let _ = lexer::Lexer::new(data).tokens();
+    let opts = Options {
+        invoking_user: "fuzz".into(),
+        base_dir: PathBuf::from("/nonexistent"),
+        hostname: Some("zolder.thuis".into()),
+    };
+    let _ = parse(data, Path::new("fuzz.fetchmailrc"), &opts);
+}
+
 #[cfg(test)]
 mod tests;
 

@@ -16,7 +16,7 @@
 use std::collections::HashSet;
 use std::io::{Cursor, Read};
 
-use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
+use mail_parser::{Message, MimeHeaders, PartType};
 
 use super::{Check, Checked, Verdict};
 use crate::config::scan::ScanConfig;
@@ -130,13 +130,24 @@ impl Banned {
 
     /// Checks a whole message; returns the first reason found.
     pub fn scan(&self, message: &[u8]) -> Option<String> {
-        let parsed = MessageParser::default().parse(message)?;
+        let parsed = crate::message::mime_limits::parse(message)?;
         let mut budget = MAX_MEMBERS;
-        self.scan_message(&parsed, 0, &mut budget)
+        let mut parts = crate::message::mime_limits::Budget::new();
+        self.scan_message(&parsed, 0, &mut budget, &mut parts)
     }
 
-    fn scan_message(&self, msg: &Message<'_>, depth: usize, budget: &mut usize) -> Option<String> {
+    /// Past the MIME limits (`mime_limits`) the rest is not looked at.
+    fn scan_message(
+        &self,
+        msg: &Message<'_>,
+        depth: usize,
+        budget: &mut usize,
+        parts: &mut crate::message::mime_limits::Budget,
+    ) -> Option<String> {
         for part in &msg.parts {
+            if !parts.enter(depth) {
+                return None;
+            }
             let ctype = part
                 .content_type()
                 .map(|c| match c.subtype() {
@@ -158,7 +169,7 @@ impl Banned {
             }
             match &part.body {
                 PartType::Message(inner) if depth < MAX_MESSAGE_DEPTH => {
-                    if let Some(r) = self.scan_message(inner, depth + 1, budget) {
+                    if let Some(r) = self.scan_message(inner, depth + 1, budget, parts) {
                         return Some(r);
                     }
                 }

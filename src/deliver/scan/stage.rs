@@ -40,6 +40,11 @@ impl ScanHook {
             quarantine: Quarantine::new(&cfg.data_dir),
             notice: NoticeSettings {
                 hostname: cfg.hostname.clone(),
+                domain: cfg
+                    .local_domains
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| cfg.hostname.clone()),
                 postmaster: cfg.postmaster.clone(),
                 notify_recipients: cfg.scan.notify_recipients,
             },

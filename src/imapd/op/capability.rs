@@ -32,9 +32,12 @@ impl Session {
             "LIST-EXTENDED",
             "LIST-STATUS",
             "ESEARCH",
+            "SEARCHRES",
             "CONDSTORE",
             "QRESYNC",
             "SORT",
+            "SORT=DISPLAY",
+            "ESORT",
             "THREAD=ORDEREDSUBJECT",
             "THREAD=REFERENCES",
             "QUOTA",
@@ -42,6 +45,9 @@ impl Session {
             "QUOTA=RES-MESSAGE",
             "STATUS=SIZE",
             "UTF8=ACCEPT",
+            "BINARY",
+            "MULTIAPPEND",
+            "CATENATE",
         ]);
         if self.deflate.is_none() {
             c.push("COMPRESS=DEFLATE");

@@ -19,11 +19,17 @@ impl Session {
         }
         let max = v.max_uid();
         let id = v.name.clone();
+        // `UID EXPUNGE $` (SEARCHRES): the saved UIDs; an empty `$` names none.
+        let uids = uids.map(|s| v.resolve_saved(&s));
         let targets: Vec<u32> = v
             .msgs
             .iter()
             .filter(|m| v.has_flag(m, "\\Deleted"))
-            .filter(|m| uids.as_ref().is_none_or(|s| s.contains(m.uid, max)))
+            .filter(|m| match &uids {
+                None => true,
+                Some(None) => false,
+                Some(Some(s)) => s.contains(m.uid, max),
+            })
             .map(|m| m.uid)
             .collect();
         if targets.is_empty() {

@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use crate::imapd::proto::date::format_date_time;
 use crate::imapd::proto::{FetchAttr, Section, SectionText, SeqSet, StoreMode, mime, response};
 use crate::imapd::session::{Fatal, Reply, Session};
-use crate::imapd::view::{Bytes, Msg, write_flags};
+use crate::imapd::view::{Bytes, Msg, write_msg_flags};
 
 /// Messages read per blocking call (bounds memory of one batch).
 const READ_BATCH: usize = 64;
@@ -62,6 +62,7 @@ fn needs_bytes(a: &FetchAttr) -> bool {
             | FetchAttr::BodyStructure
             | FetchAttr::Body
             | FetchAttr::Section { .. }
+            | FetchAttr::Binary(_)
     )
 }
 
@@ -71,6 +72,7 @@ fn write_fetch(
     seq: usize,
     m: &Msg,
     flags: &str,
+    recent: bool,
     attrs: &[FetchAttr],
     bytes: Option<&[u8]>,
     add_flags: bool,
@@ -104,7 +106,7 @@ fn write_fetch(
             }
             FetchAttr::Flags => {
                 out.extend_from_slice(b"FLAGS ");
-                write_flags(out, flags);
+                write_msg_flags(out, flags, recent);
                 flags_done = true;
             }
             FetchAttr::InternalDate => {
@@ -163,12 +165,13 @@ fn write_fetch(
                 out.push(b' ');
                 response::literal(out, slice);
             }
+            FetchAttr::Binary(b) => super::binary::write_item(out, b, bytes),
         }
     }
     if add_flags && !flags_done {
         sep(out);
         out.extend_from_slice(b"FLAGS ");
-        write_flags(out, flags);
+        write_msg_flags(out, flags, recent);
     }
     out.extend_from_slice(b")\r\n");
 }
@@ -177,6 +180,10 @@ impl Session {
     /// `* VANISHED (EARLIER)` for the UIDs in `set` expunged after `since`.
     async fn fetch_vanished(&mut self, set: &SeqSet, since: u64) {
         let Some(v) = self.view() else { return };
+        let Some(set) = v.resolve_saved(set) else {
+            return;
+        };
+        let set = &set;
         let (id, user) = (v.name.clone(), self.user());
         let max = v.state.uidnext.saturating_sub(1).max(v.max_uid());
         let gone = match self.blocking(move |b| b.changes(&user, &id, since)).await {
@@ -214,8 +221,8 @@ impl Session {
         if vanished && !self.qresync {
             return Ok(Reply::bad("VANISHED needs ENABLE QRESYNC"));
         }
-        if changed_since.is_some() {
-            self.condstore = true;
+        if changed_since.is_some() || attrs.contains(&FetchAttr::ModSeq) {
+            self.enable_condstore();
         }
         if let (true, Some(since)) = (vanished, changed_since) {
             self.fetch_vanished(&set, since).await;
@@ -240,9 +247,10 @@ impl Session {
 
         // 1. Implicit \Seen for non-PEEK body sections.
         let sets_seen = !read_only
-            && attrs
-                .iter()
-                .any(|a| matches!(a, FetchAttr::Section { peek: false, .. }));
+            && attrs.iter().any(|a| {
+                matches!(a, FetchAttr::Section { peek: false, .. })
+                    || matches!(a, FetchAttr::Binary(b) if !b.peek)
+            });
         let mut seen_now = std::collections::HashSet::new();
         if sets_seen {
             let unseen: Vec<u32> = idx
@@ -301,7 +309,17 @@ impl Session {
                     for &i in chunk {
                         let m = &v.msgs[i];
                         let add_flags = seen_now.contains(&m.uid);
-                        write_fetch(&mut out, i + 1, m, v.flags(m), &attrs, None, add_flags);
+                        let recent = v.is_recent(m.uid);
+                        write_fetch(
+                            &mut out,
+                            i + 1,
+                            m,
+                            v.flags(m),
+                            recent,
+                            &attrs,
+                            None,
+                            add_flags,
+                        );
                     }
                 }
                 self.out = out;
@@ -316,12 +334,15 @@ impl Session {
         };
         for chunk in idx.chunks(batch) {
             let Some(v) = self.view() else { break };
-            let msgs: Vec<(usize, Msg, String)> = chunk
+            let msgs: Vec<(usize, Msg, String, bool)> = chunk
                 .iter()
-                .map(|&i| (i, v.msgs[i], v.flags(&v.msgs[i]).to_string()))
+                .map(|&i| {
+                    let m = v.msgs[i];
+                    (i, m, v.flags(&m).to_string(), v.is_recent(m.uid))
+                })
                 .collect();
             let bodies: Vec<Option<Vec<u8>>> = {
-                let uids: Vec<u32> = msgs.iter().map(|(_, m, _)| m.uid).collect();
+                let uids: Vec<u32> = msgs.iter().map(|(_, m, _, _)| m.uid).collect();
                 let (u2, id2) = (user.clone(), id.clone());
                 match self
                     .blocking(move |b| b.read_many(&u2, &id2, &uids, headers_only))
@@ -331,13 +352,19 @@ impl Session {
                     Err(e) => return Ok(self.store_no(e)),
                 }
             };
-            for ((i, m, flags), body) in msgs.iter().zip(bodies) {
+            for ((i, m, flags, recent), body) in msgs.iter().zip(bodies) {
                 if body.is_none() {
                     // Expunged by another session after we listed it: RFC 2180
                     // §4.1.2 lets us leave it out; the EXPUNGE follows at the next
                     // command that allows one.
                     expunged_meanwhile = true;
                     continue;
+                }
+                if let Some(no) = body
+                    .as_deref()
+                    .and_then(|b| super::binary::check(&attrs, b, m.uid))
+                {
+                    return Ok(no);
                 }
                 let add_flags = seen_now.contains(&m.uid);
                 let mut out = std::mem::take(&mut self.out);
@@ -346,6 +373,7 @@ impl Session {
                     i + 1,
                     m,
                     flags,
+                    *recent,
                     &attrs,
                     body.as_deref(),
                     add_flags,

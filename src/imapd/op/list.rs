@@ -94,6 +94,19 @@ fn entries(list: &[MailboxInfo]) -> BTreeMap<String, Entry<'_>> {
     m
 }
 
+/// Whether `name` has a subscribed descendant that `matches` rejects (RFC 5258
+/// RECURSIVEMATCH / CHILDINFO, RFC 3501 §6.3.9 LSUB `%`).
+fn hidden_subscribed_child(
+    subs: &std::collections::BTreeSet<&str>,
+    name: &str,
+    matches: impl Fn(&str) -> bool,
+) -> bool {
+    let prefix = format!("{name}.");
+    subs.range::<str, _>((std::ops::Bound::Excluded(name), std::ops::Bound::Unbounded))
+        .take_while(|s| s.starts_with(&prefix))
+        .any(|s| !matches(s))
+}
+
 impl Session {
     pub(crate) async fn op_list(&mut self, a: ListArgs) -> Reply {
         if a.patterns.len() == 1 && a.patterns[0].is_empty() {
@@ -105,22 +118,40 @@ impl Session {
             Ok(l) => l,
             Err(e) => return self.store_no(e),
         };
-        let all = entries(&list);
+        let (real, kept): (Vec<MailboxInfo>, Vec<MailboxInfo>) =
+            list.into_iter().partition(|m| m.exists);
+        let mut all = entries(&real);
+        // Subscribed names: the mailboxes' own and those kept without a mailbox.
+        let subs: std::collections::BTreeSet<&str> = real
+            .iter()
+            .chain(kept.iter())
+            .filter(|m| m.subscribed)
+            .map(|m| m.name.as_str())
+            .collect();
+        let matches = |name: &str| {
+            a.patterns
+                .iter()
+                .any(|p| matches_name(&format!("{}{p}", a.reference), name))
+        };
+        if a.subscribed {
+            // RFC 5258 §3.1: subscribed names that do not exist are listed too.
+            for k in &kept {
+                all.entry(k.name.clone()).or_insert(Entry {
+                    info: None,
+                    has_children: false,
+                });
+            }
+        }
         let mut status_for = Vec::new();
         for (name, e) in &all {
-            let full_patterns = a.patterns.iter().map(|p| format!("{}{p}", a.reference));
-            let mut hit = false;
-            for p in full_patterns {
-                if matches_name(&p, name) {
-                    hit = true;
-                    break;
-                }
-            }
-            if !hit {
+            if !matches(name) {
                 continue;
             }
-            let subscribed = e.info.is_some_and(|i| i.subscribed);
-            if a.subscribed && !subscribed {
+            let subscribed = subs.contains(name.as_str());
+            let childinfo = a.subscribed
+                && a.recursive_match
+                && hidden_subscribed_child(&subs, name, matches);
+            if a.subscribed && !subscribed && !childinfo {
                 continue;
             }
             let special = e.info.and_then(|i| i.special_use.as_deref());
@@ -129,16 +160,20 @@ impl Session {
             }
             let mut attrs: Vec<&str> = Vec::new();
             if e.info.is_none() {
-                attrs.push("\\Noselect");
-                if a.extended {
+                if e.has_children {
+                    attrs.push("\\Noselect");
+                }
+                if a.extended || !e.has_children {
                     attrs.push("\\NonExistent");
                 }
             }
-            attrs.push(if e.has_children {
-                "\\HasChildren"
-            } else {
-                "\\HasNoChildren"
-            });
+            if e.info.is_some() || e.has_children {
+                attrs.push(if e.has_children {
+                    "\\HasChildren"
+                } else {
+                    "\\HasNoChildren"
+                });
+            }
             if let Some(s) = special {
                 attrs.push(s);
             }
@@ -149,6 +184,9 @@ impl Session {
             response::flag_list(&mut line, &attrs);
             line.extend_from_slice(b" \".\" ");
             response::mailbox_as(&mut line, name, self.utf8);
+            if childinfo {
+                line.extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
+            }
             line.extend_from_slice(b"\r\n");
             self.out.extend_from_slice(&line);
             if a.return_status.is_some() && e.info.is_some() {
@@ -164,19 +202,43 @@ impl Session {
         Reply::ok("List completed")
     }
 
+    /// LSUB (RFC 3501 §6.3.9): the subscribed names matching, existing or not; an
+    /// unsubscribed parent whose subscribed child `%` hides appears as `\Noselect`.
     pub(crate) async fn op_lsub(&mut self, reference: String, pattern: String) -> Reply {
         let user = self.user();
         let list = match self.blocking(move |b| b.list(&user)).await {
             Ok(l) => l,
             Err(e) => return self.store_no(e),
         };
-        let all = entries(&list);
+        let subs: std::collections::BTreeSet<&str> = list
+            .iter()
+            .filter(|m| m.subscribed)
+            .map(|m| m.name.as_str())
+            .collect();
         let full = format!("{reference}{pattern}");
-        for (name, e) in &all {
-            if !e.info.is_some_and(|i| i.subscribed) || !matches_name(&full, name) {
+        let matches = |n: &str| matches_name(&full, n);
+        // Every subscribed name and each of its parents, in name order.
+        let mut names: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
+        for s in &subs {
+            names.insert(s);
+            let mut end = s.len();
+            while let Some(i) = s[..end].rfind('.') {
+                names.insert(&s[..i]);
+                end = i;
+            }
+        }
+        for name in names {
+            if !matches(name) {
                 continue;
             }
-            let mut line = b"* LSUB () \".\" ".to_vec();
+            let attrs = if subs.contains(name) {
+                ""
+            } else if hidden_subscribed_child(&subs, name, matches) {
+                "\\Noselect"
+            } else {
+                continue;
+            };
+            let mut line = format!("* LSUB ({attrs}) \".\" ").into_bytes();
             response::mailbox_as(&mut line, name, self.utf8);
             line.extend_from_slice(b"\r\n");
             self.out.extend_from_slice(&line);
@@ -212,11 +274,13 @@ mod tests {
                 name: "INBOX".into(),
                 special_use: None,
                 subscribed: true,
+                exists: true,
             },
             MailboxInfo {
                 name: "Werk.2025.Q1".into(),
                 special_use: None,
                 subscribed: true,
+                exists: true,
             },
         ];
         let e = entries(&l);

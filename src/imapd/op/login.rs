@@ -74,26 +74,37 @@ impl Session {
         user: String,
         password: String,
     ) -> Result<Reply, Fatal> {
+        let ip = self.peer.ip();
+        let delays = self.shared.delays.clone();
+        // Counted before the check, so parallel guesses see each other (auth).
+        let Ok(guess) = delays.begin(ip, &user) else {
+            warn!(user = %user, peer = %self.peer, "login refused: too many failures from this address");
+            return Err(Fatal::Protocol("Too many authentication failures"));
+        };
         let cfg = self.shared.config.clone();
         let u = user.clone();
-        let ok = tokio::task::spawn_blocking(move || check_password(&cfg, &u, &password))
+        let ok = crate::auth::run_verification(move || check_password(&cfg, &u, &password))
             .await
-            .unwrap_or(None);
-        let ip = self.peer.ip();
+            .flatten();
         match ok {
             Some(name) => {
-                self.shared.delays.succeeded(ip);
+                guess.succeeded();
                 info!(user = %name, "logged in");
                 tracing::Span::current().record("user", name.as_str());
                 self.user = Some(name);
                 self.state = State::Authenticated;
+                self.framer.authenticated();
+                crate::net::listener::authenticated();
                 let caps = self.capabilities();
                 Ok(Reply::ok("Logged in").code(format!("CAPABILITY {caps}")))
             }
             None => {
-                let delay = self.shared.delays.failed(ip);
+                let delay = guess.failed();
                 warn!(user = %user, peer = %self.peer, "login failed");
                 tokio::time::sleep(delay.min(Duration::from_secs(30))).await;
+                if delays.outstanding(ip) >= crate::auth::MAX_GUESSES {
+                    return Err(Fatal::Protocol("Too many authentication failures"));
+                }
                 Ok(Reply::no("Authentication failed.").code("AUTHENTICATIONFAILED"))
             }
         }

@@ -5,7 +5,9 @@
 
 mod append;
 mod authenticate;
+mod binary;
 mod capability;
+mod catenate;
 mod close;
 mod compress;
 mod copy;

@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 
 use crate::imapd::backend::{Backend, StoreResult};
 use crate::imapd::proto::date::day_of;
-use crate::imapd::proto::{SearchKey, SearchReturn, mime, seq};
+use crate::imapd::proto::{SearchKey, SearchReturn, SeqSet, mime, seq};
 use crate::imapd::session::{Fatal, Reply, Session};
 use crate::imapd::view::{Bytes, Msg, View, has_flag};
 
@@ -21,6 +21,8 @@ pub struct Candidate<'a> {
     pub seq: u32,
     pub msg: &'a Msg,
     pub flags: &'a str,
+    /// `\Recent` in this session.
+    pub recent: bool,
     pub max_seq: u32,
     pub max_uid: u32,
     pub parsed: Option<&'a mail_parser::Message<'a>>,
@@ -186,6 +188,31 @@ fn uses_modseq(k: &SearchKey) -> bool {
     }
 }
 
+/// `key` with SEARCHRES `$` (RFC 5182) replaced by the saved UIDs, so the rest of
+/// the search never sees it. Depth is bounded by the parser.
+fn resolve_saved(key: SearchKey, view: &crate::imapd::view::View) -> SearchKey {
+    let saved = |s: SeqSet| -> SearchKey {
+        if !s.is_saved() {
+            return SearchKey::Uid(s);
+        }
+        match view.resolve_saved(&s) {
+            Some(u) => SearchKey::Uid(u),
+            None => SearchKey::Not(Box::new(SearchKey::All)),
+        }
+    };
+    match key {
+        SearchKey::And(v) => SearchKey::And(v.into_iter().map(|k| resolve_saved(k, view)).collect()),
+        SearchKey::Or(a, b) => SearchKey::Or(
+            Box::new(resolve_saved(*a, view)),
+            Box::new(resolve_saved(*b, view)),
+        ),
+        SearchKey::Not(a) => SearchKey::Not(Box::new(resolve_saved(*a, view))),
+        SearchKey::Seq(s) if s.is_saved() => saved(s),
+        SearchKey::Uid(s) => saved(s),
+        k => k,
+    }
+}
+
 /// Whether a message satisfies `key`.
 pub(crate) fn matches_key(key: &SearchKey, c: &Candidate<'_>) -> bool {
     let m = c.msg;
@@ -198,9 +225,10 @@ pub(crate) fn matches_key(key: &SearchKey, c: &Candidate<'_>) -> bool {
         SearchKey::Uid(s) => s.contains(m.uid, c.max_uid),
         SearchKey::Flag(f) => has_flag(c.flags, f),
         SearchKey::NotFlag(f) => !has_flag(c.flags, f),
-        // \Recent is not tracked (see SELECT): nothing is recent, so NEW matches none.
-        SearchKey::New | SearchKey::Recent => false,
-        SearchKey::Old => true,
+        // RFC 3501 §6.4.4: NEW is RECENT UNSEEN, OLD is NOT RECENT.
+        SearchKey::New => c.recent && !has_flag(c.flags, "\\Seen"),
+        SearchKey::Recent => c.recent,
+        SearchKey::Old => !c.recent,
         SearchKey::Before(d) => day_of(m.internal_date()) < *d,
         SearchKey::On(d) => day_of(m.internal_date()) == *d,
         SearchKey::Since(d) => day_of(m.internal_date()) >= *d,
@@ -208,7 +236,7 @@ pub(crate) fn matches_key(key: &SearchKey, c: &Candidate<'_>) -> bool {
         SearchKey::Smaller(n) => (m.size as u64) < *n,
         SearchKey::ModSeq(n) => m.modseq >= *n,
         SearchKey::SentBefore(d) | SearchKey::SentOn(d) | SearchKey::SentSince(d) => {
-            let Some(sent) = c.parsed.and_then(mime::sent_date).map(day_of) else {
+            let Some(sent) = c.parsed.and_then(mime::sent_day) else {
                 return false;
             };
             match key {
@@ -226,16 +254,17 @@ pub(crate) fn matches_key(key: &SearchKey, c: &Candidate<'_>) -> bool {
 /// Step 1 of a search: decides what the index can. Returns the hits (seq, UID,
 /// MODSEQ) and the messages whose content decides (seq, message, flags).
 #[allow(clippy::type_complexity)]
-fn index_pass(v: &View, key: &SearchKey) -> (Vec<(u32, u32, u64)>, Vec<(u32, Msg, String)>) {
+fn index_pass(v: &View, key: &SearchKey) -> (Vec<(u32, u32, u64)>, Vec<(u32, Msg, String, bool)>) {
     let max_seq = v.msgs.len() as u32;
     let max_uid = v.max_uid();
     let mut hits: Vec<(u32, u32, u64)> = Vec::new();
-    let mut undecided: Vec<(u32, Msg, String)> = Vec::new();
+    let mut undecided: Vec<(u32, Msg, String, bool)> = Vec::new();
     for (i, m) in v.msgs.iter().enumerate() {
         let c = Candidate {
             seq: i as u32 + 1,
             msg: m,
             flags: v.flags(m),
+            recent: v.is_recent(m.uid),
             max_seq,
             max_uid,
             parsed: None,
@@ -243,7 +272,7 @@ fn index_pass(v: &View, key: &SearchKey) -> (Vec<(u32, u32, u64)>, Vec<(u32, Msg
         match quick(key, &c) {
             Some(true) => hits.push((c.seq, m.uid, m.modseq)),
             Some(false) => {}
-            None => undecided.push((c.seq, *m, c.flags.to_string())),
+            None => undecided.push((c.seq, *m, c.flags.to_string(), c.recent)),
         }
     }
     (hits, undecided)
@@ -256,7 +285,7 @@ fn content_pass(
     b: &dyn Backend,
     user: &str,
     mailbox: &str,
-    undecided: &[(u32, Msg, String)],
+    undecided: &[(u32, Msg, String, bool)],
     key: &SearchKey,
     max_seq: u32,
     max_uid: u32,
@@ -269,15 +298,16 @@ fn content_pass(
         READ_BATCH
     };
     for chunk in undecided.chunks(batch) {
-        let uids: Vec<u32> = chunk.iter().map(|(_, m, _)| m.uid).collect();
+        let uids: Vec<u32> = chunk.iter().map(|(_, m, _, _)| m.uid).collect();
         let bodies = b.read_many(user, mailbox, &uids, headers_only)?;
-        for ((seq, m, flags), bytes) in chunk.iter().zip(bodies) {
+        for ((seq, m, flags, recent), bytes) in chunk.iter().zip(bodies) {
             // None: expunged meanwhile.
             let Some(bytes) = bytes else { continue };
             let c = Candidate {
                 seq: *seq,
                 msg: m,
                 flags,
+                recent: *recent,
                 max_seq,
                 max_uid,
                 parsed: None,
@@ -296,6 +326,7 @@ fn content_pass(
                 seq: *seq,
                 msg: m,
                 flags,
+                recent: *recent,
                 max_seq,
                 max_uid,
                 parsed: parsed.as_ref(),
@@ -344,12 +375,25 @@ impl Session {
         ret: Option<Vec<SearchReturn>>,
         key: SearchKey,
     ) -> Result<Reply, Fatal> {
-        let Some(v) = self.view() else {
+        if self.view().is_none() {
+            return Ok(Reply::bad("No mailbox selected"));
+        }
+        let modseq_used = uses_modseq(&key);
+        if modseq_used {
+            self.enable_condstore();
+        }
+        let save = ret.as_ref().is_some_and(|r| r.contains(&SearchReturn::Save));
+        let Some(v) = self.view_mut() else {
             return Ok(Reply::bad("No mailbox selected"));
         };
+        let key = resolve_saved(key, v);
+        if save {
+            // A search that fails leaves `$` empty (RFC 5182 §2.1).
+            v.saved.clear();
+        }
+        let v = &*v;
         let max_seq = v.msgs.len() as u32;
         let max_uid = v.max_uid();
-        let modseq_used = uses_modseq(&key);
         // 1. Decide what the index can; collect the messages whose content decides.
         let (mut hits, undecided) = index_pass(v, &key);
         // 2. Read and parse those on a blocking thread.
@@ -368,7 +412,38 @@ impl Session {
         }
         let nums: Vec<u32> = hits.iter().map(|h| if uid { h.1 } else { h.0 }).collect();
         let highest = hits.iter().map(|h| h.2).max();
+        if save {
+            // SAVE with MIN/MAX keeps only those; otherwise the whole result.
+            let opts = ret.as_deref().unwrap_or(&[]);
+            let (min, max) = (
+                opts.contains(&SearchReturn::Min),
+                opts.contains(&SearchReturn::Max),
+            );
+            let mut uids: Vec<u32> = if min || max {
+                let mut u = Vec::new();
+                if min && let Some(h) = hits.first() {
+                    u.push(h.1);
+                }
+                if max && let Some(h) = hits.last() {
+                    u.push(h.1);
+                }
+                u
+            } else {
+                hits.iter().map(|h| h.1).collect()
+            };
+            uids.sort_unstable();
+            uids.dedup();
+            if let Some(v) = self.view_mut() {
+                v.saved = uids;
+            }
+            if opts.iter().all(|o| *o == SearchReturn::Save) {
+                // SAVE alone: no ESEARCH response (RFC 5182 §2.4).
+                return Ok(Reply::ok("Search completed"));
+            }
+        }
         let mut out = std::mem::take(&mut self.out);
+        // IMAP4rev2 (RFC 9051 §6.4.4): SEARCH without RETURN is RETURN (ALL).
+        let ret = ret.or_else(|| self.rev2.then(|| vec![SearchReturn::All]));
         match ret {
             None => {
                 out.extend_from_slice(b"* SEARCH");
@@ -399,7 +474,7 @@ impl Session {
                             SearchReturn::All => {
                                 let _ = write!(Bytes(&mut out), " ALL {}", seq::compact(&nums));
                             }
-                            SearchReturn::Count => {}
+                            SearchReturn::Count | SearchReturn::Save => {}
                         }
                     }
                     if modseq_used && let Some(h) = highest {
@@ -460,6 +535,7 @@ mod tests {
                     seq: 1,
                     msg: &msg,
                     flags: "\\Seen",
+                    recent: false,
                     max_seq: 1,
                     max_uid: 1,
                     parsed: None,
@@ -477,6 +553,7 @@ mod tests {
             seq: 1,
             msg: &msg,
             flags: "",
+            recent: false,
             max_seq: 1,
             max_uid: 1,
             parsed: None,

@@ -11,8 +11,10 @@
 //! the known messages changed since. Every expunge is kept in the index with its
 //! MODSEQ, so the answer is exact and the seq-match hint is not needed.
 //!
-//! RECENT is always 0: like IMAP4rev2, zolder does not track `\Recent` (clients use
-//! UIDNEXT and EXISTS to find new mail).
+//! `\Recent` (RFC 3501 §2.3.2): a read-write SELECT takes the messages no session
+//! has taken yet (`Backend::take_recent`); EXAMINE shows them as recent without
+//! taking them, as Dovecot does. IMAP4rev2 sessions get no RECENT response.
+//! FLAGS and PERMANENTFLAGS name every keyword the mailbox uses.
 
 use std::fmt::Write as _;
 
@@ -21,10 +23,7 @@ use tracing::info;
 use crate::imapd::backend::Meta;
 use crate::imapd::proto::{QresyncParams, seq};
 use crate::imapd::session::{Reply, Session, State};
-use crate::imapd::view::{Bytes, View, write_flags};
-
-/// The system flags offered, in the order Dovecot lists them.
-pub const SYSTEM_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
+use crate::imapd::view::{Bytes, View, write_msg_flags};
 
 impl Session {
     pub(crate) async fn op_select(
@@ -53,6 +52,8 @@ impl Session {
             .blocking(move |b| {
                 let view = b.open_view(&user, &name, read_only)?;
                 let state = view.state;
+                let upto = view.max_uid();
+                let taken = b.take_recent(&user, &name, upto, !read_only)?;
                 // Changes since the client's MODSEQ, read right after the snapshot;
                 // anything newer than the snapshot is left to the next sync.
                 let changes = match since {
@@ -62,26 +63,27 @@ impl Session {
                     }
                     _ => None,
                 };
-                Ok((view, changes))
+                Ok((view, changes, taken, upto))
             })
             .await;
-        let (mut view, changes) = match opened {
+        let (mut view, changes, taken, upto) = match opened {
             Ok(x) => x,
             Err(e) => return self.store_no(e),
         };
         let state = view.state;
         view.qresync = self.qresync;
+        view.rev2 = self.rev2;
+        view.add_recent(taken, upto);
+        view.learn_all_keywords();
         let first_unseen = view.first_unseen();
-        let lines = [
-            format!("FLAGS ({SYSTEM_FLAGS})"),
-            format!("OK [PERMANENTFLAGS ({SYSTEM_FLAGS} \\*)] Flags permitted."),
-            format!("{} EXISTS", view.exists()),
-            "0 RECENT".to_string(),
-        ];
-        for l in lines {
+        view.write_flag_lines(&mut self.out);
+        let l = format!("{} EXISTS", view.exists());
+        self.untagged(&l);
+        if !self.rev2 {
+            let l = format!("{} RECENT", view.recent_count());
             self.untagged(&l);
         }
-        if let Some(i) = first_unseen {
+        if let Some(i) = first_unseen.filter(|_| !self.rev2) {
             let l = format!("OK [UNSEEN {}] First unseen.", i + 1);
             self.untagged(&l);
         }
@@ -140,7 +142,7 @@ fn resync(
     for i in idx {
         let m = &view.msgs[i];
         let _ = write!(Bytes(out), "* {} FETCH (UID {} FLAGS ", i + 1, m.uid);
-        write_flags(out, view.flags(m));
+        write_msg_flags(out, view.flags(m), view.is_recent(m.uid));
         let _ = write!(Bytes(out), " MODSEQ ({}))\r\n", m.modseq);
     }
 }

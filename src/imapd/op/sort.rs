@@ -20,9 +20,33 @@ use tracing::warn;
 use crate::imapd::backend::{SortKeys, StoreError};
 use crate::imapd::op::search::{Candidate, matches_key, needs_content};
 use crate::imapd::proto::thread::{SortMsg, sort};
-use crate::imapd::proto::{SearchKey, SortCriterion, SortKey, mime};
+use crate::imapd::proto::{SearchKey, SearchReturn, SortCriterion, SortKey, mime};
+use crate::imapd::view::Bytes;
 use crate::imapd::session::{Fatal, Reply, Session};
 use crate::imapd::view::Msg;
+
+/// A sequence-set that keeps the order of `nums`: runs of consecutive ascending
+/// numbers become `a:b`, everything else stays in place (`5,1:3,9`).
+pub(crate) fn ordered_set(nums: &[u32]) -> String {
+    let mut s = String::new();
+    let mut i = 0;
+    while i < nums.len() {
+        let mut j = i;
+        while j + 1 < nums.len() && nums[j + 1] == nums[j].wrapping_add(1) {
+            j += 1;
+        }
+        if !s.is_empty() {
+            s.push(',');
+        }
+        let _ = if j > i {
+            write!(s, "{}:{}", nums[i], nums[j])
+        } else {
+            write!(s, "{}", nums[i])
+        };
+        i = j + 1;
+    }
+    s
+}
 
 /// Headers read per store call.
 const BATCH: usize = 256;
@@ -37,6 +61,8 @@ fn keys_of(s: &SortMsg) -> SortKeys {
         from: s.from.clone(),
         to: s.to.clone(),
         cc: s.cc.clone(),
+        display_from: s.display_from.clone(),
+        display_to: s.display_to.clone(),
         message_id: s.message_id.clone(),
         references: s.references.clone(),
     }
@@ -56,6 +82,8 @@ fn from_keys(seq: u32, m: &Msg, k: SortKeys) -> SortMsg {
         from: k.from,
         to: k.to,
         cc: k.cc,
+        display_from: k.display_from,
+        display_to: k.display_to,
         message_id: k.message_id,
         references: k.references,
     }
@@ -76,7 +104,7 @@ impl Session {
         let max_uid = v.max_uid();
         let content = needs_content(&key);
         // Index-only keys are decided here; content keys after reading.
-        let cands: Vec<(u32, Msg, String)> = v
+        let cands: Vec<(u32, Msg, String, bool)> = v
             .msgs
             .iter()
             .enumerate()
@@ -88,18 +116,22 @@ impl Session {
                             seq: *i as u32 + 1,
                             msg: m,
                             flags: v.flags(m),
+                            recent: v.is_recent(m.uid),
                             max_seq,
                             max_uid,
                             parsed: None,
                         },
                     )
             })
-            .map(|(i, m)| (i as u32 + 1, *m, v.flags(m).to_string()))
+            .map(|(i, m)| {
+                let recent = v.is_recent(m.uid);
+                (i as u32 + 1, *m, v.flags(m).to_string(), recent)
+            })
             .collect();
         if !content && !headers {
             return Ok(cands
                 .into_iter()
-                .map(|(seq, m, _)| SortMsg {
+                .map(|(seq, m, _, _)| SortMsg {
                     seq,
                     uid: m.uid,
                     size: m.size,
@@ -124,7 +156,7 @@ impl Session {
                 let mut fresh = Vec::new();
                 // Content keys need every candidate's bytes; otherwise only the
                 // headers of messages not cached yet are read.
-                let to_read: Vec<&(u32, Msg, String)> = cands
+                let to_read: Vec<&(u32, Msg, String, bool)> = cands
                     .iter()
                     .filter(|c| content || !cached.contains_key(&c.1.uid))
                     .collect();
@@ -132,8 +164,8 @@ impl Session {
                 for chunk in to_read.chunks(BATCH) {
                     let uids: Vec<u32> = chunk.iter().map(|c| c.1.uid).collect();
                     let bodies = b.read_many(&user, &id, &uids, !content)?;
-                    for ((seq, m, flags), body) in
-                        chunk.iter().map(|c| (c.0, &c.1, &c.2)).zip(bodies)
+                    for ((seq, m, flags, recent), body) in
+                        chunk.iter().map(|c| (c.0, &c.1, &c.2, c.3)).zip(bodies)
                     {
                         let Some(body) = body else { continue };
                         if content {
@@ -142,6 +174,7 @@ impl Session {
                                 seq,
                                 msg: m,
                                 flags,
+                                recent,
                                 max_seq,
                                 max_uid,
                                 parsed: parsed.as_ref(),
@@ -160,7 +193,7 @@ impl Session {
                         read.insert(m.uid, s);
                     }
                 }
-                for (seq, m, _) in &cands {
+                for (seq, m, _, _) in &cands {
                     if content && !read.contains_key(&m.uid) {
                         continue; // did not match, or expunged meanwhile
                     }
@@ -181,9 +214,11 @@ impl Session {
 
     pub(crate) async fn op_sort(
         &mut self,
+        tag: &str,
         uid: bool,
         criteria: Vec<SortCriterion>,
         key: SearchKey,
+        ret: Option<Vec<SearchReturn>>,
     ) -> Result<Reply, Fatal> {
         let headers = criteria
             .iter()
@@ -193,6 +228,34 @@ impl Session {
             Err(r) => return Ok(r),
         };
         sort(&mut msgs, &criteria);
+        if let Some(opts) = ret {
+            // ESORT (RFC 5267 §3.1): MIN/MAX are the first and last in sort order,
+            // ALL lists them in sort order.
+            let nums: Vec<u32> = msgs.iter().map(|m| if uid { m.uid } else { m.seq }).collect();
+            let mut out = Vec::new();
+            out.extend_from_slice(b"* ESEARCH (TAG ");
+            crate::imapd::proto::response::string(&mut out, tag.as_bytes());
+            out.push(b')');
+            if uid {
+                out.extend_from_slice(b" UID");
+            }
+            if let (Some(first), Some(last)) = (nums.first(), nums.last()) {
+                for o in &opts {
+                    let _ = match o {
+                        SearchReturn::Min => write!(Bytes(&mut out), " MIN {first}"),
+                        SearchReturn::Max => write!(Bytes(&mut out), " MAX {last}"),
+                        SearchReturn::All => write!(Bytes(&mut out), " ALL {}", ordered_set(&nums)),
+                        SearchReturn::Count | SearchReturn::Save => Ok(()),
+                    };
+                }
+            }
+            if opts.contains(&SearchReturn::Count) {
+                let _ = write!(Bytes(&mut out), " COUNT {}", nums.len());
+            }
+            out.extend_from_slice(b"\r\n");
+            self.out.extend_from_slice(&out);
+            return Ok(Reply::ok("Sort completed"));
+        }
         let mut line = String::from("SORT");
         for m in &msgs {
             let _ = write!(line, " {}", if uid { m.uid } else { m.seq });

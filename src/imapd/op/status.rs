@@ -30,6 +30,7 @@ impl Session {
                 StatusItem::Size | StatusItem::Deleted | StatusItem::DeletedStorage
             )
         });
+        let recent = items.contains(&StatusItem::Recent);
         let r = self
             .blocking(move |b| {
                 let st = b.status(&user, &name)?;
@@ -38,10 +39,15 @@ impl Session {
                 } else {
                     Default::default()
                 };
-                Ok((st, u))
+                let r = if recent {
+                    b.recent_count(&user, &name)?
+                } else {
+                    0
+                };
+                Ok((st, u, r))
             })
             .await;
-        let (st, usage) = match r {
+        let (st, usage, recent) = match r {
             Ok(s) => s,
             Err(e) => return Err(self.store_no(e)),
         };
@@ -54,7 +60,7 @@ impl Session {
             }
             let v = match it {
                 StatusItem::Messages => st.messages as u64,
-                StatusItem::Recent => 0,
+                StatusItem::Recent => recent as u64,
                 StatusItem::UidNext => st.state.uidnext as u64,
                 StatusItem::UidValidity => st.state.uidvalidity as u64,
                 StatusItem::Unseen => st.unseen as u64,

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 use crate::imapd::proto::{SeqSet, StoreMode, seq};
 use crate::imapd::session::{Fatal, Reply, Session};
-use crate::imapd::view::{Bytes, write_flags};
+use crate::imapd::view::{Bytes, write_msg_flags};
 
 impl Session {
     pub(crate) async fn op_store(
@@ -22,7 +22,7 @@ impl Session {
         unchanged_since: Option<u64>,
     ) -> Result<Reply, Fatal> {
         if unchanged_since.is_some() {
-            self.condstore = true;
+            self.enable_condstore();
         }
         let Some(v) = self.view() else {
             return Ok(Reply::bad("No mailbox selected"));
@@ -46,9 +46,12 @@ impl Session {
             Err(e) => return Ok(self.store_no(e)),
         };
         let mut modified: Vec<u32> = Vec::new();
+        let mut out = std::mem::take(&mut self.out);
         if let Some(v) = self.view_mut() {
             for m in done.updated {
                 if let Some(i) = v.index_of(m.uid) {
+                    // New keywords are announced before the FETCH that shows them.
+                    v.announce(&m.flags, &mut out);
                     v.set_flags(i, &m.flags, m.modseq);
                 }
             }
@@ -58,8 +61,10 @@ impl Session {
                 }
             }
         }
+        self.out = out;
         let condstore = self.condstore;
-        if !silent || unchanged_since.is_some() {
+        // Under CONDSTORE even .SILENT reports each new MODSEQ (RFC 7162 §3.1.3).
+        if !silent || condstore {
             let mut out = std::mem::take(&mut self.out);
             if let Some(v) = self.view() {
                 for &i in &idx {
@@ -70,7 +75,7 @@ impl Session {
                     let _ = write!(Bytes(&mut out), "* {} FETCH (", i + 1);
                     if !silent {
                         out.extend_from_slice(b"FLAGS ");
-                        write_flags(&mut out, v.flags(m));
+                        write_msg_flags(&mut out, v.flags(m), v.is_recent(m.uid));
                         out.push(b' ');
                     }
                     let _ = write!(Bytes(&mut out), "UID {}", m.uid);

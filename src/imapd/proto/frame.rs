@@ -11,8 +11,21 @@
 //! bounded by `max_line`, every literal by `max_literal`; a synchronising literal over
 //! the limit is refused before the client sends it, a non-synchronising one ends the
 //! connection (RFC 7888 §4), since its bytes would otherwise be read as commands.
+//!
+//! Each literal is bounded, and so is a whole command (its lines and literals
+//! together): before login [`PRE_AUTH_COMMAND`] in all, and a literal only for LOGIN
+//! and ID (anything else gets `BAD` without a `+`, so a client that is not logged in
+//! is never invited to send data); after login the literal limit (the message size)
+//! for APPEND and [`MAX_COMMAND`] for anything else. The session feeds at most one
+//! bounded chunk at a time (inflated, under COMPRESS), so these bounds are what a
+//! connection can make the server hold.
 
 use memchr::memchr;
+
+/// Most bytes one command may hold, lines and literals together, before login.
+pub const PRE_AUTH_COMMAND: usize = 8 * 1024;
+/// Most bytes one command other than APPEND may hold after login.
+pub const MAX_COMMAND: usize = 1024 * 1024;
 
 /// What the framer has for the session.
 #[derive(Debug, PartialEq, Eq)]
@@ -26,6 +39,9 @@ pub enum Frame {
     /// A limit was crossed. `tag` is the command's tag when it could be read; when
     /// `fatal`, the stream can no longer be followed and the connection must end.
     TooBig { tag: Option<String>, fatal: bool },
+    /// A synchronising literal for a command that may not send one in this state
+    /// (before login: anything but LOGIN and ID). The line was dropped, no `+` sent.
+    LiteralRefused { tag: Option<String> },
 }
 
 /// A line longer than the framer's bound.
@@ -42,9 +58,21 @@ pub struct Framer {
     acked: bool,
     max_line: usize,
     max_literal: usize,
+    /// Not logged in yet: the [`PRE_AUTH_COMMAND`] bounds apply.
+    pre_auth: bool,
+    /// Bound on one command's literals together (MULTIAPPEND, CATENATE: many
+    /// messages in one command, each within `max_literal`).
+    max_total: usize,
+}
+
+/// The total bound of one command's literals: room for several messages of the
+/// largest size, and never less than 64 MiB (nor less than one message).
+pub fn total_bound(max_literal: usize) -> usize {
+    max_literal.max(64 << 20)
 }
 
 impl Framer {
+    /// A framer for a logged-in session (`max_literal` also bounds APPEND).
     pub fn new(max_line: usize, max_literal: usize) -> Framer {
         Framer {
             buf: Vec::new(),
@@ -52,7 +80,67 @@ impl Framer {
             acked: false,
             max_line,
             max_literal,
+            pre_auth: false,
+            max_total: total_bound(max_literal),
         }
+    }
+
+    /// The same, with the bounds of a connection that has not logged in.
+    pub fn pre_auth(mut self) -> Framer {
+        self.pre_auth = true;
+        self
+    }
+
+    /// The client logged in: the post-login bounds apply from the next command.
+    pub fn authenticated(&mut self) {
+        self.pre_auth = false;
+    }
+
+    fn line_limit(&self) -> usize {
+        if self.pre_auth {
+            self.max_line.min(PRE_AUTH_COMMAND)
+        } else {
+            self.max_line
+        }
+    }
+
+    /// The command word (after the tag), if the buffer starts with `tag SP word`.
+    fn command_word(&self) -> Option<&[u8]> {
+        let sp = memchr(b' ', &self.buf[..self.buf.len().min(80)])?;
+        let rest = &self.buf[sp + 1..];
+        let end = rest
+            .iter()
+            .position(|&b| !b.is_ascii_alphabetic())
+            .unwrap_or(rest.len());
+        Some(&rest[..end])
+    }
+
+    /// Most bytes the current command may hold in all.
+    fn command_limit(&self) -> usize {
+        let word = self.command_word().unwrap_or(b"");
+        if self.pre_auth {
+            PRE_AUTH_COMMAND
+        } else if word.eq_ignore_ascii_case(b"APPEND") {
+            // MULTIAPPEND and CATENATE carry several messages in one APPEND.
+            self.max_total.saturating_add(self.max_line)
+        } else {
+            MAX_COMMAND.max(self.max_line)
+        }
+    }
+
+    /// May the current command carry a literal in this state?
+    fn literal_allowed(&self) -> bool {
+        if !self.pre_auth {
+            return true;
+        }
+        let word = self.command_word().unwrap_or(b"");
+        word.eq_ignore_ascii_case(b"LOGIN") || word.eq_ignore_ascii_case(b"ID")
+    }
+
+    /// Sets the bound on one command's literals together (default [`total_bound`]).
+    pub fn with_max_total(mut self, max_total: usize) -> Framer {
+        self.max_total = max_total.max(self.max_literal);
+        self
     }
 
     pub fn feed(&mut self, bytes: &[u8]) {
@@ -95,7 +183,7 @@ impl Framer {
     pub fn take_line(&mut self) -> Result<Option<Vec<u8>>, LineTooLong> {
         match memchr(b'\n', &self.buf) {
             Some(i) => {
-                if i > self.max_line {
+                if i > self.line_limit() {
                     return Err(LineTooLong);
                 }
                 let mut line: Vec<u8> = self.buf.drain(..=i).collect();
@@ -107,7 +195,7 @@ impl Framer {
                 self.reclaim();
                 Ok(Some(line))
             }
-            None if self.buf.len() > self.max_line => Err(LineTooLong),
+            None if self.buf.len() > self.line_limit() => Err(LineTooLong),
             None => Ok(None),
         }
     }
@@ -115,9 +203,11 @@ impl Framer {
     /// The next frame from what was fed so far.
     pub fn next_frame(&mut self) -> Frame {
         loop {
+            let max_line = self.line_limit();
+            let max_command = self.command_limit();
             let rest = &self.buf[self.scan..];
             let Some(nl) = memchr(b'\n', rest) else {
-                if rest.len() > self.max_line {
+                if rest.len() > max_line || self.buf.len() > max_command {
                     return Frame::TooBig {
                         tag: self.tag(),
                         fatal: true,
@@ -125,7 +215,7 @@ impl Framer {
                 }
                 return Frame::Incomplete;
             };
-            if nl > self.max_line {
+            if nl > max_line || self.scan + nl > max_command {
                 return Frame::TooBig {
                     tag: self.tag(),
                     fatal: true,
@@ -138,7 +228,18 @@ impl Framer {
             }
             match literal_marker(&self.buf[self.scan..content_end]) {
                 Some((n, sync)) => {
-                    if n > self.max_literal as u64 {
+                    if !self.literal_allowed() {
+                        let tag = self.tag();
+                        if sync {
+                            self.buf.drain(..=line_end);
+                            self.scan = 0;
+                            self.acked = false;
+                            return Frame::LiteralRefused { tag };
+                        }
+                        return Frame::TooBig { tag, fatal: true };
+                    }
+                    let total = (line_end as u64 + 1).saturating_add(n);
+                    if n > self.max_literal as u64 || total > max_command as u64 {
                         let tag = self.tag();
                         if sync {
                             // The client has not sent the literal: refuse and go on.
@@ -279,10 +380,75 @@ mod tests {
     }
 
     #[test]
+    fn total_bound_over_several_literals() {
+        let mut f = Framer::new(1000, 100).with_max_total(150);
+        f.feed(b"t1 APPEND x {80+}\r\n");
+        f.feed(&[b'a'; 80]);
+        f.feed(b" {80}\r\n");
+        assert_eq!(
+            f.next_frame(),
+            Frame::TooBig {
+                tag: Some("t1".into()),
+                fatal: false
+            }
+        );
+        f.feed(b"t2 NOOP\r\n");
+        assert_eq!(f.next_frame(), Frame::Command(b"t2 NOOP".to_vec()));
+        let mut f = Framer::new(1000, 100).with_max_total(150);
+        f.feed(b"t1 APPEND x {60+}\r\n");
+        f.feed(&[b'a'; 60]);
+        f.feed(b" ~{60+}\r\n");
+        f.feed(&[b'b'; 60]);
+        f.feed(b"\r\n");
+        assert!(matches!(f.next_frame(), Frame::Command(_)));
+    }
+
+    #[test]
     fn lines() {
         let mut f = framer();
         f.feed(b"DONE\r\nrest");
         assert_eq!(f.take_line(), Ok(Some(b"DONE".to_vec())));
         assert_eq!(f.take_line(), Ok(None));
+    }
+
+    #[test]
+    fn pre_auth_commands_are_bounded_in_total() {
+        // 30 literals of 10 MiB in one LOGIN: refused at the first one past the bound,
+        // before the client sends it.
+        let mut f = Framer::new(64 * 1024, 10 << 20).pre_auth();
+        f.feed(b"a1 LOGIN {4000}\r\n");
+        assert_eq!(f.next_frame(), Frame::NeedContinuation);
+        f.feed(&[b'u'; 4000]);
+        f.feed(b" {10485760}\r\n");
+        assert_eq!(
+            f.next_frame(),
+            Frame::TooBig {
+                tag: Some("a1".into()),
+                fatal: false
+            }
+        );
+        // APPEND before login: no `+`, a BAD instead.
+        let mut f = Framer::new(64 * 1024, 10 << 20).pre_auth();
+        f.feed(b"a2 APPEND INBOX {100}\r\n");
+        assert_eq!(
+            f.next_frame(),
+            Frame::LiteralRefused {
+                tag: Some("a2".into())
+            }
+        );
+        f.feed(b"a3 APPEND INBOX {100+}\r\n");
+        assert!(matches!(f.next_frame(), Frame::TooBig { fatal: true, .. }));
+        // A long line before login.
+        let mut f = Framer::new(64 * 1024, 10 << 20).pre_auth();
+        f.feed(&[b'x'; PRE_AUTH_COMMAND + 10]);
+        assert!(matches!(f.next_frame(), Frame::TooBig { fatal: true, .. }));
+        // After login APPEND may carry a message of the literal limit, others less.
+        let mut f = Framer::new(64 * 1024, 10 << 20).pre_auth();
+        f.authenticated();
+        f.feed(b"a4 APPEND INBOX {10485760}\r\n");
+        assert_eq!(f.next_frame(), Frame::NeedContinuation);
+        let mut f = Framer::new(64 * 1024, 10 << 20);
+        f.feed(b"a5 SEARCH TEXT {2000000}\r\n");
+        assert!(matches!(f.next_frame(), Frame::TooBig { fatal: false, .. }));
     }
 }

@@ -13,9 +13,9 @@
 use std::borrow::Cow;
 
 use base64::Engine;
-use mail_parser::{
-    Address, Encoding, HeaderName, HeaderValue, Message, MessageParser, MessagePart, PartType,
-};
+use mail_parser::{Address, Encoding, HeaderName, HeaderValue, Message, MessagePart, PartType};
+
+use crate::message::mime_limits::{self, Budget};
 
 use super::response::{nstring, string};
 use super::types::{Section, SectionText};
@@ -23,9 +23,10 @@ use super::types::{Section, SectionText};
 /// Deepest message/rfc822 nesting followed.
 const MAX_NESTING: usize = 8;
 
-/// Parses stored bytes (headers only parsed lazily by mail-parser; cheap enough per FETCH).
+/// Parses stored bytes (headers only parsed lazily by mail-parser; cheap enough per FETCH),
+/// within the depth and size limits of [`mime_limits`].
 pub fn parse(raw: &[u8]) -> Option<Message<'_>> {
-    MessageParser::default().parse(raw)
+    mime_limits::parse(raw)
 }
 
 /// A header field's raw value (after the colon), unfolded and trimmed.
@@ -152,7 +153,9 @@ fn addresses(out: &mut Vec<u8>, a: Option<&Address<'_>>) {
                         list.extend_from_slice(b"(NIL NIL ");
                         string(&mut list, encode_word(name).as_bytes());
                         list.extend_from_slice(b" NIL)");
-                        for x in &g.addresses {
+                        // Members only: a comment inside the group (`g: (c) ;`) is
+                        // no address (RFC 3501 §7.4.2: start marker, members, end).
+                        for x in g.addresses.iter().filter(|x| has_address(x)) {
                             one(&mut list, x.name.as_deref(), x.address.as_deref());
                         }
                         list.extend_from_slice(b"(NIL NIL NIL NIL)");
@@ -176,9 +179,18 @@ fn addresses(out: &mut Vec<u8>, a: Option<&Address<'_>>) {
     }
 }
 
+/// Whether a parsed address has an address part (not a lone comment or phrase).
+fn has_address(a: &mail_parser::Addr<'_>) -> bool {
+    a.address.as_deref().is_some_and(|s| !s.trim().is_empty())
+}
+
 /// Writes BODYSTRUCTURE (`extended`) or BODY of a message.
+///
+/// Past [`mime_limits::MAX_DEPTH`] levels or [`mime_limits::MAX_PARTS`] parts the
+/// rest is described as one opaque `APPLICATION/OCTET-STREAM` leaf.
 pub fn body_structure(out: &mut Vec<u8>, msg: &Message<'_>, extended: bool) {
-    write_part(out, msg, 0, extended, 0);
+    let mut budget = Budget::new();
+    write_part(out, msg, 0, extended, 0, 0, &mut budget);
 }
 
 fn content_type<'p>(part: &'p MessagePart<'_>) -> Option<&'p mail_parser::ContentType<'p>> {
@@ -278,12 +290,30 @@ fn encapsulated<'a>(raw: &'a [u8], part: &'a MessagePart<'_>) -> Cow<'a, [u8]> {
     }
 }
 
-fn write_part(out: &mut Vec<u8>, msg: &Message<'_>, id: usize, extended: bool, depth: usize) {
+/// One part of BODYSTRUCTURE. `depth` counts encapsulated messages (re-parsed, at
+/// most [`MAX_NESTING`]), `level` every nesting level (bounded by `budget`).
+fn write_part(
+    out: &mut Vec<u8>,
+    msg: &Message<'_>,
+    id: usize,
+    extended: bool,
+    depth: usize,
+    level: usize,
+    budget: &mut Budget,
+) {
     let raw = msg.raw_message();
     let Some(part) = msg.parts.get(id) else {
         out.extend_from_slice(b"(\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 0 0)");
         return;
     };
+    if !budget.enter(level) {
+        // Past the limits: the rest of this subtree is one opaque leaf.
+        let size = (part.offset_end as usize).saturating_sub(part.offset_body as usize);
+        out.extend_from_slice(
+            format!("(\"APPLICATION\" \"OCTET-STREAM\" NIL NIL NIL \"7BIT\" {size})").as_bytes(),
+        );
+        return;
+    }
     let ct = content_type(part);
     if let PartType::Multipart(children) = &part.body {
         out.push(b'(');
@@ -294,7 +324,7 @@ fn write_part(out: &mut Vec<u8>, msg: &Message<'_>, id: usize, extended: bool, d
             );
         }
         for &c in children {
-            write_part(out, msg, c as usize, extended, depth);
+            write_part(out, msg, c as usize, extended, depth, level + 1, budget);
         }
         out.push(b' ');
         upper_or(out, ct.and_then(|c| c.c_subtype.as_deref()), "MIXED");
@@ -352,7 +382,7 @@ fn write_part(out: &mut Vec<u8>, msg: &Message<'_>, id: usize, extended: bool, d
         out.push(b' ');
         envelope(out, m);
         out.push(b' ');
-        write_part(out, m, 0, extended, depth + 1);
+        write_part(out, m, 0, extended, depth + 1, level + 1, budget);
         out.extend_from_slice(format!(" {}", count_lines(body)).as_bytes());
     } else if ty == "TEXT" {
         out.extend_from_slice(format!(" {}", count_lines(body)).as_bytes());
@@ -384,6 +414,9 @@ pub fn section<'a>(raw: &'a [u8], section: &Section) -> Option<Cow<'a, [u8]>> {
             }
             Some(SectionText::Mime) => None,
         };
+    }
+    if section.parts.len() > mime_limits::MAX_DEPTH {
+        return None; // deeper than any part that is walked
     }
     let msg = parse(raw)?;
     section_in(&msg, &section.parts, section.text.as_ref(), 0).map(|c| Cow::Owned(c.into_owned()))
@@ -528,8 +561,53 @@ pub fn header_contains(msg: &Message<'_>, name: &str, needle: &str) -> bool {
             if contains_ci(&String::from_utf8_lossy(rawv), &needle) {
                 return true;
             }
-            contains_ci(&decoded(&h.value), &needle)
+            contains_ci(&decoded(&h.value), &needle) || contains_ci(&addresses_text(&h.value), &needle)
         })
+}
+
+/// An address field as Dovecot writes it for SEARCH: `Name <local@domain>, addr`,
+/// with the display name decoded and comments left out.
+fn addresses_text(v: &HeaderValue<'_>) -> String {
+    let HeaderValue::Address(a) = v else {
+        return String::new();
+    };
+    let mut s = String::new();
+    let mut push = |x: &mail_parser::Addr<'_>| {
+        if !s.is_empty() {
+            s.push_str(", ");
+        }
+        let name = x.name.as_deref().map(strip_comments).unwrap_or_default();
+        match (&x.address, name.is_empty()) {
+            (Some(ad), false) => {
+                s.push_str(&name);
+                s.push_str(" <");
+                s.push_str(ad);
+                s.push('>');
+            }
+            (Some(ad), true) => s.push_str(ad),
+            (None, _) => s.push_str(&name),
+        }
+    };
+    match a {
+        Address::List(l) => l.iter().for_each(&mut push),
+        Address::Group(g) => g.iter().flat_map(|g| g.addresses.iter()).for_each(push),
+    }
+    s
+}
+
+/// `User (comment)` → `User`: parenthesised comments removed (bounded nesting).
+fn strip_comments(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut depth = 0usize;
+    for c in s.chars() {
+        match c {
+            '(' => depth = depth.saturating_add(1),
+            ')' if depth > 0 => depth -= 1,
+            c if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn decoded(v: &HeaderValue<'_>) -> String {
@@ -560,16 +638,24 @@ fn decoded(v: &HeaderValue<'_>) -> String {
 }
 
 /// SEARCH BODY: text in any decoded text part (or raw body when none decode).
+/// Looks at no more than [`mime_limits::MAX_PARTS`] parts, [`mime_limits::MAX_DEPTH`] deep.
 pub fn body_contains(msg: &Message<'_>, needle: &str) -> bool {
     let needle = needle.to_lowercase();
-    for p in &msg.parts {
-        let hit = match &p.body {
-            PartType::Text(t) | PartType::Html(t) => contains_ci(t, &needle),
-            PartType::Message(m) => body_contains(m, &needle),
-            _ => false,
-        };
-        if hit {
-            return true;
+    let mut budget = Budget::new();
+    // An explicit stack: encapsulated messages nest, and this must not recurse.
+    let mut stack = vec![(msg, 0usize)];
+    while let Some((m, level)) = stack.pop() {
+        for p in &m.parts {
+            if !budget.enter(level) {
+                return false;
+            }
+            match &p.body {
+                PartType::Text(t) | PartType::Html(t) if contains_ci(t, &needle) => return true,
+                PartType::Message(inner) if level + 1 < mime_limits::MAX_DEPTH => {
+                    stack.push((inner, level + 1))
+                }
+                _ => {}
+            }
         }
     }
     false
@@ -593,9 +679,52 @@ pub fn text_contains(msg: &Message<'_>, needle: &str) -> bool {
         || body_contains(msg, needle)
 }
 
-/// The Date: header as unix seconds (SEARCH SENT*).
+/// The Date: header as unix seconds.
 pub fn sent_date(msg: &Message<'_>) -> Option<i64> {
     msg.date().map(|d| d.to_timestamp())
+}
+
+/// Fuzzing entry (fuzz/ `mime_walk`): every MIME walk IMAP does, on `data` as a
+/// stored message. Must never panic nor recurse without bound.
+#[doc(hidden)]
+pub fn fuzz_walk(data: &[u8]) {
+    let mut out = Vec::new();
+    if let Some(msg) = parse(data) {
+        body_structure(&mut out, &msg, true);
+        body_structure(&mut out, &msg, false);
+        envelope(&mut out, &msg);
+        let _ = text_contains(&msg, "zolder");
+        let _ = header_contains(&msg, "subject", "x");
+    }
+    for parts in [vec![1], vec![1, 1], vec![2, 1, 1], vec![1; 120]] {
+        for text in [None, Some(SectionText::Mime), Some(SectionText::Header)] {
+            let _ = section(
+                data,
+                &Section {
+                    parts: parts.clone(),
+                    text,
+                },
+            );
+        }
+    }
+}
+
+/// The day the Date: header names, in its own zone, as unix seconds of 00:00 UTC
+/// of that date (SEARCH SENT*: RFC 3501 §6.4.4 ignores the time and the zone).
+pub fn sent_day(msg: &Message<'_>) -> Option<i64> {
+    let d = msg.date()?;
+    let day = mail_parser::DateTime {
+        year: d.year,
+        month: d.month,
+        day: d.day,
+        hour: 0,
+        minute: 0,
+        second: 0,
+        tz_before_gmt: false,
+        tz_hour: 0,
+        tz_minute: 0,
+    };
+    Some(day.to_timestamp())
 }
 
 #[cfg(test)]
@@ -801,5 +930,79 @@ NIL NIL NIL \"<abc@zolder.thuis>\")"
         let m = parse(MULTI).unwrap();
         assert!(body_contains(&m, "inner plain"));
         assert_eq!(sent_date(&parse(SIMPLE).unwrap()), Some(1709629200));
+    }
+
+    fn deep_multipart(depth: usize) -> Vec<u8> {
+        let mut m = b"From: a@b.c\r\nSubject: deep\r\n".to_vec();
+        for d in 0..depth {
+            m.extend_from_slice(
+                format!("Content-Type: multipart/mixed; boundary=\"b{d}\"\r\n\r\n--b{d}\r\n")
+                    .as_bytes(),
+            );
+        }
+        m.extend_from_slice(b"Content-Type: text/plain\r\n\r\nneedle at the bottom\r\n");
+        for d in (0..depth).rev() {
+            m.extend_from_slice(format!("--b{d}--\r\n").as_bytes());
+        }
+        m
+    }
+
+    /// Runs `f` on a thread with a tokio worker's default stack (2 MiB).
+    fn on_worker_sized_stack(f: impl FnOnce() + Send + 'static) {
+        std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .expect("walk overflowed or panicked");
+    }
+
+    #[test]
+    fn deep_multipart_is_cut_to_an_opaque_leaf() {
+        on_worker_sized_stack(|| {
+            let raw = deep_multipart(20_000);
+            let msg = parse(&raw).unwrap();
+            let mut out = Vec::new();
+            body_structure(&mut out, &msg, true);
+            let opens = out.iter().filter(|&&b| b == b'(').count();
+            assert!(opens < 20 * mime_limits::MAX_DEPTH, "{opens} parens");
+            assert!(
+                out.windows(14).any(|w| w == b"\"OCTET-STREAM\""),
+                "the cut is an opaque leaf"
+            );
+            let sec = Section {
+                parts: vec![1, 1, 1],
+                text: None,
+            };
+            assert!(section(&raw, &sec).is_some());
+            let deep = Section {
+                parts: vec![1; 20_001],
+                text: None,
+            };
+            assert!(section(&raw, &deep).is_none());
+            // SEARCH is bounded too (the needle lies past the depth limit).
+            let _ = text_contains(&msg, "needle");
+        });
+    }
+
+    #[test]
+    fn deep_rfc822_chain_is_bounded() {
+        on_worker_sized_stack(|| {
+            let mut raw = Vec::new();
+            for _ in 0..100_000 {
+                raw.extend_from_slice(b"Subject: x\r\nContent-Type: message/rfc822\r\n\r\n");
+            }
+            raw.extend_from_slice(b"Subject: bottom\r\n\r\nbottom\r\n");
+            let msg = parse(&raw).unwrap();
+            let mut out = Vec::new();
+            body_structure(&mut out, &msg, true);
+            assert!(out.starts_with(b"(\"MESSAGE\" \"RFC822\"") || out.starts_with(b"(\"TEXT\""));
+            let _ = body_contains(&msg, "bottom");
+            let sec = Section {
+                parts: vec![1, 1, 1],
+                text: None,
+            };
+            let _ = section(&raw, &sec);
+        });
     }
 }

@@ -25,6 +25,16 @@ impl SeqNum {
 pub struct SeqSet(pub Vec<(SeqNum, SeqNum)>);
 
 impl SeqSet {
+    /// `$`, the saved search result (RFC 5182); resolved by the session's view.
+    pub fn saved() -> SeqSet {
+        SeqSet(vec![(SeqNum::Num(0), SeqNum::Num(0))])
+    }
+
+    /// Whether this is `$` (0 is never a valid number, so the marker cannot clash).
+    pub fn is_saved(&self) -> bool {
+        self.0 == [(SeqNum::Num(0), SeqNum::Num(0))]
+    }
+
     /// Parses `1`, `1:5`, `*`, `3:*`, comma-separated; `None` when malformed or a zero.
     pub fn parse(s: &str) -> Option<SeqSet> {
         let mut out = Vec::new();
@@ -50,6 +60,22 @@ impl SeqSet {
             let (a, b) = (a.resolve(max), b.resolve(max));
             if a <= b { (a, b) } else { (b, a) }
         })
+    }
+
+    /// The ranges resolved against `max`, sorted, overlapping and adjacent ones merged:
+    /// what the set names, once. `FETCH 1:*,1:*,…` (16 000 copies) becomes one range,
+    /// so expanding it costs the mailbox, not the repetition.
+    pub fn normalized(&self, max: u32) -> Vec<(u32, u32)> {
+        let mut r: Vec<(u32, u32)> = self.ranges(max).collect();
+        r.sort_unstable();
+        let mut out: Vec<(u32, u32)> = Vec::with_capacity(r.len().min(64));
+        for (a, b) in r {
+            match out.last_mut() {
+                Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+                _ => out.push((a, b)),
+            }
+        }
+        out
     }
 
     pub fn contains(&self, n: u32, max: u32) -> bool {
@@ -101,6 +127,15 @@ pub fn compact(nums: &[u32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn normalized_merges_and_dedups() {
+        let rep = vec!["1:*"; 16_000].join(",");
+        let s = SeqSet::parse(&rep).unwrap();
+        assert_eq!(s.normalized(1000), vec![(1, 1000)]);
+        let s = SeqSet::parse("9:7,1,2,3:4,20,6,5:5,30:*").unwrap();
+        assert_eq!(s.normalized(25), vec![(1, 9), (20, 20), (25, 30)]);
+    }
 
     #[test]
     fn parse_and_resolve() {

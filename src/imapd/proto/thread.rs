@@ -47,22 +47,49 @@ pub struct SortMsg {
     pub from: String,
     pub to: String,
     pub cc: String,
+    /// RFC 5957 display name of the first From/To address (else its address),
+    /// upper-cased.
+    pub display_from: String,
+    pub display_to: String,
     pub message_id: Option<String>,
     /// References, or else the first In-Reply-To id; oldest first.
     pub references: Vec<String>,
 }
 
+/// The first address of a field as (display name, addr-spec); a group counts as
+/// its name (the ENVELOPE's group-start marker, whose mailbox is the group name).
+fn first_address<'a>(a: Option<&'a Address<'_>>) -> (Option<&'a str>, &'a str) {
+    match a {
+        Some(Address::List(l)) => l
+            .first()
+            .map_or((None, ""), |x| (x.name.as_deref(), x.address.as_deref().unwrap_or(""))),
+        Some(Address::Group(g)) => match g.first() {
+            Some(g) => match &g.name {
+                Some(n) => (None, n.as_ref()),
+                None => g.addresses.first().map_or((None, ""), |x| {
+                    (x.name.as_deref(), x.address.as_deref().unwrap_or(""))
+                }),
+            },
+            None => (None, ""),
+        },
+        None => (None, ""),
+    }
+}
+
+/// RFC 5256 §3: the addr-mailbox (local part) of the first address, case-folded.
 fn first_mailbox(a: Option<&Address<'_>>) -> String {
-    let addr = a.and_then(|a| match a {
-        Address::List(l) => l.iter().find_map(|x| x.address.as_deref()),
-        Address::Group(g) => g
-            .iter()
-            .flat_map(|g| g.addresses.iter())
-            .find_map(|x| x.address.as_deref()),
-    });
-    let addr = addr.unwrap_or("");
+    let (_, addr) = first_address(a);
     let local = addr.rsplit_once('@').map_or(addr, |(l, _)| l);
     local.to_ascii_uppercase()
+}
+
+/// RFC 5957 §3: the display name of the first address, else its addr-spec.
+fn first_display(a: Option<&Address<'_>>) -> String {
+    let (name, addr) = first_address(a);
+    match name.map(str::trim).filter(|n| !n.is_empty()) {
+        Some(n) => n.to_uppercase(),
+        None => addr.to_uppercase(),
+    }
 }
 
 fn ids(v: &HeaderValue<'_>) -> Vec<String> {
@@ -97,6 +124,8 @@ impl SortMsg {
         s.from = first_mailbox(m.from());
         s.to = first_mailbox(m.to());
         s.cc = first_mailbox(m.cc());
+        s.display_from = first_display(m.from());
+        s.display_to = first_display(m.to());
         s.message_id = m.message_id().map(str::to_string);
         let mut refs = ids(m.references());
         if refs.is_empty() {
@@ -220,6 +249,8 @@ fn cmp_key(a: &SortMsg, b: &SortMsg, k: SortKey) -> Ordering {
         SortKey::From => a.from.cmp(&b.from),
         SortKey::To => a.to.cmp(&b.to),
         SortKey::Cc => a.cc.cmp(&b.cc),
+        SortKey::DisplayFrom => a.display_from.cmp(&b.display_from),
+        SortKey::DisplayTo => a.display_to.cmp(&b.display_to),
     }
 }
 
@@ -380,12 +411,15 @@ pub fn references(msgs: &[SortMsg]) -> Vec<Node> {
         }
         // (1B) The message is a child of its last reference (replacing a link from
         // a truncated References), unless that would make a loop.
-        if let Some(p) = prev
-            && p != me
-            && !is_ancestor(&cs, me, p)
-        {
-            unlink(&mut cs, me);
-            link(&mut cs, p, me);
+        match prev {
+            Some(p) if p != me && !is_ancestor(&cs, me, p) => {
+                unlink(&mut cs, me);
+                link(&mut cs, p, me);
+            }
+            Some(_) => {}
+            // §4 step 1 B: "if this message has no references, it will now have no
+            // parent" (a parent another message's References claimed is dropped).
+            None => unlink(&mut cs, me),
         }
     }
 
@@ -460,7 +494,9 @@ pub fn references(msgs: &[SortMsg]) -> Vec<Node> {
             Some(&o) => {
                 let other = &roots[o];
                 let other_reply = subject_of(other).is_some_and(|x| x.1);
-                if (n.msg.is_none() && other.msg.is_some()) || (other_reply && !reply) {
+                // §4 step 5 B: only a message (not a dummy) in the table is replaced,
+                // by a dummy or by a non-reply when it is a reply.
+                if other.msg.is_some() && (n.msg.is_none() || (other_reply && !reply)) {
                     table.insert(subj, r);
                 }
             }

@@ -65,6 +65,12 @@ pub enum Command {
         /// Sent as `UTF8 (~{n})` (RFC 6855 §4).
         utf8: bool,
     },
+    /// MULTIAPPEND (RFC 3502) and/or CATENATE (RFC 4469): several messages, or one
+    /// built from parts; stored all or nothing.
+    AppendMany {
+        mailbox: String,
+        messages: Vec<AppendMsg>,
+    },
     Check,
     Close,
     Unselect,
@@ -111,6 +117,8 @@ pub enum Command {
         uid: bool,
         criteria: Vec<SortCriterion>,
         key: SearchKey,
+        /// ESORT (RFC 5267 §3.1): `SORT RETURN (MIN MAX ALL COUNT) ...`.
+        ret: Option<Vec<SearchReturn>>,
     },
     /// RFC 5256 THREAD / UID THREAD.
     Thread {
@@ -153,7 +161,7 @@ impl Command {
             Command::Lsub { .. } => "LSUB",
             Command::Namespace => "NAMESPACE",
             Command::Status { .. } => "STATUS",
-            Command::Append { .. } => "APPEND",
+            Command::Append { .. } | Command::AppendMany { .. } => "APPEND",
             Command::Check => "CHECK",
             Command::Close => "CLOSE",
             Command::Unselect => "UNSELECT",
@@ -219,6 +227,9 @@ pub enum SortKey {
     Size,
     Subject,
     To,
+    /// SORT=DISPLAY (RFC 5957): the display name, else the address.
+    DisplayFrom,
+    DisplayTo,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -291,6 +302,8 @@ pub enum SearchReturn {
     Max,
     All,
     Count,
+    /// SEARCHRES (RFC 5182): keep the result as `$`.
+    Save,
 }
 
 /// A search criterion (RFC 3501 §6.4.4, plus MODSEQ from RFC 7162).
@@ -348,6 +361,37 @@ pub enum FetchAttr {
         /// or `None` for BODY[..].
         alias: Option<&'static str>,
     },
+    Binary(BinarySection),
+}
+
+/// One message of a MULTIAPPEND or CATENATE command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppendMsg {
+    pub flags: Vec<String>,
+    /// INTERNALDATE as unix seconds.
+    pub date: Option<i64>,
+    /// The message's pieces in order; one `Text` for a plain APPEND literal.
+    pub parts: Vec<AppendPart>,
+}
+
+/// A piece of an APPEND message (RFC 4469 §5).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AppendPart {
+    /// Literal bytes (`TEXT {n}`, or the plain APPEND literal; `~{n}` for BINARY).
+    Text(Vec<u8>),
+    /// An IMAP URL whose bytes are copied (`URL "/INBOX;UIDVALIDITY=1/;UID=2"`).
+    Url(String),
+}
+
+/// `BINARY[1.2]<0.100>`, `BINARY.PEEK[..]`, `BINARY.SIZE[..]` (RFC 3516): the part
+/// with its Content-Transfer-Encoding undone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BinarySection {
+    pub parts: Vec<u32>,
+    pub partial: Option<(u32, u32)>,
+    pub peek: bool,
+    /// BINARY.SIZE: only the decoded size.
+    pub size: bool,
 }
 
 /// A body section: a part path (`1.2`) and what of it.

@@ -9,7 +9,6 @@
 //! Input is untrusted client bytes, already bounded in size by the framer. Every
 //! malformed argument becomes an `Err` (a `BAD`), never a panic.
 
-use super::super::date::parse_date_time;
 use super::super::types::*;
 use super::{Cursor, R, is_atom_char};
 
@@ -127,43 +126,7 @@ impl Cursor<'_> {
                 let items = self.status_items()?;
                 Command::Status { mailbox, items }
             }
-            "APPEND" => {
-                self.sp()?;
-                let mailbox = self.mailbox()?;
-                self.sp()?;
-                let mut flags = Vec::new();
-                let mut date = None;
-                if self.peek() == Some(b'(') {
-                    flags = self.flag_list()?;
-                    self.sp()?;
-                }
-                if self.peek() == Some(b'"') {
-                    let d = self.quoted()?;
-                    date =
-                        Some(parse_date_time(&String::from_utf8_lossy(&d)).ok_or("bad date-time")?);
-                    self.sp()?;
-                }
-                // RFC 6855 §4: `UTF8 (~{n}\r\n...)`.
-                let utf8 = self.peek_word_is("UTF8");
-                let message = if utf8 {
-                    self.i += 4;
-                    self.sp()?;
-                    self.expect(b'(')?;
-                    self.expect(b'~')?;
-                    let m = self.literal()?;
-                    self.expect(b')')?;
-                    m
-                } else {
-                    self.literal()?
-                };
-                Command::Append {
-                    mailbox,
-                    flags,
-                    date,
-                    message,
-                    utf8,
-                }
-            }
+            "APPEND" => self.append()?,
             "SEARCH" => self.search(false)?,
             "SORT" => self.sort(false)?,
             "THREAD" => self.thread(false)?,

@@ -134,6 +134,30 @@ impl Cursor<'_> {
                     alias: None,
                 }
             }
+            "BINARY" | "BINARY.PEEK" | "BINARY.SIZE" => {
+                // RFC 3516 §4.2: section-binary = "[" [section-part] "]"
+                self.expect(b'[')?;
+                let mut parts = Vec::new();
+                while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+                    let n = self.number()?;
+                    if n == 0 || parts.len() >= 100 {
+                        return Err("bad BINARY section".into());
+                    }
+                    parts.push(n);
+                    if !self.eat(b'.') {
+                        break;
+                    }
+                }
+                self.expect(b']')?;
+                let size = name == "BINARY.SIZE";
+                let partial = if size { None } else { self.partial()? };
+                FetchAttr::Binary(BinarySection {
+                    parts,
+                    partial,
+                    peek: name != "BINARY",
+                    size,
+                })
+            }
             _ => return Err(format!("unknown FETCH item {name}")),
         })
     }

@@ -14,6 +14,7 @@
 //! arguments are in [`command`], FETCH attributes in [`fetch`], search programs
 //! (SEARCH, SORT, THREAD) in [`search`].
 
+mod append;
 mod command;
 mod fetch;
 mod search;
@@ -288,6 +289,10 @@ impl<'a> Cursor<'a> {
     }
 
     fn seq_set(&mut self) -> R<SeqSet> {
+        if self.eat(b'$') {
+            // SEARCHRES (RFC 5182): the saved result, only ever alone.
+            return Ok(SeqSet::saved());
+        }
         let s = self.take_while(|b| b.is_ascii_digit() || matches!(b, b':' | b',' | b'*'));
         std::str::from_utf8(s)
             .ok()
@@ -453,7 +458,37 @@ mod tests {
         assert_eq!(changed_since, Some(12));
         assert!(attrs.contains(&FetchAttr::ModSeq));
         assert!(parse_command(b"a FETCH 1 BODY[MIME]").is_err());
-        assert!(parse_command(b"a FETCH 1 BINARY.PEEK[1]").is_err());
+        // RFC 3516: BINARY sections are part paths only; BINARY.SIZE takes no partial.
+        let Command::Fetch { attrs, .. } =
+            cmd("a FETCH 1 (BINARY.PEEK[1.2]<0.10> BINARY[] BINARY.SIZE[3])")
+        else {
+            panic!()
+        };
+        assert_eq!(
+            attrs,
+            vec![
+                FetchAttr::Binary(BinarySection {
+                    parts: vec![1, 2],
+                    partial: Some((0, 10)),
+                    peek: true,
+                    size: false
+                }),
+                FetchAttr::Binary(BinarySection {
+                    parts: vec![],
+                    partial: None,
+                    peek: false,
+                    size: false
+                }),
+                FetchAttr::Binary(BinarySection {
+                    parts: vec![3],
+                    partial: None,
+                    peek: true,
+                    size: true
+                }),
+            ]
+        );
+        assert!(parse_command(b"a FETCH 1 BINARY[1.TEXT]").is_err());
+        assert!(parse_command(b"a FETCH 1 BINARY.SIZE[1]<0.1>").is_err());
     }
 
     #[test]
@@ -572,9 +607,15 @@ mod tests {
                         key: SortKey::Subject
                     }
                 ],
-                key: SearchKey::NotFlag("\\Deleted".into())
+                key: SearchKey::NotFlag("\\Deleted".into()),
+                ret: None,
             }
         );
+        assert!(matches!(
+            cmd("a SORT RETURN (MIN COUNT) (DATE) UTF-8 ALL"),
+            Command::Sort { ret: Some(r), .. } if r == vec![SearchReturn::Min, SearchReturn::Count]
+        ));
+        assert!(parse_command(b"a SORT RETURN (BOGUS) (DATE) UTF-8 ALL").is_err());
         assert!(parse_command(b"a SORT (REVERSE) UTF-8 ALL").is_err());
         assert!(parse_command(b"a SORT (DATE) ALL").is_err());
         assert!(parse_command(b"a SORT (DATE) KOI8-R ALL").is_err());

@@ -34,6 +34,17 @@ impl Cursor<'_> {
     /// `SORT (criteria) charset keys` (RFC 5256 §3).
     pub(super) fn sort(&mut self, uid: bool) -> R<Command> {
         self.sp()?;
+        let mut ret = None;
+        if self.peek_word_is("RETURN") {
+            self.i += 6;
+            self.sp()?;
+            let r = self.return_options()?;
+            if r.contains(&SearchReturn::Save) {
+                return Err("SORT RETURN (SAVE) is not supported".into());
+            }
+            ret = Some(r);
+            self.sp()?;
+        }
         self.expect(b'(')?;
         let mut criteria = Vec::new();
         let mut reverse = false;
@@ -55,6 +66,8 @@ impl Cursor<'_> {
                 "SIZE" => SortKey::Size,
                 "SUBJECT" => SortKey::Subject,
                 "TO" => SortKey::To,
+                "DISPLAYFROM" => SortKey::DisplayFrom,
+                "DISPLAYTO" => SortKey::DisplayTo,
                 o => return Err(format!("unknown sort criterion {o}")),
             };
             criteria.push(SortCriterion { reverse, key });
@@ -65,7 +78,12 @@ impl Cursor<'_> {
             self.sp()?;
         }
         let key = self.charset_and_keys()?;
-        Ok(Command::Sort { uid, criteria, key })
+        Ok(Command::Sort {
+            uid,
+            criteria,
+            key,
+            ret,
+        })
     }
 
     /// `THREAD algorithm charset keys` (RFC 5256 §4).
@@ -91,22 +109,7 @@ impl Cursor<'_> {
             if keys.is_empty() && ret.is_none() && self.peek_word_is("RETURN") {
                 self.i += 6;
                 self.sp()?;
-                self.expect(b'(')?;
-                let mut r = Vec::new();
-                while !self.eat(b')') {
-                    self.eat(b' ');
-                    r.push(match self.word()?.as_str() {
-                        "MIN" => SearchReturn::Min,
-                        "MAX" => SearchReturn::Max,
-                        "ALL" => SearchReturn::All,
-                        "COUNT" => SearchReturn::Count,
-                        o => return Err(format!("unknown RETURN option {o}")),
-                    });
-                }
-                if r.is_empty() {
-                    r.push(SearchReturn::All);
-                }
-                ret = Some(r);
+                ret = Some(self.return_options()?);
                 continue;
             }
             if keys.is_empty() && self.peek_word_is("CHARSET") {
@@ -133,6 +136,30 @@ impl Cursor<'_> {
             SearchKey::And(keys)
         };
         Ok(Command::Search { uid, ret, key })
+    }
+
+    /// `(MIN MAX ALL COUNT)` after RETURN (RFC 4731, RFC 5267); `()` means ALL.
+    fn return_options(&mut self) -> R<Vec<SearchReturn>> {
+        self.expect(b'(')?;
+        let mut r = Vec::new();
+        while !self.eat(b')') {
+            if r.len() > 8 {
+                return Err("too many RETURN options".into());
+            }
+            self.eat(b' ');
+            r.push(match self.word()?.as_str() {
+                "MIN" => SearchReturn::Min,
+                "MAX" => SearchReturn::Max,
+                "ALL" => SearchReturn::All,
+                "COUNT" => SearchReturn::Count,
+                "SAVE" => SearchReturn::Save,
+                o => return Err(format!("unknown RETURN option {o}")),
+            });
+        }
+        if r.is_empty() {
+            r.push(SearchReturn::All);
+        }
+        Ok(r)
     }
 
     pub(super) fn search_string(&mut self) -> R<String> {
@@ -168,7 +195,10 @@ impl Cursor<'_> {
                 SearchKey::And(keys)
             });
         }
-        if self.peek().is_some_and(|b| b.is_ascii_digit() || b == b'*') {
+        if self
+            .peek()
+            .is_some_and(|b| b.is_ascii_digit() || b == b'*' || b == b'$')
+        {
             return Ok(SearchKey::Seq(self.seq_set()?));
         }
         let w = self.word()?;
