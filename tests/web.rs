@@ -1097,6 +1097,7 @@ async fn admin_shows_releases_and_deletes_quarantined_mail() {
         };
         let notice = zolder::deliver::quarantine::NoticeSettings {
             hostname: "zolder.test".into(),
+            domain: "zolder.test".into(),
             postmaster: "bouke".into(),
             notify_recipients: false,
         };

@@ -37,18 +37,15 @@ pub async fn start(
         scripts: Scripts::from_config(&cfg),
         cfg: cfg.clone(),
         tls,
-        delays: Arc::new(crate::auth::FailureDelays::new()),
+        delays: crate::auth::FailureDelays::shared(&cfg),
     };
-    let limits = ListenerLimits {
-        max_connections: cfg.limits.max_connections,
-        max_per_ip: cfg.limits.max_connections_per_ip,
-    };
+    let limits = ListenerLimits::from_config(&cfg, true);
     for a in list {
         let l = Listener::bind("managesieve", &a).await?;
         addrs.entry("managesieve").or_default().push(l.local_addr());
         let shared = shared.clone();
         let sd = shutdown.clone();
-        tasks.spawn(l.run(limits, shutdown.clone(), move |sock, peer| {
+        tasks.spawn(l.run(limits.clone(), shutdown.clone(), move |sock, peer| {
             let shared = shared.clone();
             let sd = sd.clone();
             async move {

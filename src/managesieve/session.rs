@@ -343,15 +343,24 @@ impl Session {
         let Some((login, pass)) = crate::auth::decode_sasl_plain(&b64) else {
             return (proto::response("NO", None, "Bad PLAIN response"), Next::Go);
         };
-        let ip = self.peer.ip();
+        let delays = self.shared.delays.clone();
+        let Ok(guess) = delays.begin(self.peer.ip(), &login) else {
+            warn!(user = %login, peer = %self.peer, "managesieve: login refused, too many failures from this address");
+            return (
+                proto::response("BYE", None, "Too many authentication failures"),
+                Next::Close,
+            );
+        };
         match crate::auth::check_login(self.shared.cfg.clone(), &login, &pass).await {
             Ok(user) => {
-                self.shared.delays.succeeded(ip);
+                guess.succeeded();
+                crate::net::listener::authenticated();
                 info!(user = %user, peer = %self.peer, "managesieve: logged in");
                 self.user = Some(user);
                 (proto::response("OK", None, "Logged in"), Next::Go)
             }
             Err(crate::auth::LoginError::Unavailable(e)) => {
+                drop(guess);
                 warn!(user = %login, error = %e, "managesieve: login check failed");
                 (
                     proto::response("NO", Some("TRYLATER"), "Try again later"),
@@ -359,7 +368,7 @@ impl Session {
                 )
             }
             Err(e) => {
-                let d = self.shared.delays.failed(ip);
+                let d = guess.failed();
                 warn!(user = %login, peer = %self.peer, reason = ?e, "managesieve: login failed");
                 tokio::time::sleep(d).await;
                 (
