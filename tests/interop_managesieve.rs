@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::Stdio;
 
 use tokio::io::AsyncWriteExt;
-use zolder::config::Config;
-use zolder::daemon;
+mod common;
+use common::Zolder;
 
 async fn sieve_connect(port: u16, args: &[&str]) -> (bool, String) {
     let mut child = tokio::process::Command::new("sieve-connect")
@@ -47,20 +47,14 @@ async fn sieve_connect_manages_scripts() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let hash = zolder::auth::hash_password("geheim").unwrap();
-    let path = dir.path().join("zolder.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "hostname = \"localhost\"\ndata_dir = \"data\"\nlocal_domains = [\"zolder.test\"]\npostmaster = \"bouke\"\n\
-             [listen]\nmanagesieve = \"127.0.0.1:0\"\n\
-             [[users]]\nname = \"bouke\"\naddresses = [\"bouke@zolder.test\"]\npassword_hash = \"{hash}\"\n"
-        ),
-    )
-    .unwrap();
-    let running = daemon::start(Config::load(&path).unwrap(), path.clone())
-        .await
-        .unwrap();
+    let srv = Zolder::new("localhost")
+        .top("local_domains = [\"zolder.test\"]")
+        .top("postmaster = \"bouke\"")
+        .listen("managesieve")
+        .user("bouke", "geheim", &["bouke@zolder.test"])
+        .start()
+        .await;
+    let running = &srv.running;
     let port = running.addr("managesieve").port();
     let good = dir.path().join("filters.sieve");
     let script = "require [\"fileinto\"];\nif header :contains \"subject\" \"[club]\" {\n  fileinto \"Club\";\n}\n";
@@ -124,5 +118,5 @@ async fn sieve_connect_manages_scripts() {
     assert!(ok, "delete: {out}");
     let (_, out) = sieve_connect(port, &["--list"]).await;
     assert!(!out.contains("filters"), "list after delete: {out}");
-    running.shutdown().await;
+    srv.shutdown().await;
 }

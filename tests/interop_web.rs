@@ -6,8 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
-use zolder::config::Config;
-use zolder::daemon;
+mod common;
+use common::Zolder;
 use zolder::message::{Deliver, Envelope, Incoming, RawMessage, Source};
 
 fn missing() -> Option<&'static str> {
@@ -55,22 +55,16 @@ async fn a_browser_reads_replies_junks_and_sees_the_charts() {
         println!("skipped: {p} not installed");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let hash = zolder::auth::hash_password("geheim").unwrap();
-    let path = dir.path().join("zolder.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "hostname = \"zolder.thuis\"\ndata_dir = \"data\"\nlocal_domains = [\"zolder.test\"]\npostmaster = \"bouke\"\n\
-             admins = [\"bouke\"]\n[listen]\nweb = \"127.0.0.1:0\"\n\
-             [[users]]\nname = \"bouke\"\naddresses = [\"bouke@zolder.test\"]\npassword_hash = \"{hash}\"\n\
-             [[users]]\nname = \"anna\"\naddresses = [\"anna@zolder.test\"]\n"
-        ),
-    )
-    .unwrap();
-    let running = daemon::start(Config::load(&path).unwrap(), path.clone())
-        .await
-        .unwrap();
+    let srv = Zolder::new("zolder.thuis")
+        .top("local_domains = [\"zolder.test\"]")
+        .top("postmaster = \"bouke\"")
+        .top("admins = [\"bouke\"]")
+        .listen("web")
+        .user("bouke", "geheim", &["bouke@zolder.test"])
+        .user("anna", "geheim", &["anna@zolder.test"])
+        .start()
+        .await;
+    let running = &srv.running;
     for m in [
         incoming(
             "You have won a prize",
@@ -116,5 +110,5 @@ async fn a_browser_reads_replies_junks_and_sees_the_charts() {
     let sent = running.ctx.spool.select("bouke", "Sent").unwrap();
     assert_eq!(sent.messages.len(), 1);
     assert!(out.join("webmail.png").exists() && out.join("07-admin.png").exists());
-    running.shutdown().await;
+    srv.shutdown().await;
 }

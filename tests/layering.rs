@@ -49,6 +49,25 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("status", &["message", "config", "db", "net"]),
+    ("managesieve", &["message", "config", "db", "net", "auth"]),
+    (
+        "web",
+        &[
+            "message",
+            "config",
+            "db",
+            "net",
+            "auth",
+            "spool",
+            "imapd",
+            "queue",
+            "submit",
+            "status",
+            "deliver::quarantine",
+            "deliver::scan",
+            "managesieve::scripts",
+        ],
+    ),
 ];
 
 /// Modules at the top: they compose the others.

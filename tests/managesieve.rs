@@ -6,8 +6,8 @@
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use zolder::config::Config;
-use zolder::daemon;
+mod common;
+use common::Zolder;
 
 struct Client {
     rd: BufReader<TcpStream>,
@@ -61,21 +61,16 @@ fn plain(user: &str, pass: &str) -> String {
 
 #[tokio::test]
 async fn scripts_over_managesieve() {
-    let dir = tempfile::tempdir().unwrap();
-    let hash = zolder::auth::hash_password("geheim").unwrap();
-    let path = dir.path().join("zolder.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "hostname = \"zolder.test\"\ndata_dir = \"data\"\nlocal_domains = [\"zolder.test\"]\npostmaster = \"bouke\"\n\
-             [listen]\nmanagesieve = \"127.0.0.1:0\"\n[managesieve]\nmax_script_size = 2000\nmax_scripts = 2\n\
-             [[users]]\nname = \"bouke\"\naddresses = [\"bouke@zolder.test\"]\npassword_hash = \"{hash}\"\n"
-        ),
-    )
-    .unwrap();
-    let running = daemon::start(Config::load(&path).unwrap(), path.clone())
-        .await
-        .unwrap();
+    let srv = Zolder::new("zolder.test")
+        .top("local_domains = [\"zolder.test\"]")
+        .top("postmaster = \"bouke\"")
+        .top("managesieve.max_script_size = 2000")
+        .top("managesieve.max_scripts = 2")
+        .listen("managesieve")
+        .user("bouke", "geheim", &["bouke@zolder.test"])
+        .start()
+        .await;
+    let running = &srv.running;
     let addr = running.addr("managesieve");
     let (mut c, greeting) = Client::connect(addr).await;
     assert!(
@@ -206,5 +201,5 @@ async fn scripts_over_managesieve() {
     assert!(r.starts_with("BYE"), "{r}");
     let (mut c2, _) = Client::connect(addr).await;
     assert!(c2.cmd(b"LOGOUT\r\n").await.starts_with("OK"));
-    running.shutdown().await;
+    srv.shutdown().await;
 }

@@ -14,6 +14,9 @@ use zolder::config::Config;
 use zolder::daemon::{self, Running};
 use zolder::spool::flags::Flags;
 
+mod common;
+use common::Zolder;
+
 /// An HTTP answer.
 #[derive(Debug)]
 struct Resp {
@@ -171,32 +174,28 @@ struct Web {
     addr: SocketAddr,
 }
 
-fn write_config(dir: &Path, extra: &str) -> PathBuf {
-    let hash = zolder::auth::hash_password("geheim").unwrap();
-    let path = dir.join("zolder.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "hostname = \"zolder.test\"\ndata_dir = \"data\"\nlocal_domains = [\"zolder.test\"]\n\
-             postmaster = \"bouke\"\nadmins = [\"bouke\"]\n{extra}\n\
-             [listen]\nweb = \"127.0.0.1:0\"\n\
-             [limits]\nmessage_size = 200000\n\
-             [scan]\nbogofilter = true\nbogofilter_path = \"/bin/false\"\n\
-             [[users]]\nname = \"bouke\"\naddresses = [\"bouke@zolder.test\"]\npassword_hash = \"{hash}\"\n\
-             [[users]]\nname = \"anna\"\naddresses = [\"anna@zolder.test\"]\npassword_hash = \"{hash}\"\n"
-        ),
-    )
-    .unwrap();
-    path
+/// The test daemon: two users (bouke is an admin), a small message size limit, and
+/// bogofilter on (so Junk moves queue training) with a program that never runs here.
+fn builder(dir: &Path) -> Zolder {
+    Zolder::new("zolder.test")
+        .top("local_domains = [\"zolder.test\"]")
+        .top("postmaster = \"bouke\"")
+        .top("admins = [\"bouke\"]")
+        .top("limits.message_size = 200000")
+        .top("scan.bogofilter = true")
+        .top("scan.bogofilter_path = \"/bin/false\"")
+        .listen("web")
+        .user("bouke", "geheim", &["bouke@zolder.test"])
+        .user("anna", "geheim", &["anna@zolder.test"])
+        .in_dir(dir)
 }
 
 async fn start() -> Web {
     let dir = tempfile::tempdir().unwrap();
-    let path = write_config(dir.path(), "");
-    let running = daemon::start(Config::load(&path).unwrap(), path.clone())
-        .await
-        .unwrap();
-    let addr = running.addr("web");
+    let srv = builder(dir.path()).start().await;
+    let addr = srv.addr("web");
+    let path = srv.config.clone();
+    let common::Server { running, .. } = srv;
     Web {
         _dir: dir,
         path,
@@ -838,6 +837,42 @@ async fn settings_write_the_users_sieve_script() {
         "{text}"
     );
     assert!(text.contains("fileinto \"Nieuws\""));
+    // Delivery runs it: the newsletter is filed, other mail gets the vacation reply.
+    use zolder::message::Deliver;
+    let mail = |from: &str| zolder::message::Incoming {
+        envelope: zolder::message::Envelope::new(
+            Some(from.into()),
+            vec!["bouke@zolder.test".into()],
+            zolder::message::Source::Local { user: "t".into() },
+        ),
+        message: zolder::message::RawMessage::new(
+            format!("From: {from}\r\nTo: bouke@zolder.test\r\nSubject: Nieuws\r\n\r\nHallo\r\n")
+                .into_bytes(),
+        ),
+    };
+    let r = w
+        .running
+        .ctx
+        .local_delivery
+        .deliver(mail("nieuwsbrief@club.example"))
+        .await;
+    assert!(r.all_delivered(), "{r:?}");
+    assert_eq!(w.count("bouke", "Nieuws"), 1);
+    let r = w
+        .running
+        .ctx
+        .local_delivery
+        .deliver(mail("oma@elders.example"))
+        .await;
+    assert!(r.all_delivered());
+    assert_eq!(w.count("bouke", "INBOX"), 1);
+    assert!(
+        r.generated
+            .iter()
+            .any(|g| g.recipients == ["oma@elders.example"] && g.reason.contains("vacation")),
+        "a vacation reply: {:?}",
+        r.generated.iter().map(|g| &g.reason).collect::<Vec<_>>()
+    );
     // The page shows what was saved, also after logging in again.
     let again = w.get("/settings", &c).await.text();
     assert!(
@@ -988,15 +1023,9 @@ async fn tls_get(addr: SocketAddr, req: &[u8]) -> String {
 #[tokio::test]
 async fn https_listener_sets_secure_cookies() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write_config(dir.path(), "");
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("web = \"127.0.0.1:0\"", "webs = \"127.0.0.1:0\"");
-    std::fs::write(&path, text).unwrap();
-    let running = daemon::start(Config::load(&path).unwrap(), path.clone())
-        .await
-        .unwrap();
-    let addr = running.addr("webs");
+    let srv = builder(dir.path()).listen("webs").start().await;
+    let addr = srv.addr("webs");
+    let running = srv.running;
     let page = tls_get(
         addr,
         b"GET / HTTP/1.1\r\nHost: zolder.test\r\nConnection: close\r\n\r\n",
@@ -1045,4 +1074,80 @@ async fn https_listener_sets_secure_cookies() {
         "{sess}"
     );
     running.shutdown().await;
+}
+
+#[tokio::test]
+async fn admin_shows_releases_and_deletes_quarantined_mail() {
+    let w = start().await;
+    let (c, csrf) = w.login("bouke").await;
+    let q = zolder::deliver::quarantine::Quarantine::new(&w.running.ctx.config.data_dir);
+    let hold = |subject: &str| {
+        let inc = zolder::message::Incoming {
+            envelope: zolder::message::Envelope::new(
+                Some("x@evil.example".into()),
+                vec!["anna@zolder.test".into()],
+                zolder::message::Source::Local { user: "t".into() },
+            ),
+            message: zolder::message::RawMessage::new(
+                format!(
+                    "From: <x@evil.example>\r\nSubject: {subject}\r\n\r\n<script>bad()</script>\r\n"
+                )
+                .into_bytes(),
+            ),
+        };
+        let notice = zolder::deliver::quarantine::NoticeSettings {
+            hostname: "zolder.test".into(),
+            domain: "zolder.test".into(),
+            postmaster: "bouke".into(),
+            notify_recipients: false,
+        };
+        let v = zolder::deliver::scan::Verdict::Infected("Test.EICAR".into());
+        q.hold(&w.db(), &inc, "clamd", &v, &notice).unwrap().id
+    };
+    let (a, b) = (hold("first"), hold("second"));
+    let page = w.get("/admin", &c).await.text();
+    assert!(
+        page.contains(&format!("href=\"/admin/quarantine/{a}\"")) && page.contains("Test.EICAR"),
+        "{page}"
+    );
+    // Shown as escaped text, never rendered.
+    let show = w.get(&format!("/admin/quarantine/{a}"), &c).await.text();
+    assert!(
+        show.contains("&lt;script&gt;bad()") && !show.contains("<script>"),
+        "{show}"
+    );
+    // Release: delivered to anna (with the scanner that held it skipped).
+    let r = w
+        .post(
+            "/admin/quarantine",
+            &c,
+            &[("csrf", &csrf), ("op", "release"), ("id", &a.to_string())],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(w.count("anna", "INBOX"), 1);
+    // Delete: gone.
+    let r = w
+        .post(
+            "/admin/quarantine",
+            &c,
+            &[("csrf", &csrf), ("op", "delete"), ("id", &b.to_string())],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        w.get(&format!("/admin/quarantine/{b}"), &c).await.status,
+        404
+    );
+    assert_eq!(
+        w.post(
+            "/admin/quarantine",
+            &c,
+            &[("csrf", "x"), ("op", "delete"), ("id", &a.to_string())]
+        )
+        .await
+        .status,
+        403
+    );
+    w.running.shutdown().await;
 }

@@ -343,12 +343,11 @@ impl Session {
         let Some((login, pass)) = crate::auth::decode_sasl_plain(&b64) else {
             return (proto::response("NO", None, "Bad PLAIN response"), Next::Go);
         };
-        let ip = self.peer.ip();
         let delays = self.shared.delays.clone();
-        let Ok(guess) = delays.begin(ip, &login) else {
-            warn!(user = %login, peer = %self.peer, "managesieve: too many failed logins from this address");
+        let Ok(guess) = delays.begin(self.peer.ip(), &login) else {
+            warn!(user = %login, peer = %self.peer, "managesieve: login refused, too many failures from this address");
             return (
-                proto::response("NO", None, "Too many authentication failures"),
+                proto::response("BYE", None, "Too many authentication failures"),
                 Next::Close,
             );
         };
@@ -361,7 +360,7 @@ impl Session {
                 (proto::response("OK", None, "Logged in"), Next::Go)
             }
             Err(crate::auth::LoginError::Unavailable(e)) => {
-                drop(guess); // not the client's fault, but it stays counted
+                drop(guess);
                 warn!(user = %login, error = %e, "managesieve: login check failed");
                 (
                     proto::response("NO", Some("TRYLATER"), "Try again later"),
@@ -372,12 +371,10 @@ impl Session {
                 let d = guess.failed();
                 warn!(user = %login, peer = %self.peer, reason = ?e, "managesieve: login failed");
                 tokio::time::sleep(d).await;
-                let next = if delays.outstanding(ip) >= crate::auth::MAX_GUESSES {
-                    Next::Close
-                } else {
-                    Next::Go
-                };
-                (proto::response("NO", None, "Authentication failed"), next)
+                (
+                    proto::response("NO", None, "Authentication failed"),
+                    Next::Go,
+                )
             }
         }
     }

@@ -66,8 +66,9 @@ pub struct Services {
 /// Shared state of every request.
 pub struct App {
     pub svc: Services,
-    /// Failed logins, per client address (the same growing delays as IMAP's).
-    pub delays: std::sync::Arc<crate::auth::FailureDelays>,
+    /// Failed logins, per client address: the daemon's one counter, shared with IMAP,
+    /// POP3 and SMTP AUTH.
+    pub delays: Arc<crate::auth::FailureDelays>,
     /// Database connections for the web's own tables (sessions, settings, counters).
     pool: Mutex<Vec<crate::db::Connection>>,
     /// The key that binds a login form's csrf value to its cookie.
@@ -148,10 +149,9 @@ impl App {
         {
             login_key.copy_from_slice(&v);
         }
-        let delays = crate::auth::FailureDelays::shared(&svc.config);
         Ok(App {
+            delays: crate::auth::FailureDelays::shared(&svc.config),
             svc,
-            delays,
             pool: Mutex::new(vec![conn]),
             login_key,
         })

@@ -204,26 +204,34 @@ pub async fn login(
     if nonce.len() != 64 || !eq_ct(login_csrf(&app, &nonce).as_bytes(), f.csrf.as_bytes()) {
         return Err(WebError::Forbidden);
     }
-    let ip = conn.peer.ip();
     let who = f.user.trim().to_string();
-    let Ok(guess) = app.delays.begin(ip, &who) else {
-        warn!(user = %who, peer = %conn.peer, "web: login refused: too many failures from this address");
+    if who.is_empty() || who.len() > 256 || f.password.len() > 1024 {
         return Ok(login_page(
             &app,
             &conn,
             &headers,
-            Some("Too many failed logins from this address; try again later."),
+            Some("Login failed: wrong user name or password."),
         ));
+    }
+    let delays = app.delays.clone();
+    let Ok(guess) = delays.begin(conn.peer.ip(), &who) else {
+        warn!(user = %who, peer = %conn.peer, "web: login refused, too many failures from this address");
+        let mut r = login_page(
+            &app,
+            &conn,
+            &headers,
+            Some("Too many failed logins from your address; try again later."),
+        );
+        *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        return Ok(r);
     };
-    let checked = if who.is_empty() || who.len() > 256 || f.password.len() > 1024 {
-        Err(crate::auth::LoginError::UnknownUser)
-    } else {
-        crate::auth::check_login(app.svc.config.clone(), &who, &f.password).await
-    };
-    let name = match checked {
-        Ok(n) => n,
+    let name = match crate::auth::check_login(app.svc.config.clone(), &who, &f.password).await {
+        Ok(n) => {
+            guess.succeeded();
+            n
+        }
         Err(crate::auth::LoginError::Unavailable(e)) => {
-            drop(guess); // not the client's fault, but it stays counted
+            drop(guess);
             return Err(WebError::Internal(format!("login of {who}: {e}")));
         }
         Err(e) => {
@@ -238,7 +246,6 @@ pub async fn login(
             ));
         }
     };
-    guess.succeeded();
     let token = random_hex();
     let (h, csrf, user) = (token_hash(&token), random_hex(), name.clone());
     let now = super::now();
