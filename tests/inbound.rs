@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use dns::TestDns;
-use mail_auth::common::crypto::{Ed25519Key, Sha256};
+use mail_auth::common::crypto::Ed25519Key;
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::DkimSigner;
 use support::{Daemon, Raw};
@@ -582,6 +582,42 @@ async fn lan_clients_are_not_checked() {
     )
     .await;
     assert_eq!(r.last().unwrap().0, 250, "{r:?}");
+    let got = wait_delivered(&d, 1).await;
+    assert!(!got[0].contains("Authentication-Results"), "{}", got[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authenticated_clients_are_not_checked() {
+    let dns = TestDns::start().await;
+    dns.list("bl.test", "127.0.0.5", "listed");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &dns,
+        "dnsbl = [\"bl.test\"]\ndnsbl_reject_at = \"rcpt\"",
+    );
+    let hash = zolder::auth::hash_password("geheim").unwrap();
+    let text = std::fs::read_to_string(&cfg).unwrap().replacen(
+        "addresses = [\"bouke@zolder.test\"]",
+        &format!("addresses = [\"bouke@zolder.test\"]\npassword_hash = \"{hash}\""),
+        1,
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let d = Daemon::start(&cfg).await;
+    // Without AUTH the listed client is refused at RCPT …
+    let mut c = client(&d, "127.0.0.5").await;
+    assert_eq!(c.cmd("EHLO roaming.example").await.0, 250);
+    assert_eq!(c.cmd("MAIL FROM:<bouke@zolder.test>").await.0, 250);
+    assert_eq!(c.cmd("RCPT TO:<sjoerd@zolder.test>").await.0, 554);
+    assert_eq!(c.cmd("RSET").await.0, 250);
+    // … after AUTH (offered from loopback) no check applies.
+    use base64::Engine;
+    let creds = base64::engine::general_purpose::STANDARD.encode("\0bouke\0geheim");
+    assert_eq!(c.cmd(&format!("AUTH PLAIN {creds}")).await.0, 235);
+    assert_eq!(c.cmd("MAIL FROM:<bouke@zolder.test>").await.0, 250);
+    assert_eq!(c.cmd("RCPT TO:<sjoerd@zolder.test>").await.0, 250);
+    let (code, t) = c.data(&message("bouke@zolder.test", "authed")).await;
+    assert_eq!(code, 250, "{t}");
     let got = wait_delivered(&d, 1).await;
     assert!(!got[0].contains("Authentication-Results"), "{}", got[0]);
 }

@@ -151,19 +151,21 @@ async fn outgoing_mail_is_signed_after_masquerading_and_verifies() {
     );
 }
 
+/// (MAIL line, RCPT lines, data) per message.
+type Got = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<String>, String)>>>;
+
 /// A bare SMTP server on `addr` (no STARTTLS): counts connections and records
 /// (MAIL, RCPTs, data) per message.
 struct Sink {
     connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    got: std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<String>, String)>>>,
+    got: Got,
 }
 
 async fn sink_on(addr: &str) -> Sink {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let l = tokio::net::TcpListener::bind(addr).await.unwrap();
     let connections: std::sync::Arc<std::sync::atomic::AtomicUsize> = Default::default();
-    let got: std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<String>, String)>>> =
-        Default::default();
+    let got: Got = Default::default();
     let (c, g) = (connections.clone(), got.clone());
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::{Config, Problem};
+
 /// `[dns]`: the resolver. No `servers` = the system's (`/etc/resolv.conf`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -199,4 +201,87 @@ impl Default for RelayConfig {
 
 fn d_mx_port() -> u16 {
     25
+}
+
+/// The own-domain keys' problems, for `zolder check`.
+pub fn validate(cfg: &Config) -> Vec<Problem> {
+    let mut out = Vec::new();
+    for (i, s) in cfg.dns.servers.iter().enumerate() {
+        if crate::net::dns::parse_server(s).is_none() {
+            out.push(
+                Problem::error(
+                    format!("dns.servers[{i}]"),
+                    format!("`{s}` is not an address"),
+                )
+                .hint("e.g. servers = [\"127.0.0.1:53\"]"),
+            );
+        }
+    }
+    for (i, k) in cfg.dkim.iter().enumerate() {
+        if let Err(e) = crate::relay::dkim::txt_record(&k.key_file) {
+            out.push(
+                Problem::error(format!("dkim[{i}].key_file"), e)
+                    .hint("make one with `zolder dkim keygen DOMAIN --selector S`"),
+            );
+        }
+        if k.selector.trim().is_empty() || k.domain.trim().is_empty() {
+            out.push(Problem::error(
+                format!("dkim[{i}]"),
+                "needs `domain` and `selector`",
+            ));
+        }
+    }
+    for (i, b) in cfg.inbound.backup_mx.iter().enumerate() {
+        if b.trim().is_empty() {
+            out.push(Problem::error(format!("inbound.backup_mx[{i}]"), "empty"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    #[test]
+    fn keys_parse_and_check_names_problems() {
+        let cfg = Config::from_str_at(
+            r#"
+[dns]
+servers = ["127.0.0.1:5353", "resolver.example"]
+[inbound]
+dnsbl = ["zen.spamhaus.org"]
+dnsbl_reject_at = "rcpt"
+dmarc_quarantine = "accept"
+[[dkim]]
+domain = "zolder.example"
+selector = "s"
+key_file = "missing.key"
+[relay]
+mode = "mx"
+mx_port = 2525
+"#,
+            Path::new("/tmp/zz/zolder.toml"),
+            false,
+        )
+        .unwrap();
+        assert_eq!(cfg.inbound.dnsbl_reject_at, RejectAt::Rcpt);
+        assert_eq!(cfg.inbound.dmarc_quarantine, FailAction::Accept);
+        assert_eq!(cfg.relay.mode, RelayMode::Mx);
+        assert_eq!(cfg.relay.mx_port, 2525);
+        assert_eq!(cfg.dkim[0].key_file, Path::new("/tmp/zz/missing.key"));
+        let p = validate(&cfg);
+        let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["dns.servers[1]", "dkim[0].key_file"], "{p:?}");
+        assert!(
+            Config::from_str_at(
+                "[inbound]\ndnsbl_reject_at = \"data\"\n",
+                Path::new("/tmp/zz/z.toml"),
+                false
+            )
+            .is_err()
+        );
+    }
+
+    use super::*;
 }

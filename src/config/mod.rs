@@ -587,6 +587,7 @@ impl Config {
         out.extend(self.scan.validate("scan"));
         out.extend(self.queue.validate("queue"));
         out.extend(self.service_problems());
+        out.extend(inbound::validate(self));
         if let (Some(_), None) | (None, Some(_)) = (&self.tls.cert, &self.tls.key) {
             out.push(Problem::error(
                 "tls",

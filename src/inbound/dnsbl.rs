@@ -64,10 +64,13 @@ pub fn reason_text(zone: &str, ip: IpAddr, txt: Option<&str>) -> String {
     }
 }
 
+/// (zone, client) → (listing or not, valid until).
+type Entries = HashMap<(String, IpAddr), (Option<Listing>, Instant)>;
+
 /// Answers per (zone, address), each until its TTL runs out.
 #[derive(Default)]
 pub struct Cache {
-    map: Mutex<HashMap<(String, IpAddr), (Option<Listing>, Instant)>>,
+    map: Mutex<Entries>,
 }
 
 impl Cache {
