@@ -182,6 +182,13 @@ impl Listener {
         Ok(Listener { name, inner })
     }
 
+    /// The bound socket itself, for a server with its own accept loop (the web
+    /// server: axum accepts). Taken through [`Listener::bind`] so that a socket kept
+    /// across a reload or bound before the privilege drop is reused.
+    pub fn into_tokio(self) -> TcpListener {
+        self.inner
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.inner
             .local_addr()

@@ -38,6 +38,9 @@ pub fn listen_addrs(cfg: &Config) -> Vec<(&'static str, String)> {
         ("submission", &l.submission),
         ("smtp", &l.smtp),
         ("status", &l.status),
+        ("web", &l.web),
+        ("webs", &l.webs),
+        ("managesieve", &l.managesieve),
     ] {
         for a in list.list() {
             if !out.iter().any(|(n, x)| *n == name && *x == a) {

@@ -38,9 +38,10 @@ pub async fn start(
     let app = Arc::new(App::new(svc.clone()).map_err(|e| anyhow::anyhow!("web server: {e}"))?);
     spawn_expiry(app.clone(), tasks);
     for a in plain {
-        let ln = TcpListener::bind(&a)
+        let ln = crate::net::Listener::bind("web", &a)
             .await
-            .map_err(|e| anyhow::anyhow!("[listen] web {a}: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("[listen] web {a}: {e}"))?
+            .into_tokio();
         let local = ln.local_addr()?;
         addrs.entry("web").or_default().push(local);
         let router = super::router(app.clone());
@@ -62,9 +63,10 @@ pub async fn start(
             Err(e) => anyhow::bail!("[listen] webs: no certificate: {e}"),
         };
         for a in tls {
-            let ln = TcpListener::bind(&a)
+            let ln = crate::net::Listener::bind("webs", &a)
                 .await
-                .map_err(|e| anyhow::anyhow!("[listen] webs {a}: {e}"))?;
+                .map_err(|e| anyhow::anyhow!("[listen] webs {a}: {e}"))?
+                .into_tokio();
             let local = ln.local_addr()?;
             addrs.entry("webs").or_default().push(local);
             let (tx, rx) = mpsc::channel(16);
