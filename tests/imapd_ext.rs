@@ -163,7 +163,7 @@ async fn binary_fetch_decodes_parts() {
     let r = c.cmd(b"F2", b"FETCH 1 (BINARY[1]<0.6>)").await;
     assert_eq!(
         r[0],
-        b"* 1 FETCH (BINARY[1]<0> {6}\r\ncaf\xe9 a FLAGS (\\Seen))".to_vec(),
+        b"* 1 FETCH (BINARY[1]<0> {6}\r\ncaf\xe9 a FLAGS (\\Seen \\Recent))".to_vec(),
         "{}",
         show(&r)
     );
@@ -616,6 +616,8 @@ async fn notify_reports_changes_between_commands() {
     );
     b.append("INBOX", b"Subject: i1\r\n\r\nz\r\n").await;
     assert_eq!(a.line().await, b"* 1 EXISTS".to_vec());
+    // RFC 3501 §7.3.2: the first session to see it takes it as recent.
+    assert_eq!(a.line().await, b"* 1 RECENT".to_vec());
     assert_eq!(a.line().await, b"* 1 FETCH (UID 1)".to_vec());
     b.cmd(b"SS", b"SELECT Lists").await;
     b.cmd(b"ST", b"STORE 1 +FLAGS (\\Seen)").await;

@@ -16,12 +16,15 @@ use std::path::{Path, PathBuf};
 /// An entry `"deliver::scan"` allows only that sub-module of `deliver`.
 const ALLOWED: &[(&str, &[&str])] = &[
     ("message", &[]),
-    ("config", &["message"]),
+    ("config", &["message", "net::dns", "relay::dkim"]),
     ("db", &["message", "config"]),
     ("net", &["message", "config"]),
     ("auth", &["message", "config", "db"]),
     ("spool", &["message", "config", "db"]),
-    ("deliver", &["message", "config", "db", "spool"]),
+    (
+        "deliver",
+        &["message", "config", "db", "spool", "inbound::auth"],
+    ),
     ("fetch", &["message", "config", "db", "net", "auth"]),
     (
         "imapd",
@@ -50,6 +53,17 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("status", &["message", "config", "db", "net"]),
     ("managesieve", &["message", "config", "db", "net", "auth"]),
+    (
+        "inbound",
+        &[
+            "message",
+            "config",
+            "db",
+            "net",
+            "submit::policy",
+            "submit::proto",
+        ],
+    ),
     (
         "web",
         &[

@@ -239,7 +239,10 @@ impl Framer {
                         return Frame::TooBig { tag, fatal: true };
                     }
                     let total = (line_end as u64 + 1).saturating_add(n);
-                    if n > self.max_literal as u64 || total > max_command as u64 {
+                    if n > self.max_literal as u64
+                        || total > max_command as u64
+                        || (self.scan as u64).saturating_add(n) > self.max_total as u64
+                    {
                         let tag = self.tag();
                         if sync {
                             // The client has not sent the literal: refuse and go on.
