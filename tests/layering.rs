@@ -49,6 +49,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "auth",
             "queue",
             "deliver::scan",
+            "inbound",
         ],
     ),
     ("status", &["message", "config", "db", "net"]),
