@@ -50,19 +50,11 @@ pub fn run(path: &Path, args: Args) -> anyhow::Result<i32> {
         return Ok(EX_CONFIG);
     }
     if !args.quiet {
-        let l = &cfg.listen;
-        let listening: Vec<String> = [
-            ("imap", &l.imap),
-            ("imaps", &l.imaps),
-            ("pop3", &l.pop3),
-            ("pop3s", &l.pop3s),
-            ("submission", &l.submission),
-            ("smtp", &l.smtp),
-            ("status", &l.status),
-        ]
-        .iter()
-        .flat_map(|(n, v)| v.list().into_iter().map(move |a| format!("{n} {a}")))
-        .collect();
+        // The same list the daemon binds (web, webs and managesieve included).
+        let listening: Vec<String> = crate::service::listen_addrs(&cfg)
+            .into_iter()
+            .map(|(n, a)| format!("{n} {a}"))
+            .collect();
         // Accounts from `fetchmailrc = "…"` count too.
         let accounts = crate::config::fetchmailrc::load_accounts(&cfg)
             .map(|(a, _)| a.len())
